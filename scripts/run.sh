@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Starts a Neurite homeserver locally under `wrangler dev`, doing all set-up first
+# (tools, build, local D1 schema, a development signing key generated once).
+#
+# Settings (flag, or environment variable, or default):
+#   --port N            NEURITE_PORT         8787
+#   --server-name NAME  NEURITE_SERVER_NAME  localhost:<port>
+#   --state-dir DIR     NEURITE_STATE_DIR    .neurite/<server name>
+#   --registration M    NEURITE_REGISTRATION open   (closed | open | token)
+#   --inspector-port N  NEURITE_INSPECTOR_PORT  port + 1000
+# NEURITE_SKIP_SETUP=1 / NEURITE_SKIP_BUILD=1 skip those steps (the test harness uses them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port="${NEURITE_PORT:-8787}"
+server_name="${NEURITE_SERVER_NAME:-}"
+state_dir="${NEURITE_STATE_DIR:-}"
+registration="${NEURITE_REGISTRATION:-open}"
+inspector_port="${NEURITE_INSPECTOR_PORT:-}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --port) port="$2"; shift 2 ;;
+    --server-name) server_name="$2"; shift 2 ;;
+    --state-dir) state_dir="$2"; shift 2 ;;
+    --registration) registration="$2"; shift 2 ;;
+    --inspector-port) inspector_port="$2"; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+server_name="${server_name:-localhost:$port}"
+state_dir="${state_dir:-.neurite/${server_name//[^A-Za-z0-9._-]/_}}"
+inspector_port="${inspector_port:-$((port + 1000))}"
+
+[ "${NEURITE_SKIP_SETUP:-}" = 1 ] || scripts/setup.sh
+[ "${NEURITE_SKIP_BUILD:-}" = 1 ] || scripts/build.sh
+
+export PATH="$PWD/node_modules/.bin:$PATH"   # Node 22 for wrangler
+export WRANGLER_SEND_METRICS=false
+mkdir -p "$state_dir"
+
+# The development signing key: generated once per state directory, never committed.
+key_file="$state_dir/signing.key"
+if [ ! -s "$key_file" ]; then
+  seed=$(head -c 32 /dev/urandom | base64 | tr -d '=\n')
+  version="a_$(head -c 6 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 4)"
+  (umask 077; echo "ed25519 $version $seed" > "$key_file")
+  echo "[run] generated signing key $key_file" >&2
+fi
+signing_key=$(cat "$key_file")
+
+# Local D1: the schema is idempotent and applied on every start.
+wrangler d1 execute DB --local --persist-to "$state_dir" --file schema.sql > "$state_dir/d1-apply.log" 2>&1 \
+  || { cat "$state_dir/d1-apply.log" >&2; exit 1; }
+
+echo "[run] Neurite $server_name on http://127.0.0.1:$port (state in $state_dir)" >&2
+exec wrangler dev --ip 127.0.0.1 --port "$port" --inspector-port "$inspector_port" \
+  --persist-to "$state_dir" --show-interactive-dev-session=false \
+  --var "SERVER_NAME:$server_name" \
+  --var "PUBLIC_BASEURL:http://127.0.0.1:$port" \
+  --var "REGISTRATION:$registration" \
+  --var "SIGNING_KEY:$signing_key"

@@ -1,0 +1,3 @@
+//! Client-Server API handlers, one file per spec area.
+
+pub mod versions;

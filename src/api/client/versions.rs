@@ -1,0 +1,12 @@
+//! `GET /_matrix/client/versions`
+
+use serde_json::{json, Value};
+
+/// Spec versions whose client API Neurite serves. Later versions are added as the
+/// endpoints they require land (v1.11 needs authenticated media, for example).
+pub const SPEC_VERSIONS: &[&str] = &["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"];
+
+/// `GET /_matrix/client/versions`
+pub fn get() -> Value {
+    json!({ "versions": SPEC_VERSIONS, "unstable_features": {} })
+}

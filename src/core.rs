@@ -1,0 +1,4 @@
+//! Pure Matrix logic. No Workers types, no async, no clock or RNG of its own: callers
+//! pass time and randomness in.
+
+pub mod keys;

@@ -1,0 +1,40 @@
+//! The append-only log between the roomserver and its consumers: the messages on the
+//! `room-log` Queue and the consumer dispatch.
+
+use serde::{Deserialize, Serialize};
+use worker::MessageExt;
+
+/// One record on the `room-log` Queue. Versioned so old messages still in flight during
+/// a deploy stay readable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "v")]
+pub enum LogRecord {
+    /// An event accepted into a room at a stream position.
+    #[serde(rename = "1")]
+    Event {
+        room_id: String,
+        stream_pos: u64,
+        event_id: String,
+    },
+}
+
+/// `room-log` consumer: each record is acknowledged once handled. Records this build
+/// cannot read are logged and acknowledged (a permanent failure, invariant 3).
+#[worker::event(queue)]
+pub async fn consume(
+    batch: worker::MessageBatch<serde_json::Value>,
+    _env: worker::Env,
+    _ctx: worker::Context,
+) -> worker::Result<()> {
+    for message in batch.raw_iter() {
+        let body: serde_json::Value = serde_wasm_bindgen::from_value(message.body()).unwrap_or_default();
+        match serde_json::from_value::<LogRecord>(body) {
+            Ok(LogRecord::Event { .. }) => message.ack(),
+            Err(err) => {
+                crate::platform::log_error(&format!("room-log: unreadable record: {err}"));
+                message.ack();
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The only module that touches Workers bindings: binding names (matching
+//! `wrangler.toml`), configuration from vars and secrets, the clock, randomness, and
+//! the conversion between Workers' HTTP types and ours.
+
+pub mod env;
+pub mod http;
+
+use std::sync::{Arc, OnceLock};
+
+use crate::config::{Config, RegistrationMode};
+use crate::core::keys::SigningKey;
+
+/// What a request handler gets: configuration and access to the bindings.
+pub struct Ctx {
+    pub config: Arc<Config>,
+    pub env: worker::Env,
+}
+
+impl Ctx {
+    pub fn new(env: worker::Env) -> Result<Self, String> {
+        Ok(Self {
+            config: config(&env)?,
+            env,
+        })
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the runtime's clock.
+pub fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+/// Fills `buf` from the platform's cryptographic RNG.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), String> {
+    getrandom::fill(buf).map_err(|e| e.to_string())
+}
+
+pub fn log_error(message: &str) {
+    worker::console_error!("{message}");
+}
+
+static CONFIG: OnceLock<Result<Arc<Config>, String>> = OnceLock::new();
+
+/// The configuration, read once per isolate.
+pub fn config(env: &worker::Env) -> Result<Arc<Config>, String> {
+    CONFIG.get_or_init(|| read_config(env).map(Arc::new)).clone()
+}
+
+fn read_config(env: &worker::Env) -> Result<Config, String> {
+    let var = |name: &str| {
+        env.var(name)
+            .map(|v| v.to_string())
+            .map_err(|_| format!("missing var {name}"))
+    };
+    let server_name = var(env::SERVER_NAME)?;
+    let public_baseurl = var(env::PUBLIC_BASEURL)?;
+    let registration = RegistrationMode::parse(&var(env::REGISTRATION)?)
+        .ok_or_else(|| format!("{} must be closed, open or token", env::REGISTRATION))?;
+    let key_text = env
+        .secret(env::SIGNING_KEY)
+        .map(|s| s.to_string())
+        .or_else(|_| var(env::SIGNING_KEY))
+        .map_err(|_| format!("missing secret {}", env::SIGNING_KEY))?;
+    let signing_key = SigningKey::parse(&key_text).map_err(|e| format!("{}: {e}", env::SIGNING_KEY))?;
+    Ok(Config {
+        server_name,
+        public_baseurl,
+        registration,
+        signing_key,
+    })
+}

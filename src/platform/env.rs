@@ -1,0 +1,13 @@
+//! Binding and variable names; these must match `wrangler.toml`.
+
+pub const SERVER_NAME: &str = "SERVER_NAME";
+pub const PUBLIC_BASEURL: &str = "PUBLIC_BASEURL";
+pub const REGISTRATION: &str = "REGISTRATION";
+/// Secret: `ed25519 <version> <base64 seed>`.
+pub const SIGNING_KEY: &str = "SIGNING_KEY";
+
+pub const DB: &str = "DB";
+pub const ROOMS: &str = "ROOMS";
+pub const USERS: &str = "USERS";
+pub const ROOM_LOG: &str = "ROOM_LOG";
+pub const MEDIA: &str = "MEDIA";
