@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::alphabet::STANDARD as STANDARD_ALPHABET;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
+use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use ruma::serde::Base64;
 use ruma::signatures::{sign_json, verify_json, Ed25519KeyPair, KeyPair, PublicKeyMap};
@@ -65,9 +67,7 @@ impl SigningKey {
         else {
             return Err(KeyError::Format);
         };
-        let bytes = STANDARD_NO_PAD
-            .decode(seed.trim_end_matches('='))
-            .map_err(|_| KeyError::Seed)?;
+        let bytes = decode_base64(seed).ok_or(KeyError::Seed)?;
         let seed: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Seed)?;
         Self::from_seed(seed, version)
     }
@@ -107,9 +107,7 @@ impl SigningKey {
 pub fn public_key_map(entries: &[(&str, &str, &str)]) -> Result<PublicKeyMap, KeyError> {
     let mut map: PublicKeyMap = BTreeMap::new();
     for (server, key_id, key) in entries {
-        let bytes = STANDARD_NO_PAD
-            .decode(key.trim_end_matches('='))
-            .map_err(|_| KeyError::Seed)?;
+        let bytes = decode_base64(key).ok_or(KeyError::Seed)?;
         map.entry((*server).to_owned())
             .or_default()
             .insert((*key_id).to_owned(), Base64::new(bytes));
@@ -152,12 +150,18 @@ pub fn server_keys_response(
     Ok(object)
 }
 
+/// Lenient standard base64: padding optional, non-zero trailing bits allowed (the
+/// spec's own example seed has them, and Synapse-generated keys are read this way).
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD_ALPHABET,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
 /// Decodes standard base64 with or without padding (keys and seeds appear both ways).
 pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    STANDARD_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .ok()
-        .or_else(|| STANDARD.decode(text).ok())
+    LENIENT.decode(text).ok()
 }
 
 #[cfg(test)]
