@@ -219,6 +219,9 @@ pub fn load_state(db: &dyn Sql, group: i64) -> Result<StateNids, SqlError> {
     Ok(state)
 }
 
+/// One state entry change: the key and its new event nid (`None`: removed).
+type Change<'a> = (&'a StateKey, Option<i64>);
+
 /// Stores `state` as a new group on top of `parent` (whose full state is
 /// `parent_state`), writing only the difference, or a full snapshot when the chain is
 /// long. Returns `parent` itself when nothing differs.
@@ -234,9 +237,9 @@ pub fn store_state(
             .transpose()?,
         None => None,
     };
-    let delta: Option<(i64, Vec<(&StateKey, Option<i64>)>)> = match (parent, chain_len) {
+    let delta: Option<(i64, Vec<Change<'_>>)> = match (parent, chain_len) {
         (Some((id, before)), Some(len)) if len + 1 < SNAPSHOT_INTERVAL => {
-            let mut changes: Vec<(&StateKey, Option<i64>)> = state
+            let mut changes: Vec<Change<'_>> = state
                 .iter()
                 .filter(|(k, v)| before.get(*k) != Some(*v))
                 .map(|(k, v)| (k, Some(*v)))
