@@ -135,9 +135,15 @@ pub mod testing {
 
     pub struct MemorySql(pub rusqlite::Connection);
 
+    impl Default for MemorySql {
+        fn default() -> Self {
+            Self(rusqlite::Connection::open_in_memory().expect("in-memory sqlite"))
+        }
+    }
+
     impl MemorySql {
         pub fn new() -> Self {
-            Self(rusqlite::Connection::open_in_memory().expect("in-memory sqlite"))
+            Self::default()
         }
     }
 
