@@ -1,4 +1,15 @@
 //! Pure Matrix logic. No Workers types, no async, no clock or RNG of its own: callers
 //! pass time and randomness in.
 
+pub mod auth;
+pub mod builder;
+pub mod canonical;
+pub mod event_hash;
+pub mod format;
 pub mod keys;
+pub mod pdu;
+pub mod room_version;
+pub mod state_res;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod verify;
