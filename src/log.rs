@@ -15,7 +15,29 @@ pub enum LogRecord {
         room_id: String,
         stream_pos: u64,
         event_id: String,
+        sender: String,
+        event_type: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state_key: Option<String>,
+        /// `content.membership` for member events.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        membership: Option<String>,
+        /// The current-state entries this event changed (added, replaced or removed),
+        /// so consumers never recompute state.
+        #[serde(default)]
+        state: Vec<StateChange>,
     },
+}
+
+/// One current-state entry that changed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StateChange {
+    pub event_type: String,
+    pub state_key: String,
+    /// The event now in the state; `None` if the entry left the state.
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<String>,
 }
 
 /// `room-log` consumer: each record is acknowledged once handled. Records this build

@@ -1,5 +1,8 @@
 //! The roomserver: one Durable Object per room, the only writer of that room's DAG.
 
+pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub mod schema;
 pub mod store;
 

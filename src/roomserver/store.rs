@@ -130,19 +130,26 @@ pub fn insert_event(db: &dyn Sql, e: &NewEvent<'_>) -> Result<i64, SqlError> {
             e.json
         ],
     )?;
-    row.ok_or_else(|| SqlError("insert returned no row".into()))?.int(0)
+    row.ok_or_else(|| SqlError("insert returned no row".into()))?
+        .int(0)
 }
 
 pub fn event_by_id(db: &dyn Sql, event_id: &str) -> Result<Option<EventRow>, SqlError> {
-    db.query_opt(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?"), params![event_id])?
-        .map(|r| event_row(&r))
-        .transpose()
+    db.query_opt(
+        &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?"),
+        params![event_id],
+    )?
+    .map(|r| event_row(&r))
+    .transpose()
 }
 
 pub fn event_by_nid(db: &dyn Sql, nid: i64) -> Result<Option<EventRow>, SqlError> {
-    db.query_opt(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE nid = ?"), params![nid])?
-        .map(|r| event_row(&r))
-        .transpose()
+    db.query_opt(
+        &format!("SELECT {EVENT_COLUMNS} FROM events WHERE nid = ?"),
+        params![nid],
+    )?
+    .map(|r| event_row(&r))
+    .transpose()
 }
 
 pub fn events_by_nids(db: &dyn Sql, nids: &[i64]) -> Result<Vec<EventRow>, SqlError> {
@@ -151,7 +158,10 @@ pub fn events_by_nids(db: &dyn Sql, nids: &[i64]) -> Result<Vec<EventRow>, SqlEr
     for chunk in nids.chunks(90) {
         let marks = vec!["?"; chunk.len()].join(",");
         let params: Vec<_> = chunk.iter().map(|n| (*n).into()).collect();
-        for row in db.query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE nid IN ({marks})"), &params)? {
+        for row in db.query(
+            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE nid IN ({marks})"),
+            &params,
+        )? {
             out.push(event_row(&row)?);
         }
     }
@@ -244,7 +254,12 @@ pub fn store_state(
                 .filter(|(k, v)| before.get(*k) != Some(*v))
                 .map(|(k, v)| (k, Some(*v)))
                 .collect();
-            changes.extend(before.keys().filter(|k| !state.contains_key(*k)).map(|k| (k, None)));
+            changes.extend(
+                before
+                    .keys()
+                    .filter(|k| !state.contains_key(*k))
+                    .map(|k| (k, None)),
+            );
             if changes.is_empty() {
                 return Ok(id);
             }
@@ -294,9 +309,15 @@ pub fn extremities(db: &dyn Sql) -> Result<Vec<String>, SqlError> {
 /// The new event replaces the extremities it references.
 pub fn update_extremities(db: &dyn Sql, new_event: &str, prev_events: &[String]) -> Result<(), SqlError> {
     for prev in prev_events {
-        db.execute("DELETE FROM extremities WHERE event_id = ?", params![prev.as_str()])?;
+        db.execute(
+            "DELETE FROM extremities WHERE event_id = ?",
+            params![prev.as_str()],
+        )?;
     }
-    db.execute("INSERT OR IGNORE INTO extremities (event_id) VALUES (?)", params![new_event])
+    db.execute(
+        "INSERT OR IGNORE INTO extremities (event_id) VALUES (?)",
+        params![new_event],
+    )
 }
 
 pub fn txn_event(db: &dyn Sql, user: &str, device: &str, txn: &str) -> Result<Option<String>, SqlError> {
@@ -371,7 +392,9 @@ mod tests {
             assert_eq!(&load_state(&db, *g).expect("load"), expected, "group {g}");
         }
         // Storage grows with changes: ~one row per change plus periodic snapshots.
-        let rows = db.query("SELECT count(*) FROM state_entries", params![]).expect("count")[0]
+        let rows = db
+            .query("SELECT count(*) FROM state_entries", params![])
+            .expect("count")[0]
             .int(0)
             .expect("int");
         assert!(rows < 101 + 4 * 41, "{rows} rows");
@@ -397,7 +420,10 @@ mod tests {
         update_extremities(&db, "$a", &[]).expect("a");
         update_extremities(&db, "$b", &["$a".into()]).expect("b");
         update_extremities(&db, "$c", &["$a".into()]).expect("c (fork)");
-        assert_eq!(extremities(&db).expect("ext"), vec!["$b".to_owned(), "$c".to_owned()]);
+        assert_eq!(
+            extremities(&db).expect("ext"),
+            vec!["$b".to_owned(), "$c".to_owned()]
+        );
         update_extremities(&db, "$d", &["$b".into(), "$c".into()]).expect("merge");
         assert_eq!(extremities(&db).expect("ext"), vec!["$d".to_owned()]);
     }

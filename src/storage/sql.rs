@@ -185,10 +185,17 @@ pub mod testing {
     #[test]
     fn round_trips_values() {
         let db = MemorySql::new();
-        db.execute_batch("CREATE TABLE t (a INTEGER, b TEXT, c BLOB)").expect("create");
-        db.execute("INSERT INTO t VALUES (?, ?, ?)", params![7i64, "x", None::<String>])
-            .expect("insert");
-        let row = db.query_opt("SELECT a, b, c FROM t", params![]).expect("select").expect("row");
+        db.execute_batch("CREATE TABLE t (a INTEGER, b TEXT, c BLOB)")
+            .expect("create");
+        db.execute(
+            "INSERT INTO t VALUES (?, ?, ?)",
+            params![7i64, "x", None::<String>],
+        )
+        .expect("insert");
+        let row = db
+            .query_opt("SELECT a, b, c FROM t", params![])
+            .expect("select")
+            .expect("row");
         assert_eq!(row.int(0), Ok(7));
         assert_eq!(row.text(1), Ok("x"));
         assert_eq!(row.opt_text(2), Ok(None));
