@@ -44,13 +44,13 @@ pub struct StateChange {
 /// cannot read are logged and acknowledged (a permanent failure, invariant 3).
 #[worker::event(queue)]
 pub async fn consume(
-    batch: worker::MessageBatch<serde_json::Value>,
+    batch: worker::MessageBatch<String>,
     _env: worker::Env,
     _ctx: worker::Context,
 ) -> worker::Result<()> {
     for message in batch.raw_iter() {
-        let body: serde_json::Value = serde_wasm_bindgen::from_value(message.body()).unwrap_or_default();
-        match serde_json::from_value::<LogRecord>(body) {
+        let body: String = serde_wasm_bindgen::from_value(message.body()).unwrap_or_default();
+        match serde_json::from_str::<LogRecord>(&body) {
             Ok(LogRecord::Event { .. }) => message.ack(),
             Err(err) => {
                 crate::platform::log_error(&format!("room-log: unreadable record: {err}"));
