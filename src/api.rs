@@ -22,7 +22,7 @@ use router::{route, Endpoint};
 /// Answers one request: CORS, body limit, routing, the handler, and the error edge.
 pub async fn handle(ctx: &Ctx, req: HttpRequest) -> HttpResponse {
     let cors = cors::applies_to(&req.path);
-    let mut response = if req.method == Method::Options && cors {
+    let response = if req.method == Method::Options && cors {
         HttpResponse::ok(&Value::Object(Default::default()))
     } else {
         match answer(ctx, &req).await {
@@ -35,7 +35,12 @@ pub async fn handle(ctx: &Ctx, req: HttpRequest) -> HttpResponse {
             }
         }
     };
-    if cors {
+    with_cors(&req.path, response)
+}
+
+/// Adds the CORS headers to answers on the paths browser clients use.
+pub fn with_cors(path: &str, mut response: HttpResponse) -> HttpResponse {
+    if cors::applies_to(path) {
         for (name, value) in cors::HEADERS {
             response = response.with_header(name, value);
         }

@@ -4,6 +4,7 @@
 
 pub mod env;
 pub mod http;
+pub mod sql;
 
 use std::sync::{Arc, OnceLock};
 

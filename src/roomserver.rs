@@ -1,5 +1,8 @@
 //! The roomserver: one Durable Object per room, the only writer of that room's DAG.
 
+pub mod schema;
+pub mod store;
+
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::api::http::HttpResponse;

@@ -11,7 +11,10 @@ pub async fn serve(mut req: worker::Request, env: worker::Env) -> worker::Result
     let response = match Ctx::new(env) {
         Ok(ctx) => match read_request(&mut req).await {
             Ok(request) => api::handle(&ctx, request).await,
-            Err(err) => HttpResponse::error(&err),
+            Err(err) => {
+                let path = req.path();
+                api::with_cors(&path, HttpResponse::error(&err))
+            }
         },
         Err(detail) => {
             log_error(&format!("configuration error: {detail}"));
@@ -39,7 +42,7 @@ async fn read_request(req: &mut worker::Request) -> Result<HttpRequest, MatrixEr
         return Err(MatrixError::too_large(MAX_JSON_BODY));
     }
     Ok(HttpRequest {
-        method: Method::parse(&req.method().to_string()),
+        method: Method::parse(req.method().as_ref()),
         path: url.path().to_owned(),
         query: url.query().map(parse_query).unwrap_or_default(),
         headers,

@@ -1,0 +1,325 @@
+//! Starts real Neurite servers under `wrangler dev` for the system tests and talks
+//! Matrix HTTP to them.
+//!
+//! Each server gets a free port, a free inspector port and its own state directory
+//! under `target/system-tests/`. It runs in its own process group, which is killed when
+//! the `Server` is dropped and, for servers that live in statics (never dropped), by a
+//! small watchdog that notices the test process is gone — so nothing outlives a failed
+//! or interrupted test run.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// How a test server is configured.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub registration: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { registration: "open" }
+    }
+}
+
+pub struct Server {
+    pub port: u16,
+    pub server_name: String,
+    pub state_dir: PathBuf,
+    child: Child,
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Builds the worker once per test binary (skipped by the script when up to date).
+fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(repo_root().join("scripts/build.sh"))
+            .status()
+            .expect("run scripts/build.sh");
+        assert!(status.success(), "scripts/build.sh failed");
+    });
+}
+
+impl Server {
+    /// Starts a server and waits until it answers `/_matrix/client/versions`.
+    pub fn start(options: Options) -> Server {
+        ensure_built();
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let port = free_port();
+        let mut inspector = free_port();
+        while inspector == port {
+            inspector = free_port();
+        }
+        let server_name = format!("localhost:{port}");
+        let state_dir = repo_root()
+            .join("target/system-tests")
+            .join(format!("{}-{n}-{port}", std::process::id()));
+        let _ = fs::remove_dir_all(&state_dir);
+        fs::create_dir_all(&state_dir).expect("create state dir");
+        let log = File::create(state_dir.join("server.log")).expect("create log");
+        let child = Command::new("bash")
+            .arg(repo_root().join("scripts/run.sh"))
+            .args(["--port", &port.to_string()])
+            .args(["--inspector-port", &inspector.to_string()])
+            .args(["--server-name", &server_name])
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["--registration", options.registration])
+            .env("NEURITE_SKIP_SETUP", "1")
+            .env("NEURITE_SKIP_BUILD", "1")
+            .env("CI", "true")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("spawn scripts/run.sh");
+        spawn_watchdog(child.id());
+        let mut server = Server {
+            port,
+            server_name,
+            state_dir,
+            child,
+        };
+        server.wait_until_ready();
+        server
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A client with no access token.
+    pub fn client(&self) -> Client {
+        Client {
+            base: self.base_url(),
+            token: None,
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = File::open(self.state_dir.join("server.log")) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let start = text.len().saturating_sub(4000);
+        let start = (start..text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text[start..].to_owned()
+    }
+
+    fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited early ({status}); log:\n{}", self.log_tail());
+            }
+            let url = format!("{}/_matrix/client/versions", self.base_url());
+            if let Ok(resp) = agent.get(&url).call() {
+                if resp.status() == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("server did not answer within 180 s; log:\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        kill_group(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill").args(["-TERM", &format!("-{pgid}")]).status();
+}
+
+/// Kills the server's process group once this test process has exited.
+fn spawn_watchdog(pgid: u32) {
+    let me = std::process::id();
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 1; done; \
+         kill -TERM -{pgid} 2>/dev/null; sleep 3; kill -KILL -{pgid} 2>/dev/null"
+    );
+    let _ = Command::new("bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+}
+
+/// The server shared by the tests of this binary (open registration).
+pub fn shared() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| Server::start(Options::default()))
+}
+
+/// A response: status, headers we care about, and the body as JSON (or `Null`).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn errcode(&self) -> Option<&str> {
+        self.body.get("errcode").and_then(Value::as_str)
+    }
+
+    /// Asserts a status and returns the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts an error status and code.
+    #[track_caller]
+    pub fn expect_err(&self, status: u16, errcode: &str) {
+        assert_eq!(
+            (self.status, self.errcode()),
+            (status, Some(errcode)),
+            "unexpected answer: {}",
+            self.body
+        );
+    }
+}
+
+/// A small typed Matrix HTTP client.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub token: Option<String>,
+}
+
+impl Client {
+    pub fn with_token(&self, token: &str) -> Client {
+        Client {
+            base: self.base.clone(),
+            token: Some(token.to_owned()),
+        }
+    }
+
+    fn agent() -> &'static ureq::Agent {
+        static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+        AGENT.get_or_init(|| ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build())
+    }
+
+    /// Sends a request with a raw body and extra headers.
+    pub fn raw(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Resp {
+        let mut req = Self::agent().request(method, &format!("{}{}", self.base, path));
+        if let Some(token) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            req = req.set(name, value);
+        }
+        let result = match body {
+            Some(bytes) => req.send_bytes(bytes),
+            None => req.call(),
+        };
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(ureq::Error::Status(_, resp)) => resp,
+            Err(err) => panic!("{method} {path}: transport error {err}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|name| resp.header(&name).map(|v| (name.clone(), v.to_owned())))
+            .collect();
+        let text = resp.into_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.raw("GET", path, None, &[])
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.raw("DELETE", path, None, &[])
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        let bytes = serde_json::to_vec(body).expect("serialize");
+        self.raw(
+            "POST",
+            path,
+            Some(&bytes),
+            &[("Content-Type", "application/json")],
+        )
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Resp {
+        let bytes = serde_json::to_vec(body).expect("serialize");
+        self.raw("PUT", path, Some(&bytes), &[("Content-Type", "application/json")])
+    }
+
+    /// Registers a user with open registration (`m.login.dummy`) and returns a client
+    /// holding its access token, plus the user id.
+    pub fn register(&self, username: &str, password: &str) -> (Client, String) {
+        let body = self
+            .post(
+                "/_matrix/client/v3/register",
+                &json!({"username": username, "password": password, "auth": {"type": "m.login.dummy"}}),
+            )
+            .expect(200);
+        let token = body["access_token"].as_str().expect("access_token");
+        let user_id = body["user_id"].as_str().expect("user_id").to_owned();
+        (self.with_token(token), user_id)
+    }
+}
+
+/// A process-unique name, for usernames and the like that must not collide between tests.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}{n}x{nanos:x}")
+}
