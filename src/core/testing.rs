@@ -48,6 +48,7 @@ pub(crate) struct Branch {
 }
 
 pub(crate) struct TestRoom {
+    #[allow(dead_code)] // for the roomserver's tests
     pub version: RoomVersionId,
     pub rules: RoomVersionRules,
     pub room_id: OwnedRoomId,
@@ -150,6 +151,7 @@ impl TestRoom {
         .expect("event builds")
     }
 
+    #[allow(dead_code)] // for the roomserver's tests
     pub fn build(&mut self, sender: &str, new: NewEvent) -> Pdu {
         let main = self.main.clone();
         self.build_on(&main, sender, new)
