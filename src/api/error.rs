@@ -159,7 +159,11 @@ impl MatrixError {
     /// Rebuilds an error answered by a Durable Object. Codes outside the table keep
     /// their status but are reported as `M_UNKNOWN`.
     pub fn from_parts(status: u16, errcode: &str, error: impl Into<String>) -> Self {
-        let code = KNOWN_CODES.iter().find(|c| **c == errcode).copied().unwrap_or("M_UNKNOWN");
+        let code = KNOWN_CODES
+            .iter()
+            .find(|c| **c == errcode)
+            .copied()
+            .unwrap_or("M_UNKNOWN");
         let err = Self::new(code, error);
         if err.status() == status {
             err

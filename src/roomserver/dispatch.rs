@@ -55,7 +55,9 @@ impl From<RoomError> for RoomFailure {
             RoomError::Exists => fail(400, "M_ROOM_IN_USE", "Room already exists"),
             RoomError::Forbidden(why) => forbidden(why),
             RoomError::Build(b) => fail(400, "M_BAD_JSON", b.to_string()),
-            RoomError::UnsupportedVersion => fail(400, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version"),
+            RoomError::UnsupportedVersion => {
+                fail(400, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version")
+            }
             other => fail(500, "M_UNKNOWN", other.to_string()),
         }
     }
@@ -67,7 +69,9 @@ fn parse_user(user: &str) -> Result<&UserId, RoomFailure> {
 
 fn new_event(spec: EventSpec) -> Result<NewEvent, RoomFailure> {
     let redacts = match spec.redacts {
-        Some(r) => Some(OwnedEventId::try_from(r).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid event id"))?),
+        Some(r) => {
+            Some(OwnedEventId::try_from(r).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid event id"))?)
+        }
         None => None,
     };
     if !spec.content.is_object() {
@@ -85,7 +89,11 @@ fn new_event(spec: EventSpec) -> Result<NewEvent, RoomFailure> {
 pub fn handle(db: &dyn Sql, host: &Host<'_>, req: RoomRequest) -> Result<Value, RoomFailure> {
     store::init(db).map_err(RoomError::from)?;
     match req {
-        RoomRequest::Create { create, sender, steps } => create_room(db, host, create, &sender, steps),
+        RoomRequest::Create {
+            create,
+            sender,
+            steps,
+        } => create_room(db, host, create, &sender, steps),
         RoomRequest::Send {
             sender,
             device_id,
@@ -110,7 +118,10 @@ fn create_room(
     if room_info(db)?.is_some() {
         return Err(RoomError::Exists.into());
     }
-    let version = create["content"]["room_version"].as_str().unwrap_or("1").to_owned();
+    let version = create["content"]["room_version"]
+        .as_str()
+        .unwrap_or("1")
+        .to_owned();
     let (_, rules) = crate::core::room_version::parse(&version).ok_or(RoomError::UnsupportedVersion)?;
     let object = serde_json::from_value(create).map_err(|e| fail(400, "M_BAD_JSON", e.to_string()))?;
     // Our own event, checked like any other.
@@ -163,7 +174,11 @@ fn visibility(room: &mut Engine<'_>, user: &str) -> Result<Visibility, RoomFailu
     let state = room.current_state_pdus()?;
     let world_readable = state
         .get(&("m.room.history_visibility".into(), String::new()))
-        .and_then(|p| p.content()["history_visibility"].as_str().map(|v| v == "world_readable"))
+        .and_then(|p| {
+            p.content()["history_visibility"]
+                .as_str()
+                .map(|v| v == "world_readable")
+        })
         .unwrap_or(false);
     let member = state.get(&("m.room.member".into(), user.to_owned()));
     let membership = member.and_then(membership_of);
@@ -219,7 +234,9 @@ fn parse_token(t: &str) -> Result<i64, RoomFailure> {
 }
 
 fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Value, RoomFailure> {
-    let latest = store::meta_int(room.db, "stream_pos").map_err(RoomError::from)?.unwrap_or(0);
+    let latest = store::meta_int(room.db, "stream_pos")
+        .map_err(RoomError::from)?
+        .unwrap_or(0);
     match req {
         RoomRequest::Membership { user_id } => {
             let state = room.current_state_pdus()?;
@@ -236,10 +253,7 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
             };
             let mut events: Vec<&Pdu> = state.values().collect();
             events.sort_by(|a, b| a.kind().cmp(&b.kind()).then(a.state_key().cmp(&b.state_key())));
-            let list: Vec<Value> = events
-                .into_iter()
-                .map(|p| p.to_client_event(None))
-                .collect();
+            let list: Vec<Value> = events.into_iter().map(|p| p.to_client_event(None)).collect();
             Ok(Value::Array(list))
         }
         RoomRequest::StateEvent {
@@ -318,22 +332,38 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
             let types = filter_list(filter.as_ref(), "types");
             let not_types = filter_list(filter.as_ref(), "not_types");
             let keep = |row: &EventRow| {
-                types.as_ref().is_none_or(|t| t.iter().any(|x| x == &row.event_type))
-                    && !not_types.as_ref().is_some_and(|t| t.iter().any(|x| x == &row.event_type))
+                types
+                    .as_ref()
+                    .is_none_or(|t| t.iter().any(|x| x == &row.event_type))
+                    && !not_types
+                        .as_ref()
+                        .is_some_and(|t| t.iter().any(|x| x == &row.event_type))
             };
             let (rows, start, end) = match dir {
                 Dir::Backward => {
-                    let from = from.as_deref().map(parse_token).transpose()?.unwrap_or(ceiling).min(ceiling);
+                    let from = from
+                        .as_deref()
+                        .map(parse_token)
+                        .transpose()?
+                        .unwrap_or(ceiling)
+                        .min(ceiling);
                     let stop = to.as_deref().map(parse_token).transpose()?.unwrap_or(0);
                     let rows = store::events_before(room.db, from + 1, limit).map_err(RoomError::from)?;
-                    let rows: Vec<EventRow> =
-                        rows.into_iter().filter(|r| r.stream_pos.unwrap_or(0) > stop).collect();
+                    let rows: Vec<EventRow> = rows
+                        .into_iter()
+                        .filter(|r| r.stream_pos.unwrap_or(0) > stop)
+                        .collect();
                     let end = rows.last().and_then(|r| r.stream_pos).map(|p| p - 1);
                     (rows, from, end.filter(|e| *e > stop))
                 }
                 Dir::Forward => {
                     let from = from.as_deref().map(parse_token).transpose()?.unwrap_or(0);
-                    let stop = to.as_deref().map(parse_token).transpose()?.unwrap_or(ceiling).min(ceiling);
+                    let stop = to
+                        .as_deref()
+                        .map(parse_token)
+                        .transpose()?
+                        .unwrap_or(ceiling)
+                        .min(ceiling);
                     let rows = store::events_after(room.db, from, stop, limit).map_err(RoomError::from)?;
                     let end = rows.last().and_then(|r| r.stream_pos);
                     let more = end.is_some_and(|e| e < stop);
@@ -380,7 +410,10 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
                     after_json.push(client_event(r, &p, host.now_ms));
                 }
             }
-            let start = before.last().and_then(|r| r.stream_pos).map_or(pos - 1, |p| p - 1);
+            let start = before
+                .last()
+                .and_then(|r| r.stream_pos)
+                .map_or(pos - 1, |p| p - 1);
             let end = after.last().and_then(|r| r.stream_pos).unwrap_or(pos);
             let state = state_at(room, pos)?;
             let state_json: Vec<Value> = state.values().map(|p| p.to_client_event(None)).collect();
@@ -418,7 +451,9 @@ fn state_at(
     room: &mut Engine<'_>,
     pos: i64,
 ) -> Result<std::collections::HashMap<(ruma::events::StateEventType, String), Pdu>, RoomFailure> {
-    let latest = store::meta_int(room.db, "stream_pos").map_err(RoomError::from)?.unwrap_or(0);
+    let latest = store::meta_int(room.db, "stream_pos")
+        .map_err(RoomError::from)?
+        .unwrap_or(0);
     if pos >= latest {
         return Ok(room.current_state_pdus()?);
     }
