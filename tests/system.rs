@@ -7,3 +7,6 @@ mod harness;
 
 #[path = "system/foundation.rs"]
 mod foundation;
+
+#[path = "system/rooms.rs"]
+mod rooms;
