@@ -103,6 +103,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::GetRoomVisibility => directory::get_visibility(ctx, p(0)).await,
         E::PutRoomVisibility => directory::put_visibility(ctx, req, p(0)).await,
         E::PublicRooms | E::PublicRoomsPost => directory::public_rooms(ctx, req).await,
+        E::AdminRoomInput => admin::room_input::input(ctx, req, p(0)).await,
         E::ClientVersions => Ok(client::versions::get()),
         E::WellKnownClient => Ok(wellknown::client(config)),
         E::WellKnownServer => Ok(wellknown::server(config)),

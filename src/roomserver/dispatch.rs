@@ -12,7 +12,7 @@ use crate::core::verify::check_pdu;
 use crate::storage::sql::Sql;
 
 use super::engine::{membership_of, room_info, Engine, Outcome, RoomError};
-use super::protocol::{Dir, EventSpec, RoomFailure, RoomRequest};
+use super::protocol::{Dir, EventSpec, InputKind, RoomFailure, RoomRequest};
 use super::store::{self, EventRow};
 
 /// What the room needs from its host to build events.
@@ -100,11 +100,102 @@ pub fn handle(db: &dyn Sql, host: &Host<'_>, req: RoomRequest) -> Result<Value, 
             txn_id,
             event,
         } => send(db, host, &sender, device_id.as_deref(), txn_id.as_deref(), event),
+        RoomRequest::Input { kind, pdus, keys } => input(db, kind, pdus, &keys),
         other => {
             let mut room = Engine::open(db)?;
             query(&mut room, host, other)
         }
     }
+}
+
+/// Verifies and inputs received events; answers each one's outcome, the forward
+/// extremities and the resulting current state (`type → state_key → event id`).
+fn input(
+    db: &dyn Sql,
+    kind: InputKind,
+    pdus: Vec<Value>,
+    keys: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+) -> Result<Value, RoomFailure> {
+    let mut key_map = ruma::signatures::PublicKeyMap::new();
+    for (server, ids) in keys {
+        for (id, key) in ids {
+            let bytes = crate::core::keys::decode_base64(key)
+                .ok_or_else(|| fail(400, "M_INVALID_PARAM", "Invalid public key"))?;
+            key_map
+                .entry(server.clone())
+                .or_default()
+                .insert(id.clone(), ruma::serde::Base64::new(bytes));
+        }
+    }
+    let existing = room_info(db)?;
+    let version = match &existing {
+        Some(info) => info.version.to_string(),
+        None => pdus
+            .first()
+            .filter(|p| p["type"] == "m.room.create")
+            .and_then(|p| p["content"]["room_version"].as_str())
+            .unwrap_or("1")
+            .to_owned(),
+    };
+    let (_, rules) = crate::core::room_version::parse(&version).ok_or(RoomError::UnsupportedVersion)?;
+    let mut objects = Vec::with_capacity(pdus.len());
+    for p in pdus {
+        let object: ruma::CanonicalJsonObject =
+            serde_json::from_value(p).map_err(|e| fail(400, "M_BAD_JSON", format!("not a PDU: {e}")))?;
+        objects.push((object, &rules));
+    }
+    let checked = crate::core::verify::check_pdus_batch(objects, &key_map);
+    let mut room: Option<Engine<'_>> = match existing {
+        Some(_) => Some(Engine::open(db)?),
+        None => None,
+    };
+    let mut results = Vec::with_capacity(checked.len());
+    for item in checked {
+        let pdu = match item {
+            Ok(c) => c.pdu,
+            Err(e) => {
+                results.push(json!({ "error": e.0 }));
+                continue;
+            }
+        };
+        let event_id = pdu.event_id().to_string();
+        let outcome = match room.as_mut() {
+            None if pdu.kind() == "m.room.create" => {
+                let (engine, outcome) = Engine::create(db, pdu)?;
+                room = Some(engine);
+                Ok(outcome)
+            }
+            None => Err(RoomError::NoRoom),
+            Some(engine) => match kind {
+                InputKind::New => engine.input_new(pdu),
+                InputKind::Outlier => engine.input_outlier(pdu),
+            },
+        };
+        results.push(match outcome {
+            Ok(Outcome::Accepted { stream_pos }) => json!({ "event_id": event_id, "accepted": stream_pos }),
+            Ok(Outcome::SoftFailed(why)) => json!({ "event_id": event_id, "soft_failed": why }),
+            Ok(Outcome::Rejected(why)) => json!({ "event_id": event_id, "rejected": why }),
+            Ok(Outcome::Stored) => json!({ "event_id": event_id, "stored": true }),
+            Err(RoomError::MissingPrev(ids)) => json!({ "event_id": event_id, "missing_prev": ids }),
+            Err(RoomError::WrongRoom) => {
+                json!({ "event_id": event_id, "error": "event belongs to another room" })
+            }
+            Err(e) => return Err(e.into()),
+        });
+    }
+    let Some(mut room) = room else {
+        return Err(not_found());
+    };
+    let mut current = Map::new();
+    for ((t, k), pdu) in room.current_state_pdus()? {
+        let entry = current.entry(t.to_string()).or_insert_with(|| json!({}));
+        entry[k] = json!(pdu.event_id());
+    }
+    Ok(json!({
+        "results": results,
+        "extremities": room.extremities()?,
+        "current_state": current,
+    }))
 }
 
 fn create_room(
@@ -488,7 +579,9 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
                 .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
             Ok(client_event(&row, &pdu, host.now_ms))
         }
-        RoomRequest::Create { .. } | RoomRequest::Send { .. } => Err(fail(500, "M_UNKNOWN", "not a query")),
+        RoomRequest::Create { .. } | RoomRequest::Send { .. } | RoomRequest::Input { .. } => {
+            Err(fail(500, "M_UNKNOWN", "not a query"))
+        }
     }
 }
 

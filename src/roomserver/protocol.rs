@@ -27,6 +27,16 @@ impl EventSpec {
     }
 }
 
+/// How received events enter the room.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// Events that extend the DAG.
+    New,
+    /// Events known without their state.
+    Outlier,
+}
+
 /// Direction of a page of messages.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Dir {
@@ -98,6 +108,14 @@ pub enum RoomRequest {
     Event { user_id: String, event_id: String },
     /// The user's membership, for edge decisions (`None`: never a member).
     Membership { user_id: String },
+    /// Received events (federation format), verified against `keys` (server → key id →
+    /// unpadded base64) in one batch, then input in order. Creates the room when the
+    /// room is new and the first event is its create event.
+    Input {
+        kind: InputKind,
+        pdus: Vec<Value>,
+        keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    },
     /// Name, topic, member count and the like, for the directory and previews. An
     /// empty `user_id` is the server itself (the directory).
     Summary { user_id: String },

@@ -117,6 +117,37 @@ impl Server {
         }
     }
 
+    /// Registers a server admin through the Synapse-compatible shared-secret endpoint.
+    pub fn register_admin(&self, username: &str, password: &str) -> (Client, String) {
+        use hmac::{Hmac, Mac};
+        let secret = fs::read_to_string(self.state_dir.join("registration_shared_secret"))
+            .expect("shared secret in the state dir");
+        let client = self.client();
+        let nonce = client.get("/_synapse/admin/v1/register").expect(200)["nonce"]
+            .as_str()
+            .expect("nonce")
+            .to_owned();
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.trim().as_bytes()).expect("hmac key");
+        mac.update(format!("{nonce}\0{username}\0{password}\0admin").as_bytes());
+        let digest: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let body = client
+            .post(
+                "/_synapse/admin/v1/register",
+                &json!({"nonce": nonce, "username": username, "password": password, "admin": true, "mac": digest}),
+            )
+            .expect(200);
+        let token = body["access_token"].as_str().expect("access_token");
+        (
+            client.with_token(token),
+            body["user_id"].as_str().expect("user_id").to_owned(),
+        )
+    }
+
     fn log_tail(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = File::open(self.state_dir.join("server.log")) {

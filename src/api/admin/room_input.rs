@@ -1,0 +1,49 @@
+//! `POST /_neurite/admin/v1/rooms/{roomId}/input`: feeds received events (federation
+//! format) through the roomserver's input pipeline, the path federation uses. For
+//! operators importing history, for system tests of forked DAGs, and for the ingest
+//! benchmark. The caller supplies the origin servers' public keys.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::api::auth::require_admin;
+use crate::api::http::HttpRequest;
+use crate::api::MatrixError;
+use crate::platform::{rooms, Ctx};
+use crate::roomserver::protocol::{InputKind, RoomRequest};
+
+/// At most this many events per request.
+pub const MAX_EVENTS: usize = 1000;
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(default = "new_kind")]
+    kind: InputKind,
+    pdus: Vec<Value>,
+    #[serde(default)]
+    keys: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+fn new_kind() -> InputKind {
+    InputKind::New
+}
+
+/// `POST /_neurite/admin/v1/rooms/{roomId}/input`
+pub async fn input(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
+    require_admin(ctx, req).await?;
+    crate::api::client::membership::valid_room_id(room_id)?;
+    let body: Body = req.json()?;
+    if body.pdus.len() > MAX_EVENTS {
+        return Err(MatrixError::invalid_param(format!(
+            "At most {MAX_EVENTS} events per request"
+        )));
+    }
+    let request = RoomRequest::Input {
+        kind: body.kind,
+        pdus: body.pdus,
+        keys: body.keys,
+    };
+    rooms::call(ctx, room_id, &request).await
+}
