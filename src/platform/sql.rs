@@ -28,6 +28,10 @@ fn from_do(v: SqlStorageValue) -> SqlValue {
 }
 
 impl Sql for DoSql {
+    fn database_size(&self) -> Option<u64> {
+        Some(self.0.database_size() as u64)
+    }
+
     fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, SqlError> {
         let bindings: Vec<SqlStorageValue> = params.iter().map(to_do).collect();
         let cursor = self.0.exec(sql, bindings).map_err(|e| SqlError(e.to_string()))?;

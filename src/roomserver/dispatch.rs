@@ -195,6 +195,8 @@ fn input(
         "results": results,
         "extremities": room.extremities()?,
         "current_state": current,
+        "stream_pos": store::meta_int(db, "stream_pos").map_err(RoomError::from)?,
+        "database_bytes": db.database_size(),
     }))
 }
 

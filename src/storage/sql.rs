@@ -101,6 +101,11 @@ pub trait Sql {
     /// Runs one statement and returns its rows (empty for statements without results).
     fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, SqlError>;
 
+    /// The database's size in bytes, where the backend can tell.
+    fn database_size(&self) -> Option<u64> {
+        None
+    }
+
     /// Runs one statement, discarding rows.
     fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<(), SqlError> {
         self.query(sql, params).map(|_| ())
