@@ -483,6 +483,9 @@ impl<'a> Engine<'a> {
         };
         let payload = serde_json::to_string(&record).map_err(|e| RoomError::Corrupt(e.to_string()))?;
         store::push_outbox(self.db, stream_pos, &payload)?;
+        if pdu.kind() == "m.room.redaction" {
+            self.apply_redaction(&pdu)?;
+        }
         Ok(Outcome::Accepted { stream_pos })
     }
 
@@ -551,6 +554,53 @@ impl<'a> Engine<'a> {
             Ok(()) => Outcome::Stored,
             Err(r) => Outcome::Rejected(r.reason),
         })
+    }
+
+    /// Applies an accepted redaction to its target: the stored event is replaced by its
+    /// redacted form when the redacter may redact it (same server as the original
+    /// sender, or enough power for `redact`). Otherwise the redaction stays a no-op.
+    fn apply_redaction(&mut self, redaction: &Pdu) -> Result<(), RoomError> {
+        let Some(target_id) = redaction.redacts() else {
+            return Ok(());
+        };
+        let Some((row, target)) = self.pdu(target_id.as_str())? else {
+            return Ok(());
+        };
+        if row.redacted_by.is_some() || target.kind() == "m.room.create" {
+            return Ok(());
+        }
+        let same_server = target.sender().server_name() == redaction.sender().server_name();
+        let allowed = same_server || {
+            let state = self.current_state_pdus()?;
+            let power = state
+                .get(&(StateEventType::RoomPowerLevels, String::new()))
+                .map(|p| p.content())
+                .unwrap_or_default();
+            let creators = self.info.rules.authorization.explicitly_privilege_room_creators
+                && state
+                    .get(&(StateEventType::RoomCreate, String::new()))
+                    .is_some_and(|c| c.sender() == redaction.sender());
+            let level = power["users"][redaction.sender().as_str()]
+                .as_i64()
+                .or_else(|| power["users_default"].as_i64())
+                .unwrap_or(0);
+            let needed = power["redact"].as_i64().unwrap_or(50);
+            creators || level >= needed
+        };
+        if !allowed {
+            return Ok(());
+        }
+        let redacted = target
+            .redacted(&self.info.rules)
+            .map_err(|e| RoomError::Corrupt(e.to_string()))?;
+        store::mark_redacted(
+            self.db,
+            target_id.as_str(),
+            redaction.event_id().as_str(),
+            &redacted.to_federation_json(),
+        )?;
+        self.pdus.insert(row.nid, redacted);
+        Ok(())
     }
 
     // ---- local events ----

@@ -394,3 +394,24 @@ fn missing_prev_events_are_reported() {
         Err(RoomError::MissingPrev(_)) | Err(RoomError::WrongRoom)
     ));
 }
+
+#[test]
+fn redactions_strip_content_when_allowed() {
+    let db = MemorySql::new();
+    let k = key();
+    let mut room = new_room(&db, "11", &k);
+    let (msg, _) = room
+        .send(
+            &user("bob"),
+            NewEvent::message("m.room.message", json!({"body": "secret"})),
+            signer(&k, 10),
+        )
+        .expect("message");
+    let mut redaction = NewEvent::message("m.room.redaction", json!({"reason": "oops"}));
+    redaction.redacts = Some(msg.owned_event_id());
+    room.send(&user("bob"), redaction, signer(&k, 11))
+        .expect("redaction");
+    let (row, pdu) = room.pdu(msg.event_id().as_str()).expect("read").expect("stored");
+    assert!(row.redacted_by.is_some());
+    assert_eq!(pdu.content(), json!({}));
+}

@@ -329,4 +329,9 @@ fn state_permissions_and_unknown_rooms() {
         &json!({"reason": "typo"}),
     )
     .expect(200);
+    let redacted = bob
+        .get(&format!("/_matrix/client/v3/rooms/{r}/event/{}", enc(&ev)))
+        .expect(200);
+    assert_eq!(redacted["content"], json!({}), "{redacted}");
+    assert!(redacted["unsigned"]["redacted_because"].is_object());
 }
