@@ -2,4 +2,15 @@
 //! pass time and randomness in.
 
 pub mod accounts;
+pub mod auth;
+pub mod builder;
+pub mod canonical;
+pub mod event_hash;
+pub mod format;
 pub mod keys;
+pub mod pdu;
+pub mod room_version;
+pub mod state_res;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod verify;

@@ -9,6 +9,8 @@ pub mod account_data;
 pub mod devices;
 pub mod rate_limits;
 pub mod registration;
+pub mod rooms;
+pub mod sql;
 pub mod users;
 
 use serde::de::DeserializeOwned;

@@ -16,3 +16,6 @@ mod accounts_admin;
 
 #[path = "system/accounts_manage.rs"]
 mod accounts_manage;
+
+#[path = "system/rooms.rs"]
+mod rooms;

@@ -3,8 +3,12 @@
 pub mod account;
 pub mod account_data;
 pub mod capabilities;
+pub mod create_room;
 pub mod devices;
+pub mod directory;
 pub mod login;
+pub mod membership;
 pub mod profile;
 pub mod register;
+pub mod room_events;
 pub mod versions;

@@ -18,6 +18,42 @@ pub struct MatrixError {
     bare: bool,
 }
 
+/// Every code the server uses, for turning codes received as text back into values.
+pub const KNOWN_CODES: &[&str] = &[
+    "M_NOT_JSON",
+    "M_BAD_JSON",
+    "M_MISSING_PARAM",
+    "M_INVALID_PARAM",
+    "M_USER_IN_USE",
+    "M_INVALID_USERNAME",
+    "M_ROOM_IN_USE",
+    "M_INVALID_ROOM_STATE",
+    "M_UNSUPPORTED_ROOM_VERSION",
+    "M_INCOMPATIBLE_ROOM_VERSION",
+    "M_BAD_STATE",
+    "M_EXCLUSIVE",
+    "M_WEAK_PASSWORD",
+    "M_BAD_ALIAS",
+    "M_THREEPID_NOT_FOUND",
+    "M_SERVER_NOT_TRUSTED",
+    "M_INVALID_SIGNATURE",
+    "M_UNKNOWN_TOKEN",
+    "M_MISSING_TOKEN",
+    "M_UNAUTHORIZED",
+    "M_USER_LOCKED",
+    "M_FORBIDDEN",
+    "M_GUEST_ACCESS_FORBIDDEN",
+    "M_USER_DEACTIVATED",
+    "M_THREEPID_DENIED",
+    "M_THREEPID_AUTH_FAILED",
+    "M_CONSENT_NOT_GIVEN",
+    "M_NOT_FOUND",
+    "M_UNRECOGNIZED",
+    "M_TOO_LARGE",
+    "M_LIMIT_EXCEEDED",
+    "M_UNKNOWN",
+];
+
 /// The table: error code to HTTP status, per the client-server and server-server specs.
 pub fn status_for(errcode: &str) -> u16 {
     match errcode {
@@ -137,6 +173,22 @@ impl MatrixError {
     pub fn limit_exceeded(retry_after_ms: u64) -> Self {
         Self::new("M_LIMIT_EXCEEDED", "Too many requests").with_extra("retry_after_ms", json!(retry_after_ms))
     }
+    /// Rebuilds an error answered by a Durable Object. Codes outside the table keep
+    /// their status but are reported as `M_UNKNOWN`.
+    pub fn from_parts(status: u16, errcode: &str, error: impl Into<String>) -> Self {
+        let code = KNOWN_CODES
+            .iter()
+            .find(|c| **c == errcode)
+            .copied()
+            .unwrap_or("M_UNKNOWN");
+        let err = Self::new(code, error);
+        if err.status() == status {
+            err
+        } else {
+            err.with_status(status)
+        }
+    }
+
     /// An internal failure. The detail is for the log only; the client sees a generic text.
     pub fn internal() -> Self {
         Self::new("M_UNKNOWN", "Internal server error")

@@ -1,0 +1,211 @@
+//! Building our own events (spec: client-server API sends, `make_join` templates): picks
+//! `auth_events` and `prev_events`, computes depth, then hashes and signs.
+//!
+//! Only room versions whose events reference others by plain event id (v3+) can be built here;
+//! rooms of v1/v2 need the referenced events' hashes and are accepted over federation only.
+
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::{EventsReferenceFormatVersion, RoomVersionRules};
+use ruma::{CanonicalJsonObject, CanonicalJsonValue, Int, OwnedEventId, RoomId, RoomVersionId, UserId};
+use serde_json::value::RawValue as RawJsonValue;
+use serde_json::Value;
+
+use super::auth::auth_types_for_event;
+use super::canonical::to_string as canonical_string;
+use super::event_hash::{self, hash_and_sign, MAX_PDU_BYTES};
+use super::keys::SigningKey;
+use super::pdu::Pdu;
+
+/// At most this many forward extremities become `prev_events` (the spec caps the field at 20).
+pub const MAX_PREV_EVENTS: usize = 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    #[error("content must be a JSON object of canonical values: {0}")]
+    Content(String),
+    #[error("room version cannot be built locally")]
+    UnsupportedVersion,
+    #[error("event would be larger than {MAX_PDU_BYTES} bytes")]
+    TooLarge,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Who signs, and when.
+#[derive(Clone, Copy)]
+pub struct Signer<'a> {
+    pub server_name: &'a str,
+    pub key: &'a SigningKey,
+    pub now_ms: u64,
+}
+
+/// What the sender asked for.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub content: Value,
+    /// For `m.room.redaction`: the event redacted (placed per the version's format).
+    pub redacts: Option<OwnedEventId>,
+}
+
+impl NewEvent {
+    pub fn message(event_type: &str, content: Value) -> Self {
+        Self {
+            event_type: event_type.to_owned(),
+            state_key: None,
+            content,
+            redacts: None,
+        }
+    }
+    pub fn state(event_type: &str, state_key: &str, content: Value) -> Self {
+        Self {
+            event_type: event_type.to_owned(),
+            state_key: Some(state_key.to_owned()),
+            content,
+            redacts: None,
+        }
+    }
+}
+
+/// Builds, hashes and signs an event in `room_id`.
+///
+/// `state` is the state the event is built on (the current state); `prev_events` are the
+/// forward extremities with their depths. Authorization is not checked here.
+pub fn build_event(
+    rules: &RoomVersionRules,
+    room_id: &RoomId,
+    sender: &UserId,
+    new: NewEvent,
+    prev_events: &[(OwnedEventId, u64)],
+    state: impl Fn(&StateEventType, &str) -> Option<Pdu>,
+    signer: Signer<'_>,
+) -> Result<Pdu, BuildError> {
+    if rules.events_reference_format == EventsReferenceFormatVersion::V1 {
+        return Err(BuildError::UnsupportedVersion);
+    }
+    let mut content = content_object(new.content)?;
+    if new.event_type == TimelineEventType::RoomRedaction.to_string() && rules.redaction.content_field_redacts
+    {
+        if let Some(redacts) = &new.redacts {
+            content.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
+        }
+    }
+    let raw_content = RawJsonValue::from_string(canonical_string(&content))
+        .map_err(|e| BuildError::Content(e.to_string()))?;
+    let event_type = TimelineEventType::from(new.event_type.as_str());
+
+    // Auth events: the current events of the pairs the auth rules consult (create before v12,
+    // power levels, sender's and target's member, join rules, third-party invite, authorising
+    // user for restricted joins).
+    let types = auth_types_for_event(&event_type, sender, new.state_key.as_deref(), &raw_content, rules)
+        .map_err(|r| BuildError::Invalid(r.reason))?;
+    let auth_events: Vec<CanonicalJsonValue> = types
+        .iter()
+        .filter_map(|(kind, key)| state(kind, key))
+        .map(|e| CanonicalJsonValue::String(e.event_id().to_string()))
+        .collect();
+
+    // Prev events: the deepest extremities first, ties by id, so the choice is stable.
+    let mut prev: Vec<&(OwnedEventId, u64)> = prev_events.iter().collect();
+    prev.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    prev.dedup_by(|a, b| a.0 == b.0);
+    prev.truncate(MAX_PREV_EVENTS);
+    let depth = prev.iter().map(|p| p.1).max().map_or(1, |d| d.saturating_add(1));
+    let prev_ids = prev
+        .iter()
+        .map(|p| CanonicalJsonValue::String(p.0.to_string()))
+        .collect();
+
+    let mut object = CanonicalJsonObject::new();
+    object.insert("auth_events".into(), CanonicalJsonValue::Array(auth_events));
+    object.insert("content".into(), CanonicalJsonValue::Object(content));
+    object.insert("depth".into(), int(depth));
+    object.insert("origin_server_ts".into(), int(signer.now_ms));
+    object.insert("prev_events".into(), CanonicalJsonValue::Array(prev_ids));
+    object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
+    object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
+    object.insert("type".into(), CanonicalJsonValue::String(new.event_type));
+    if let Some(key) = new.state_key {
+        object.insert("state_key".into(), CanonicalJsonValue::String(key));
+    }
+    if !rules.redaction.content_field_redacts {
+        if let Some(redacts) = new.redacts {
+            object.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
+        }
+    }
+    sign_into_pdu(object, rules, signer)
+}
+
+/// Builds the `m.room.create` event of a new room. `extra_content` may carry `m.federate`,
+/// `predecessor`, `type`, `additional_creators` (v12). Before v12 the caller picks the room id
+/// (`!random:server`, with its own RNG); from v12 it is derived from the event and `room_id` is
+/// ignored. The room id is then [`Pdu::room_id`].
+pub fn build_create_event(
+    version: &RoomVersionId,
+    rules: &RoomVersionRules,
+    sender: &UserId,
+    room_id: Option<&RoomId>,
+    extra_content: Value,
+    signer: Signer<'_>,
+) -> Result<Pdu, BuildError> {
+    if rules.events_reference_format == EventsReferenceFormatVersion::V1 {
+        return Err(BuildError::UnsupportedVersion);
+    }
+    let mut content = content_object(extra_content)?;
+    content.insert(
+        "room_version".into(),
+        CanonicalJsonValue::String(version.to_string()),
+    );
+    if !rules.authorization.use_room_create_sender {
+        content.insert("creator".into(), CanonicalJsonValue::String(sender.to_string()));
+    }
+    let mut object = CanonicalJsonObject::new();
+    object.insert("auth_events".into(), CanonicalJsonValue::Array(vec![]));
+    object.insert("content".into(), CanonicalJsonValue::Object(content));
+    object.insert("depth".into(), int(1));
+    object.insert("origin_server_ts".into(), int(signer.now_ms));
+    object.insert("prev_events".into(), CanonicalJsonValue::Array(vec![]));
+    object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
+    object.insert("state_key".into(), CanonicalJsonValue::String(String::new()));
+    object.insert("type".into(), CanonicalJsonValue::String("m.room.create".into()));
+    if !rules.authorization.room_create_event_id_as_room_id {
+        let room_id =
+            room_id.ok_or_else(|| BuildError::Invalid("this room version needs a room id".into()))?;
+        object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
+    }
+    sign_into_pdu(object, rules, signer)
+}
+
+fn sign_into_pdu(
+    mut object: CanonicalJsonObject,
+    rules: &RoomVersionRules,
+    signer: Signer<'_>,
+) -> Result<Pdu, BuildError> {
+    let hash = hash_and_sign(&mut object, rules, signer.server_name, signer.key).map_err(|e| match e {
+        event_hash::HashError::TooLarge => BuildError::TooLarge,
+        other => BuildError::Invalid(other.to_string()),
+    })?;
+    if canonical_string(&object).len() > MAX_PDU_BYTES {
+        return Err(BuildError::TooLarge);
+    }
+    let event_id =
+        event_hash::event_id_from_reference_hash(&hash, rules).ok_or(BuildError::UnsupportedVersion)?;
+    Pdu::from_checked(object, event_id, rules).map_err(|e| BuildError::Invalid(e.to_string()))
+}
+
+fn content_object(content: Value) -> Result<CanonicalJsonObject, BuildError> {
+    // Strict: floats and out-of-range integers are not canonical JSON.
+    match CanonicalJsonValue::try_from(content).map_err(|e| BuildError::Content(e.to_string()))? {
+        CanonicalJsonValue::Object(o) => Ok(o),
+        _ => Err(BuildError::Content("not an object".into())),
+    }
+}
+
+fn int(n: u64) -> CanonicalJsonValue {
+    CanonicalJsonValue::Integer(Int::new_saturating(i64::try_from(n).unwrap_or(i64::MAX)))
+}
+
+#[cfg(test)]
+#[path = "builder/tests.rs"]
+mod tests;

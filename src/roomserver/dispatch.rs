@@ -1,0 +1,524 @@
+//! Answers `RoomRequest`s against the room's database: the performs (create, send) and
+//! the queries, with the history-visibility checks a client read needs. Synchronous,
+//! so the Durable Object answers a request in one section.
+
+use ruma::{OwnedEventId, UserId};
+use serde_json::{json, Map, Value};
+
+use crate::core::builder::{NewEvent, Signer};
+use crate::core::keys::SigningKey;
+use crate::core::pdu::Pdu;
+use crate::core::verify::check_pdu;
+use crate::storage::sql::Sql;
+
+use super::engine::{membership_of, room_info, Engine, Outcome, RoomError};
+use super::protocol::{Dir, EventSpec, RoomFailure, RoomRequest};
+use super::store::{self, EventRow};
+
+/// What the room needs from its host to build events.
+pub struct Host<'a> {
+    pub server_name: &'a str,
+    pub key: &'a SigningKey,
+    pub now_ms: u64,
+}
+
+impl Host<'_> {
+    fn signer(&self) -> Signer<'_> {
+        Signer {
+            server_name: self.server_name,
+            key: self.key,
+            now_ms: self.now_ms,
+        }
+    }
+}
+
+fn fail(status: u16, errcode: &str, error: impl Into<String>) -> RoomFailure {
+    RoomFailure {
+        status,
+        errcode: errcode.to_owned(),
+        error: error.into(),
+    }
+}
+
+fn not_found() -> RoomFailure {
+    fail(404, "M_NOT_FOUND", "Room not found")
+}
+
+fn forbidden(why: impl Into<String>) -> RoomFailure {
+    fail(403, "M_FORBIDDEN", why)
+}
+
+impl From<RoomError> for RoomFailure {
+    fn from(e: RoomError) -> Self {
+        match e {
+            RoomError::NoRoom => not_found(),
+            RoomError::Exists => fail(400, "M_ROOM_IN_USE", "Room already exists"),
+            RoomError::Forbidden(why) => forbidden(why),
+            RoomError::Build(b) => fail(400, "M_BAD_JSON", b.to_string()),
+            RoomError::UnsupportedVersion => {
+                fail(400, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version")
+            }
+            other => fail(500, "M_UNKNOWN", other.to_string()),
+        }
+    }
+}
+
+fn parse_user(user: &str) -> Result<&UserId, RoomFailure> {
+    <&UserId>::try_from(user).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid user id"))
+}
+
+fn new_event(spec: EventSpec) -> Result<NewEvent, RoomFailure> {
+    let redacts = match spec.redacts {
+        Some(r) => {
+            Some(OwnedEventId::try_from(r).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid event id"))?)
+        }
+        None => None,
+    };
+    if !spec.content.is_object() {
+        return Err(fail(400, "M_BAD_JSON", "Content must be a JSON object"));
+    }
+    Ok(NewEvent {
+        event_type: spec.event_type,
+        state_key: spec.state_key,
+        content: spec.content,
+        redacts,
+    })
+}
+
+/// Answers one request. Errors carry their HTTP status and Matrix code.
+pub fn handle(db: &dyn Sql, host: &Host<'_>, req: RoomRequest) -> Result<Value, RoomFailure> {
+    store::init(db).map_err(RoomError::from)?;
+    match req {
+        RoomRequest::Create {
+            create,
+            sender,
+            steps,
+        } => create_room(db, host, create, &sender, steps),
+        RoomRequest::Send {
+            sender,
+            device_id,
+            txn_id,
+            event,
+        } => send(db, host, &sender, device_id.as_deref(), txn_id.as_deref(), event),
+        other => {
+            let mut room = Engine::open(db)?;
+            query(&mut room, host, other)
+        }
+    }
+}
+
+fn create_room(
+    db: &dyn Sql,
+    host: &Host<'_>,
+    create: Value,
+    sender: &str,
+    steps: Vec<EventSpec>,
+) -> Result<Value, RoomFailure> {
+    let sender = parse_user(sender)?;
+    if room_info(db)?.is_some() {
+        return Err(RoomError::Exists.into());
+    }
+    let version = create["content"]["room_version"]
+        .as_str()
+        .unwrap_or("1")
+        .to_owned();
+    let (_, rules) = crate::core::room_version::parse(&version).ok_or(RoomError::UnsupportedVersion)?;
+    let object = serde_json::from_value(create).map_err(|e| fail(400, "M_BAD_JSON", e.to_string()))?;
+    // Our own event, checked like any other.
+    let mut keys = ruma::signatures::PublicKeyMap::new();
+    let key_bytes = crate::core::keys::decode_base64(&host.key.public_key_base64()).unwrap_or_default();
+    keys.entry(host.server_name.to_owned())
+        .or_default()
+        .insert(host.key.key_id(), ruma::serde::Base64::new(key_bytes));
+    let checked = check_pdu(object, &rules, &keys).map_err(|e| fail(400, "M_BAD_JSON", e.to_string()))?;
+    let (mut room, outcome) = Engine::create(db, checked.pdu)?;
+    if let Outcome::Rejected(why) = outcome {
+        return Err(forbidden(why));
+    }
+    for step in steps {
+        room.send(sender, new_event(step)?, host.signer())?;
+    }
+    Ok(json!({ "room_id": room.info.room_id }))
+}
+
+fn send(
+    db: &dyn Sql,
+    host: &Host<'_>,
+    sender: &str,
+    device_id: Option<&str>,
+    txn_id: Option<&str>,
+    spec: EventSpec,
+) -> Result<Value, RoomFailure> {
+    let sender_id = parse_user(sender)?;
+    let mut room = Engine::open(db)?;
+    if let (Some(device), Some(txn)) = (device_id, txn_id) {
+        if let Some(event_id) = store::txn_event(db, sender, device, txn).map_err(RoomError::from)? {
+            return Ok(json!({ "event_id": event_id }));
+        }
+    }
+    let (pdu, stream_pos) = room.send(sender_id, new_event(spec)?, host.signer())?;
+    if let (Some(device), Some(txn)) = (device_id, txn_id) {
+        store::set_txn(db, sender, device, txn, pdu.event_id().as_str()).map_err(RoomError::from)?;
+    }
+    Ok(json!({ "event_id": pdu.event_id(), "stream_pos": stream_pos }))
+}
+
+/// What a user may read: everything up to `until` (a stream position), or nothing.
+struct Visibility {
+    until: Option<i64>,
+}
+
+/// The spec's history visibility, simplified to "members, and former members up to when
+/// they left; anyone for `world_readable` rooms".
+fn visibility(room: &mut Engine<'_>, user: &str) -> Result<Visibility, RoomFailure> {
+    let state = room.current_state_pdus()?;
+    let world_readable = state
+        .get(&("m.room.history_visibility".into(), String::new()))
+        .and_then(|p| {
+            p.content()["history_visibility"]
+                .as_str()
+                .map(|v| v == "world_readable")
+        })
+        .unwrap_or(false);
+    let member = state.get(&("m.room.member".into(), user.to_owned()));
+    let membership = member.and_then(membership_of);
+    match membership.as_deref() {
+        Some("join") => Ok(Visibility { until: None }),
+        _ if world_readable => Ok(Visibility { until: None }),
+        Some("leave") | Some("ban") => {
+            let pos = match member {
+                Some(m) => store::event_by_id(room.db, m.event_id().as_str())
+                    .map_err(RoomError::from)?
+                    .and_then(|r| r.stream_pos),
+                None => None,
+            };
+            // Only if they had been joined (a rejected invite shows nothing).
+            let was_joined = room
+                .db
+                .query_opt(
+                    "SELECT 1 FROM events WHERE type = 'm.room.member' AND state_key = ? AND status = 0 \
+                     AND json LIKE '%\"membership\":\"join\"%' LIMIT 1",
+                    crate::params![user],
+                )
+                .map_err(RoomError::from)?
+                .is_some();
+            if was_joined {
+                Ok(Visibility { until: pos })
+            } else {
+                Err(forbidden("You are not a member of this room"))
+            }
+        }
+        _ => Err(forbidden("You are not a member of this room")),
+    }
+}
+
+fn client_event(row: &EventRow, pdu: &Pdu, now_ms: u64) -> Value {
+    let age = now_ms.saturating_sub(pdu.origin_server_ts());
+    let mut unsigned = Map::new();
+    unsigned.insert("age".into(), json!(age));
+    if let Some(by) = &row.redacted_by {
+        unsigned.insert("redacted_because".into(), json!({ "event_id": by }));
+    }
+    pdu.to_client_event(Some(Value::Object(unsigned)))
+}
+
+fn token(pos: i64) -> String {
+    format!("r{pos}")
+}
+
+fn parse_token(t: &str) -> Result<i64, RoomFailure> {
+    t.strip_prefix('r')
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| fail(400, "M_INVALID_PARAM", "Invalid pagination token"))
+}
+
+fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Value, RoomFailure> {
+    let latest = store::meta_int(room.db, "stream_pos")
+        .map_err(RoomError::from)?
+        .unwrap_or(0);
+    match req {
+        RoomRequest::Membership { user_id } => {
+            let state = room.current_state_pdus()?;
+            let member = state.get(&("m.room.member".into(), user_id.clone()));
+            let membership = member.and_then(membership_of);
+            let event_id = member.map(|m| m.event_id().to_string());
+            let stream_pos = match &event_id {
+                Some(id) => store::event_by_id(room.db, id)
+                    .map_err(RoomError::from)?
+                    .and_then(|r| r.stream_pos),
+                None => None,
+            };
+            Ok(json!({
+                "membership": membership,
+                "event_id": event_id,
+                "stream_pos": stream_pos,
+                "room_version": room.info.version,
+            }))
+        }
+        RoomRequest::Summary { user_id } => {
+            let state = room.current_state_pdus()?;
+            let get = |t: &str, field: &str| {
+                state
+                    .get(&(t.into(), String::new()))
+                    .and_then(|p| p.content().get(field).cloned())
+            };
+            let join_rule = get("m.room.join_rules", "join_rule");
+            let world_readable =
+                get("m.room.history_visibility", "history_visibility") == Some(json!("world_readable"));
+            let public = join_rule == Some(json!("public"));
+            // Previews are for public or world-readable rooms and for members.
+            let member = state
+                .get(&("m.room.member".into(), user_id.clone()))
+                .and_then(membership_of);
+            if !public && !world_readable && member.is_none() && !user_id.is_empty() {
+                return Err(forbidden("You cannot see this room"));
+            }
+            let joined = state
+                .iter()
+                .filter(|((t, _), p)| {
+                    t.to_string() == "m.room.member" && membership_of(p).as_deref() == Some("join")
+                })
+                .count();
+            let room_type = state
+                .get(&("m.room.create".into(), String::new()))
+                .and_then(|p| p.content().get("type").cloned());
+            Ok(json!({
+                "room_id": room.info.room_id,
+                "name": get("m.room.name", "name"),
+                "topic": get("m.room.topic", "topic"),
+                "avatar_url": get("m.room.avatar", "url"),
+                "canonical_alias": get("m.room.canonical_alias", "alias"),
+                "num_joined_members": joined,
+                "world_readable": world_readable,
+                "guest_can_join": get("m.room.guest_access", "guest_access") == Some(json!("can_join")),
+                "join_rule": join_rule,
+                "room_type": room_type,
+                "room_version": room.info.version,
+                "membership": member,
+            }))
+        }
+        RoomRequest::State { user_id } => {
+            let vis = visibility(room, &user_id)?;
+            let state = match vis.until {
+                None => room.current_state_pdus()?,
+                Some(pos) => state_at(room, pos)?,
+            };
+            let mut events: Vec<&Pdu> = state.values().collect();
+            events.sort_by(|a, b| a.kind().cmp(&b.kind()).then(a.state_key().cmp(&b.state_key())));
+            let list: Vec<Value> = events.into_iter().map(|p| p.to_client_event(None)).collect();
+            Ok(Value::Array(list))
+        }
+        RoomRequest::StateEvent {
+            user_id,
+            event_type,
+            state_key,
+        } => {
+            let vis = visibility(room, &user_id)?;
+            let state = match vis.until {
+                None => room.current_state_pdus()?,
+                Some(pos) => state_at(room, pos)?,
+            };
+            let pdu = state
+                .get(&(event_type.as_str().into(), state_key))
+                .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            Ok(pdu.content())
+        }
+        RoomRequest::Members {
+            user_id,
+            at,
+            membership,
+            not_membership,
+        } => {
+            let vis = visibility(room, &user_id)?;
+            let mut pos = match at.as_deref() {
+                Some(t) => parse_token(t)?,
+                None => latest,
+            };
+            if let Some(until) = vis.until {
+                pos = pos.min(until);
+            }
+            let state = state_at(room, pos)?;
+            let mut members: Vec<&Pdu> = state
+                .iter()
+                .filter(|((t, _), _)| t.to_string() == "m.room.member")
+                .map(|(_, p)| p)
+                .filter(|p| {
+                    let m = membership_of(p);
+                    membership.as_ref().is_none_or(|want| m.as_ref() == Some(want))
+                        && not_membership.as_ref().is_none_or(|not| m.as_ref() != Some(not))
+                })
+                .collect();
+            members.sort_by(|a, b| a.state_key().cmp(&b.state_key()));
+            let chunk: Vec<Value> = members.into_iter().map(|p| p.to_client_event(None)).collect();
+            Ok(json!({ "chunk": chunk }))
+        }
+        RoomRequest::JoinedMembers { user_id } => {
+            let vis = visibility(room, &user_id)?;
+            if vis.until.is_some() {
+                return Err(forbidden("You are not joined to this room"));
+            }
+            let state = room.current_state_pdus()?;
+            let mut joined = Map::new();
+            for ((t, key), pdu) in &state {
+                if t.to_string() == "m.room.member" && membership_of(pdu).as_deref() == Some("join") {
+                    let c = pdu.content();
+                    joined.insert(
+                        key.clone(),
+                        json!({ "display_name": c.get("displayname"), "avatar_url": c.get("avatar_url") }),
+                    );
+                }
+            }
+            Ok(json!({ "joined": joined }))
+        }
+        RoomRequest::Messages {
+            user_id,
+            from,
+            to,
+            dir,
+            limit,
+            filter,
+        } => {
+            let vis = visibility(room, &user_id)?;
+            let ceiling = vis.until.unwrap_or(latest);
+            let limit = i64::from(limit.clamp(1, 1000));
+            let types = filter_list(filter.as_ref(), "types");
+            let not_types = filter_list(filter.as_ref(), "not_types");
+            let keep = |row: &EventRow| {
+                types
+                    .as_ref()
+                    .is_none_or(|t| t.iter().any(|x| x == &row.event_type))
+                    && !not_types
+                        .as_ref()
+                        .is_some_and(|t| t.iter().any(|x| x == &row.event_type))
+            };
+            let (rows, start, end) = match dir {
+                Dir::Backward => {
+                    let from = from
+                        .as_deref()
+                        .map(parse_token)
+                        .transpose()?
+                        .unwrap_or(ceiling)
+                        .min(ceiling);
+                    let stop = to.as_deref().map(parse_token).transpose()?.unwrap_or(0);
+                    let rows = store::events_before(room.db, from + 1, limit).map_err(RoomError::from)?;
+                    let rows: Vec<EventRow> = rows
+                        .into_iter()
+                        .filter(|r| r.stream_pos.unwrap_or(0) > stop)
+                        .collect();
+                    let end = rows.last().and_then(|r| r.stream_pos).map(|p| p - 1);
+                    (rows, from, end.filter(|e| *e > stop))
+                }
+                Dir::Forward => {
+                    let from = from.as_deref().map(parse_token).transpose()?.unwrap_or(0);
+                    let stop = to
+                        .as_deref()
+                        .map(parse_token)
+                        .transpose()?
+                        .unwrap_or(ceiling)
+                        .min(ceiling);
+                    let rows = store::events_after(room.db, from, stop, limit).map_err(RoomError::from)?;
+                    let end = rows.last().and_then(|r| r.stream_pos);
+                    let more = end.is_some_and(|e| e < stop);
+                    (rows, from, end.filter(|_| more))
+                }
+            };
+            let mut chunk = Vec::with_capacity(rows.len());
+            for row in rows.iter().filter(|r| keep(r)) {
+                if let Some((_, pdu)) = room.pdu(&row.event_id)? {
+                    chunk.push(client_event(row, &pdu, host.now_ms));
+                }
+            }
+            let mut body = json!({ "chunk": chunk, "start": token(start) });
+            if let Some(end) = end {
+                body["end"] = json!(token(end));
+            }
+            Ok(body)
+        }
+        RoomRequest::Context {
+            user_id,
+            event_id,
+            limit,
+        } => {
+            let vis = visibility(room, &user_id)?;
+            let ceiling = vis.until.unwrap_or(latest);
+            let (row, pdu) = room
+                .pdu(&event_id)?
+                .filter(|(r, _)| r.stream_pos.is_some_and(|p| p <= ceiling))
+                .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            let pos = row.stream_pos.unwrap_or(0);
+            let half = i64::from(limit.min(100)) / 2 + i64::from(limit.min(100)) % 2;
+            let before = store::events_before(room.db, pos, half).map_err(RoomError::from)?;
+            let after = store::events_after(room.db, pos, ceiling, i64::from(limit.min(100)) / 2)
+                .map_err(RoomError::from)?;
+            let mut before_json = Vec::new();
+            for r in &before {
+                if let Some((_, p)) = room.pdu(&r.event_id)? {
+                    before_json.push(client_event(r, &p, host.now_ms));
+                }
+            }
+            let mut after_json = Vec::new();
+            for r in &after {
+                if let Some((_, p)) = room.pdu(&r.event_id)? {
+                    after_json.push(client_event(r, &p, host.now_ms));
+                }
+            }
+            let start = before
+                .last()
+                .and_then(|r| r.stream_pos)
+                .map_or(pos - 1, |p| p - 1);
+            let end = after.last().and_then(|r| r.stream_pos).unwrap_or(pos);
+            let state = state_at(room, pos)?;
+            let state_json: Vec<Value> = state.values().map(|p| p.to_client_event(None)).collect();
+            Ok(json!({
+                "event": client_event(&row, &pdu, host.now_ms),
+                "events_before": before_json,
+                "events_after": after_json,
+                "start": token(start.max(0)),
+                "end": token(end),
+                "state": state_json,
+            }))
+        }
+        RoomRequest::Event { user_id, event_id } => {
+            let vis = visibility(room, &user_id)?;
+            let ceiling = vis.until.unwrap_or(latest);
+            let (row, pdu) = room
+                .pdu(&event_id)?
+                .filter(|(r, _)| r.stream_pos.is_some_and(|p| p <= ceiling))
+                .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            Ok(client_event(&row, &pdu, host.now_ms))
+        }
+        RoomRequest::Create { .. } | RoomRequest::Send { .. } => Err(fail(500, "M_UNKNOWN", "not a query")),
+    }
+}
+
+fn filter_list(filter: Option<&Value>, field: &str) -> Option<Vec<String>> {
+    filter?
+        .get(field)?
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+}
+
+/// The state after the last accepted event at or before stream position `pos`.
+fn state_at(room: &mut Engine<'_>, pos: i64) -> Result<super::engine::StatePdus, RoomFailure> {
+    let latest = store::meta_int(room.db, "stream_pos")
+        .map_err(RoomError::from)?
+        .unwrap_or(0);
+    if pos >= latest {
+        return Ok(room.current_state_pdus()?);
+    }
+    let row = room
+        .db
+        .query_opt(
+            "SELECT event_id FROM events WHERE stream_pos <= ? AND status = 0 ORDER BY stream_pos DESC LIMIT 1",
+            crate::params![pos],
+        )
+        .map_err(RoomError::from)?;
+    match row {
+        Some(r) => {
+            let id = r.text(0).map_err(RoomError::from)?.to_owned();
+            Ok(room.state_after_pdus(&id)?.unwrap_or_default())
+        }
+        None => Ok(Default::default()),
+    }
+}

@@ -1,0 +1,568 @@
+//! The roomserver engine: the input pipeline that authorizes events into the room's
+//! DAG, and local event creation. Synchronous over `Sql`, so the Durable Object runs a
+//! whole input in one section with no `.await` (ARCHITECTURE invariant 1), and native
+//! tests run the same code on rusqlite.
+//!
+//! Input of a *new* event (server-server spec, "Checks performed on receipt of a PDU";
+//! format and signatures are checked before, by `core::verify`):
+//! 1. already known → answer the stored outcome (inputs are idempotent);
+//! 2. its `auth_events` are the right ones and allow it (else rejected);
+//! 3. the state before it: the state after its single prev event, or the resolution of
+//!    the states after each of its prev events;
+//! 4. the auth rules against that state (else rejected);
+//! 5. the auth rules against the current state (else soft-failed);
+//! 6. persist: event, state after, forward extremities, current state (resolved over the
+//!    extremities when there are several), stream position and the outbox record.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use ruma::events::StateEventType;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::state_res::StateMap;
+use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UserId};
+
+use crate::core::auth::{check_auth, check_auth_events, Rejection};
+use crate::core::builder::{build_event, BuildError, NewEvent, Signer};
+use crate::core::pdu::Pdu;
+use crate::core::room_version;
+use crate::core::state_res::{auth_chains_for, resolve};
+use crate::log::{LogRecord, StateChange};
+use crate::storage::sql::{Sql, SqlError};
+
+use super::store::{self, Kind, NewEvent as Row, StateKey, StateNids, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error("room does not exist")]
+    NoRoom,
+    #[error("room already exists")]
+    Exists,
+    #[error("unsupported room version")]
+    UnsupportedVersion,
+    #[error("event belongs to another room")]
+    WrongRoom,
+    #[error("missing prev events: {0:?}")]
+    MissingPrev(Vec<OwnedEventId>),
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("cannot build event: {0}")]
+    Build(#[from] BuildError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What happened to an input event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted {
+        stream_pos: i64,
+    },
+    SoftFailed(String),
+    Rejected(String),
+    /// An outlier or backfilled event, stored without a stream position.
+    Stored,
+}
+
+/// The room's identity, read from `meta`.
+#[derive(Debug, Clone)]
+pub struct RoomInfo {
+    pub room_id: OwnedRoomId,
+    pub version: RoomVersionId,
+    pub rules: RoomVersionRules,
+}
+
+/// A state as events, keyed by `(type, state_key)`.
+pub type StatePdus = HashMap<(StateEventType, String), Pdu>;
+
+pub struct Engine<'a> {
+    pub db: &'a dyn Sql,
+    pub info: RoomInfo,
+    pdus: HashMap<i64, Pdu>,
+}
+
+/// The room's info, if it exists in this database.
+pub fn room_info(db: &dyn Sql) -> Result<Option<RoomInfo>, RoomError> {
+    let (Some(room_id), Some(version)) = (store::meta(db, "room_id")?, store::meta(db, "room_version")?)
+    else {
+        return Ok(None);
+    };
+    let (version, rules) = room_version::parse(&version).ok_or(RoomError::UnsupportedVersion)?;
+    let room_id = RoomId::parse(&room_id).map_err(|e| RoomError::Corrupt(e.to_string()))?;
+    Ok(Some(RoomInfo {
+        room_id,
+        version,
+        rules,
+    }))
+}
+
+impl<'a> Engine<'a> {
+    /// Opens the room stored in `db`.
+    pub fn open(db: &'a dyn Sql) -> Result<Self, RoomError> {
+        let info = room_info(db)?.ok_or(RoomError::NoRoom)?;
+        Ok(Self {
+            db,
+            info,
+            pdus: HashMap::new(),
+        })
+    }
+
+    /// Creates the room from its signed create event.
+    pub fn create(db: &'a dyn Sql, create: Pdu) -> Result<(Self, Outcome), RoomError> {
+        if room_info(db)?.is_some() {
+            return Err(RoomError::Exists);
+        }
+        let version = create
+            .content_field("room_version")
+            .and_then(|v| v.as_str())
+            .unwrap_or("1")
+            .to_owned();
+        let (version, rules) = room_version::parse(&version).ok_or(RoomError::UnsupportedVersion)?;
+        store::set_meta(db, "room_id", create.room_id().as_str())?;
+        store::set_meta(db, "room_version", version.as_str())?;
+        let mut engine = Self {
+            db,
+            info: RoomInfo {
+                room_id: create.room_id().to_owned(),
+                version,
+                rules,
+            },
+            pdus: HashMap::new(),
+        };
+        let outcome = engine.input_new(create)?;
+        Ok((engine, outcome))
+    }
+
+    pub fn rules(&self) -> &RoomVersionRules {
+        &self.info.rules
+    }
+
+    // ---- reading ----
+
+    fn pdu_from_row(&self, row: &store::EventRow) -> Result<Pdu, RoomError> {
+        let object =
+            crate::core::canonical::parse_object(&row.json).map_err(|e| RoomError::Corrupt(e.to_string()))?;
+        let id =
+            OwnedEventId::try_from(row.event_id.as_str()).map_err(|e| RoomError::Corrupt(e.to_string()))?;
+        Ok(Pdu::from_checked(object, id, &self.info.rules)
+            .map_err(|e| RoomError::Corrupt(e.to_string()))?
+            .with_rejected(row.status == Status::Rejected as i64))
+    }
+
+    /// An event by nid (cached for the life of this engine).
+    pub fn pdu_by_nid(&mut self, nid: i64) -> Result<Option<Pdu>, RoomError> {
+        if let Some(p) = self.pdus.get(&nid) {
+            return Ok(Some(p.clone()));
+        }
+        let Some(row) = store::event_by_nid(self.db, nid)? else {
+            return Ok(None);
+        };
+        let pdu = self.pdu_from_row(&row)?;
+        self.pdus.insert(nid, pdu.clone());
+        Ok(Some(pdu))
+    }
+
+    /// An event by id.
+    pub fn pdu(&mut self, event_id: &str) -> Result<Option<(store::EventRow, Pdu)>, RoomError> {
+        let Some(row) = store::event_by_id(self.db, event_id)? else {
+            return Ok(None);
+        };
+        let pdu = match self.pdus.get(&row.nid) {
+            Some(p) => p.clone(),
+            None => {
+                let p = self.pdu_from_row(&row)?;
+                self.pdus.insert(row.nid, p.clone());
+                p
+            }
+        };
+        Ok(Some((row, pdu)))
+    }
+
+    /// Loads the events of a state map.
+    fn state_pdus(&mut self, state: &StateNids) -> Result<StatePdus, RoomError> {
+        let missing: Vec<i64> = state
+            .values()
+            .filter(|n| !self.pdus.contains_key(n))
+            .copied()
+            .collect();
+        for row in store::events_by_nids(self.db, &missing)? {
+            let pdu = self.pdu_from_row(&row)?;
+            self.pdus.insert(row.nid, pdu);
+        }
+        let mut out = HashMap::with_capacity(state.len());
+        for ((t, k), nid) in state {
+            let pdu = self
+                .pdus
+                .get(nid)
+                .cloned()
+                .ok_or_else(|| RoomError::Corrupt(format!("state event {nid}")))?;
+            out.insert((StateEventType::from(t.as_str()), k.clone()), pdu);
+        }
+        Ok(out)
+    }
+
+    /// The current state group and its map.
+    pub fn current_state(&self) -> Result<(Option<i64>, StateNids), RoomError> {
+        match store::meta_int(self.db, "current_group")? {
+            Some(g) => Ok((Some(g), store::load_state(self.db, g)?)),
+            None => Ok((None, StateNids::new())),
+        }
+    }
+
+    /// The current state as events.
+    pub fn current_state_pdus(&mut self) -> Result<StatePdus, RoomError> {
+        let (_, state) = self.current_state()?;
+        self.state_pdus(&state)
+    }
+
+    /// The state after an event (for state events, including it).
+    pub fn state_after(&mut self, event_id: &str) -> Result<Option<StateNids>, RoomError> {
+        match store::event_by_id(self.db, event_id)?.and_then(|r| r.state_after) {
+            Some(g) => Ok(Some(store::load_state(self.db, g)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn state_after_pdus(&mut self, event_id: &str) -> Result<Option<StatePdus>, RoomError> {
+        match self.state_after(event_id)? {
+            Some(s) => Ok(Some(self.state_pdus(&s)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn fetch_fn(&self) -> impl Fn(&EventId) -> Option<Pdu> + 'a {
+        let db = self.db;
+        let rules = self.info.rules.clone();
+        move |id: &EventId| {
+            let row = store::event_by_id(db, id.as_str()).ok()??;
+            let object = crate::core::canonical::parse_object(&row.json).ok()?;
+            Pdu::from_checked(object, id.to_owned(), &rules)
+                .ok()
+                .map(|p| p.with_rejected(row.status == Status::Rejected as i64))
+        }
+    }
+
+    // ---- input ----
+
+    /// Resolves several states (keyed by nid) into one.
+    fn resolve_states(&mut self, states: Vec<StateNids>) -> Result<StateNids, RoomError> {
+        let mut unique: Vec<StateNids> = Vec::new();
+        for s in states {
+            if !unique.contains(&s) {
+                unique.push(s);
+            }
+        }
+        if unique.len() <= 1 {
+            return Ok(unique.pop().unwrap_or_default());
+        }
+        // nid ↔ event id for every event involved.
+        let mut ids: HashMap<i64, OwnedEventId> = HashMap::new();
+        for s in &unique {
+            let pdus = self.state_pdus(s)?;
+            for ((t, k), pdu) in pdus {
+                if let Some(nid) = s.get(&(t.to_string(), k)) {
+                    ids.insert(*nid, pdu.owned_event_id());
+                }
+            }
+        }
+        let sets: Vec<StateMap<OwnedEventId>> = unique
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|((t, k), nid)| {
+                        Some((
+                            (StateEventType::from(t.as_str()), k.clone()),
+                            ids.get(nid)?.clone(),
+                        ))
+                    })
+                    .collect()
+            })
+            .collect();
+        let rules = self.info.rules.clone();
+        let fetch = self.fetch_fn();
+        let chains = auth_chains_for(&sets, &fetch);
+        let resolved =
+            resolve(&rules, &sets, &chains, &fetch).map_err(|e| RoomError::Corrupt(e.to_string()))?;
+        let by_id: HashMap<&OwnedEventId, i64> = ids.iter().map(|(n, id)| (id, *n)).collect();
+        let mut out = StateNids::new();
+        for ((t, k), id) in resolved {
+            let nid = match by_id.get(&id) {
+                Some(n) => *n,
+                None => store::event_by_id(self.db, id.as_str())?
+                    .map(|r| r.nid)
+                    .ok_or_else(|| RoomError::Corrupt(format!("resolved to unknown event {id}")))?,
+            };
+            out.insert((t.to_string(), k), nid);
+        }
+        Ok(out)
+    }
+
+    /// Inputs a new event that extends the DAG. Format, hashes and signatures must have
+    /// been checked by the caller.
+    pub fn input_new(&mut self, pdu: Pdu) -> Result<Outcome, RoomError> {
+        if pdu.room_id() != self.info.room_id {
+            return Err(RoomError::WrongRoom);
+        }
+        // 1. Idempotent.
+        if let Some(row) = store::event_by_id(self.db, pdu.event_id().as_str())? {
+            return Ok(match (row.status, row.stream_pos) {
+                (0, Some(pos)) => Outcome::Accepted { stream_pos: pos },
+                (2, _) => Outcome::SoftFailed("already soft-failed".into()),
+                (1, _) => Outcome::Rejected("already rejected".into()),
+                _ => Outcome::Stored,
+            });
+        }
+        // 3. (prerequisite) the state after each prev event.
+        let mut prev_states = Vec::new();
+        let mut missing = Vec::new();
+        let mut prev_groups = Vec::new();
+        for prev in pdu.prev_events() {
+            match store::event_by_id(self.db, prev.as_str())?.and_then(|r| r.state_after) {
+                Some(g) => {
+                    prev_groups.push(g);
+                    prev_states.push(store::load_state(self.db, g)?);
+                }
+                None => missing.push(prev.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(RoomError::MissingPrev(missing));
+        }
+        let state_before = self.resolve_states(prev_states)?;
+        let before_group = match prev_groups.first() {
+            Some(g) if prev_groups.iter().all(|x| x == g) => Some(*g),
+            _ if state_before.is_empty() => None,
+            _ => {
+                let parent = prev_groups.first().copied();
+                let parent_state = match parent {
+                    Some(g) => Some(store::load_state(self.db, g)?),
+                    None => None,
+                };
+                Some(store::store_state(
+                    self.db,
+                    parent.zip(parent_state.as_ref()),
+                    &state_before,
+                )?)
+            }
+        };
+
+        // 2. and 4. Authorization.
+        let rules = self.info.rules.clone();
+        let mut verdict: Result<(), Rejection> = {
+            let fetch = self.fetch_fn();
+            check_auth_events(&pdu, &rules, fetch)
+        };
+        if verdict.is_ok() {
+            let before = self.state_pdus(&state_before)?;
+            verdict = check_auth(&pdu, &rules, |t, k| {
+                before.get(&(t.clone(), k.to_owned())).cloned()
+            });
+        }
+        let (current_group, current) = self.current_state()?;
+        // 5. Soft fail against the current state, when it differs from the state before.
+        let mut soft_fail = None;
+        if verdict.is_ok() && current_group.is_some() && current != state_before {
+            let now = self.state_pdus(&current)?;
+            if let Err(r) = check_auth(&pdu, &rules, |t, k| now.get(&(t.clone(), k.to_owned())).cloned()) {
+                soft_fail = Some(r.reason);
+            }
+        }
+
+        // 6. Persist.
+        let event_id = pdu.event_id().as_str().to_owned();
+        let json = pdu.to_federation_json();
+        let status = match (&verdict, &soft_fail) {
+            (Err(_), _) => Status::Rejected,
+            (Ok(()), Some(_)) => Status::SoftFailed,
+            (Ok(()), None) => Status::Accepted,
+        };
+        let accepted = status == Status::Accepted;
+        let stream_pos = if accepted {
+            Some(store::meta_int(self.db, "stream_pos")?.unwrap_or(0) + 1)
+        } else {
+            None
+        };
+        let state_key_pair = pdu.state_key().map(|k| (pdu.kind(), k.to_owned()));
+        let reason = verdict
+            .as_ref()
+            .err()
+            .map(|r| r.reason.clone())
+            .or(soft_fail.clone());
+        let nid = store::insert_event(
+            self.db,
+            &Row {
+                event_id: &event_id,
+                stream_pos,
+                depth: i64::try_from(pdu.depth()).unwrap_or(i64::MAX),
+                event_type: &pdu.kind(),
+                state_key: pdu.state_key(),
+                sender: pdu.sender().as_str(),
+                origin_ts: i64::try_from(pdu.origin_server_ts()).unwrap_or(i64::MAX),
+                kind: Kind::New,
+                status,
+                reason: reason.as_deref(),
+                state_before: before_group,
+                state_after: None,
+                json: &json,
+            },
+        )?;
+        let pdu = pdu.with_rejected(status == Status::Rejected);
+        self.pdus.insert(nid, pdu.clone());
+        // The state after: rejected events do not change state.
+        let mut state_after = state_before.clone();
+        if let (Some(pair), false) = (&state_key_pair, status == Status::Rejected) {
+            state_after.insert(pair.clone(), nid);
+        }
+        let after_group = if Some(&state_after) == Some(&state_before) && before_group.is_some() {
+            before_group
+        } else {
+            Some(store::store_state(
+                self.db,
+                before_group.zip(Some(&state_before)),
+                &state_after,
+            )?)
+        };
+        self.db.execute(
+            "UPDATE events SET state_after = ? WHERE nid = ?",
+            crate::params![after_group, nid],
+        )?;
+
+        if !accepted {
+            return Ok(match verdict {
+                Err(r) => Outcome::Rejected(r.reason),
+                Ok(()) => Outcome::SoftFailed(soft_fail.unwrap_or_default()),
+            });
+        }
+        let stream_pos = stream_pos.unwrap_or(0);
+        store::set_meta(self.db, "stream_pos", &stream_pos.to_string())?;
+
+        // Forward extremities and the new current state.
+        let prevs: Vec<String> = pdu.prev_events().iter().map(|p| p.to_string()).collect();
+        store::update_extremities(self.db, &event_id, &prevs)?;
+        let extremities = store::extremities(self.db)?;
+        let new_current = if extremities.len() == 1 || current_group.is_none() {
+            state_after.clone()
+        } else if !pdu.is_state() && current_group == before_group {
+            current.clone()
+        } else {
+            let mut states = Vec::new();
+            for ext in &extremities {
+                if let Some(s) = self.state_after(ext)? {
+                    states.push(s);
+                }
+            }
+            self.resolve_states(states)?
+        };
+        let new_group = if new_current == state_after {
+            after_group
+        } else if new_current == current {
+            current_group
+        } else {
+            Some(store::store_state(
+                self.db,
+                current_group.zip(Some(&current)),
+                &new_current,
+            )?)
+        };
+        if let Some(g) = new_group {
+            store::set_meta(self.db, "current_group", &g.to_string())?;
+        }
+
+        // The log record, in the same section (invariant 4).
+        let changes = self.state_changes(&current, &new_current)?;
+        let record = LogRecord::Event {
+            room_id: self.info.room_id.to_string(),
+            stream_pos: stream_pos as u64,
+            event_id: event_id.clone(),
+            sender: pdu.sender().to_string(),
+            event_type: pdu.kind(),
+            state_key: pdu.state_key().map(str::to_owned),
+            membership: membership_of(&pdu),
+            state: changes,
+        };
+        let payload = serde_json::to_string(&record).map_err(|e| RoomError::Corrupt(e.to_string()))?;
+        store::push_outbox(self.db, stream_pos, &payload)?;
+        Ok(Outcome::Accepted { stream_pos })
+    }
+
+    /// The current-state entries that changed, with the membership of member events, for
+    /// consumers that index memberships.
+    fn state_changes(&mut self, old: &StateNids, new: &StateNids) -> Result<Vec<StateChange>, RoomError> {
+        let mut out = Vec::new();
+        let keys: HashSet<&StateKey> = old.keys().chain(new.keys()).collect();
+        let mut keys: Vec<&StateKey> = keys.into_iter().collect();
+        keys.sort();
+        for key in keys {
+            let (a, b) = (old.get(key), new.get(key));
+            if a == b {
+                continue;
+            }
+            let event = match b {
+                Some(nid) => self.pdu_by_nid(*nid)?,
+                None => None,
+            };
+            out.push(StateChange {
+                event_type: key.0.clone(),
+                state_key: key.1.clone(),
+                event_id: event.as_ref().map(|e| e.event_id().to_string()),
+                membership: event.as_ref().and_then(membership_of),
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- local events ----
+
+    /// Builds, signs, authorizes and inputs an event from a local user. Nothing is stored
+    /// when the auth rules refuse it.
+    pub fn send(
+        &mut self,
+        sender: &UserId,
+        new: NewEvent,
+        signer: Signer<'_>,
+    ) -> Result<(Pdu, i64), RoomError> {
+        let extremities = store::extremities(self.db)?;
+        let mut prev = Vec::with_capacity(extremities.len());
+        for ext in &extremities {
+            if let Some(row) = store::event_by_id(self.db, ext)? {
+                let id =
+                    OwnedEventId::try_from(ext.as_str()).map_err(|e| RoomError::Corrupt(e.to_string()))?;
+                prev.push((id, u64::try_from(row.depth).unwrap_or(0)));
+            }
+        }
+        let state = self.current_state_pdus()?;
+        let rules = self.info.rules.clone();
+        let lookup = |t: &StateEventType, k: &str| state.get(&(t.clone(), k.to_owned())).cloned();
+        let pdu = build_event(&rules, &self.info.room_id, sender, new, &prev, lookup, signer)?;
+        check_auth(&pdu, &rules, lookup).map_err(|r| RoomError::Forbidden(r.reason))?;
+        match self.input_new(pdu.clone())? {
+            Outcome::Accepted { stream_pos } => Ok((pdu, stream_pos)),
+            Outcome::Rejected(r) | Outcome::SoftFailed(r) => Err(RoomError::Forbidden(r)),
+            Outcome::Stored => Err(RoomError::Corrupt("local event stored as outlier".into())),
+        }
+    }
+
+    /// The forward extremities with their depths.
+    pub fn extremities(&self) -> Result<Vec<String>, RoomError> {
+        Ok(store::extremities(self.db)?)
+    }
+}
+
+/// `content.membership` of a member event.
+pub fn membership_of(pdu: &Pdu) -> Option<String> {
+    if pdu.kind() != "m.room.member" {
+        return None;
+    }
+    pdu.content_field("membership")
+        .and_then(|m| m.as_str())
+        .map(str::to_owned)
+}
+
+/// The state as `(type, state_key) → event id` strings, for answers.
+pub fn state_ids(state: &StatePdus) -> BTreeMap<(String, String), String> {
+    state
+        .iter()
+        .map(|((t, k), p)| ((t.to_string(), k.clone()), p.event_id().to_string()))
+        .collect()
+}

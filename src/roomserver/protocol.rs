@@ -1,0 +1,112 @@
+//! The typed requests the edge handlers send to a Room Durable Object, and its answers.
+//! Carried as JSON over the Durable Object's `fetch`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// An event a local user asks for; the roomserver builds, signs and authorizes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventSpec {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_key: Option<String>,
+    pub content: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacts: Option<String>,
+}
+
+impl EventSpec {
+    pub fn state(event_type: &str, state_key: &str, content: Value) -> Self {
+        Self {
+            event_type: event_type.to_owned(),
+            state_key: Some(state_key.to_owned()),
+            content,
+            redacts: None,
+        }
+    }
+}
+
+/// Direction of a page of messages.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Dir {
+    #[serde(rename = "b")]
+    Backward,
+    #[serde(rename = "f")]
+    Forward,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RoomRequest {
+    /// Creates the room from its signed create event (federation JSON), then sends each
+    /// step as `sender`, in order. Fails as a whole if any step is refused.
+    Create {
+        create: Value,
+        sender: String,
+        steps: Vec<EventSpec>,
+    },
+    /// Sends an event as a local user. With a transaction id, a repeat from the same
+    /// device answers the first event id and creates nothing.
+    Send {
+        sender: String,
+        #[serde(default)]
+        device_id: Option<String>,
+        #[serde(default)]
+        txn_id: Option<String>,
+        event: EventSpec,
+    },
+    /// The full current state, as the user may see it.
+    State { user_id: String },
+    /// One current state event's content.
+    StateEvent {
+        user_id: String,
+        event_type: String,
+        state_key: String,
+    },
+    /// Member events, at a point or now, filtered by membership.
+    Members {
+        user_id: String,
+        #[serde(default)]
+        at: Option<String>,
+        #[serde(default)]
+        membership: Option<String>,
+        #[serde(default)]
+        not_membership: Option<String>,
+    },
+    /// `{user_id: {display_name, avatar_url}}` of joined members.
+    JoinedMembers { user_id: String },
+    /// A page of the timeline.
+    Messages {
+        user_id: String,
+        #[serde(default)]
+        from: Option<String>,
+        #[serde(default)]
+        to: Option<String>,
+        dir: Dir,
+        limit: u32,
+        #[serde(default)]
+        filter: Option<Value>,
+    },
+    /// An event with events before and after it and the state at it.
+    Context {
+        user_id: String,
+        event_id: String,
+        limit: u32,
+    },
+    /// One event.
+    Event { user_id: String, event_id: String },
+    /// The user's membership, for edge decisions (`None`: never a member).
+    Membership { user_id: String },
+    /// Name, topic, member count and the like, for the directory and previews. An
+    /// empty `user_id` is the server itself (the directory).
+    Summary { user_id: String },
+}
+
+/// An error answer from the room: the edge turns it back into a `MatrixError`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoomFailure {
+    pub status: u16,
+    pub errcode: String,
+    pub error: String,
+}

@@ -1,0 +1,60 @@
+//! The Room Durable Object's SQLite schema. Idempotent; applied when the object starts.
+//!
+//! State is stored as *state groups*: a group is a delta (the entries that differ)
+//! against a parent group, with a full snapshot every `SNAPSHOT_INTERVAL` deltas so
+//! reading any state costs a bounded walk. Events that do not change state share their
+//! state group, so storage grows with state changes, not with room size × events.
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    nid          INTEGER PRIMARY KEY,
+    event_id     TEXT NOT NULL UNIQUE,
+    stream_pos   INTEGER UNIQUE,
+    depth        INTEGER NOT NULL,
+    type         TEXT NOT NULL,
+    state_key    TEXT,
+    sender       TEXT NOT NULL,
+    origin_ts    INTEGER NOT NULL,
+    kind         INTEGER NOT NULL,
+    status       INTEGER NOT NULL,
+    reason       TEXT,
+    state_before INTEGER,
+    state_after  INTEGER,
+    redacted_by  TEXT,
+    json         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_depth ON events (depth);
+CREATE TABLE IF NOT EXISTS extremities (
+    event_id TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS state_groups (
+    id        INTEGER PRIMARY KEY,
+    parent    INTEGER,
+    chain_len INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state_entries (
+    grp       INTEGER NOT NULL,
+    type      TEXT NOT NULL,
+    state_key TEXT NOT NULL,
+    event_nid INTEGER,
+    PRIMARY KEY (grp, type, state_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS txns (
+    user_id   TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    txn_id    TEXT NOT NULL,
+    event_id  TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id, txn_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    stream_pos INTEGER PRIMARY KEY,
+    payload    TEXT NOT NULL
+)
+";
+
+/// A full snapshot is written after this many deltas in a chain.
+pub const SNAPSHOT_INTERVAL: i64 = 32;
