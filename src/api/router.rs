@@ -79,6 +79,7 @@ pub enum Endpoint {
     AdminListRegistrationTokens,
     AdminNewRegistrationToken,
     AdminGetRegistrationToken,
+    AdminUpdateRegistrationToken,
     AdminDeleteRegistrationToken,
 }
 

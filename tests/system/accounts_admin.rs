@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use hmac::{Hmac, Mac};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha1::Sha1;
 
 use crate::accounts::{login, whoami, PW};
@@ -325,6 +325,32 @@ fn registration_token_admin_api() {
         .expect_err(403, "M_FORBIDDEN");
     c.get(TOKENS).expect_err(401, "M_MISSING_TOKEN");
     assert_eq!(admin.get(&format!("{TOKENS}/{name}")).expect(200), created);
+
+    // Update: given fields change, absent ones stay, null clears.
+    let updated = admin
+        .put(&format!("{TOKENS}/{name}"), &json!({"uses_allowed": 3}))
+        .expect(200);
+    assert_eq!(updated["uses_allowed"], 3);
+    assert_eq!(updated["expiry_time"], 4_102_444_800_000_i64);
+    admin
+        .put(&format!("{TOKENS}/{name}"), &json!({"uses_allowed": "x"}))
+        .expect_err(400, "M_BAD_JSON");
+    admin
+        .put(&format!("{TOKENS}/{name}"), &json!({"expiry_time": 5}))
+        .expect_err(400, "M_INVALID_PARAM");
+    user.put(&format!("{TOKENS}/{name}"), &json!({"uses_allowed": 0}))
+        .expect_err(403, "M_FORBIDDEN");
+    admin
+        .put(&format!("{TOKENS}/unknown-token"), &json!({"uses_allowed": 1}))
+        .expect_err(404, "M_NOT_FOUND");
+    let cleared = admin
+        .put(&format!("{TOKENS}/{name}"), &json!({"expiry_time": null}))
+        .expect(200);
+    assert_eq!(
+        (cleared["uses_allowed"].clone(), cleared["expiry_time"].clone()),
+        (json!(3), Value::Null)
+    );
+    assert_eq!(admin.get(&format!("{TOKENS}/{name}")).expect(200), cleared);
 
     admin.delete(&format!("{TOKENS}/{name}")).expect(200);
     admin
