@@ -144,6 +144,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::AdminListRegistrationTokens => admin::registration_tokens::list(ctx, req).await,
         E::AdminNewRegistrationToken => admin::registration_tokens::create(ctx, req).await,
         E::AdminGetRegistrationToken => admin::registration_tokens::get(ctx, req, p(0)).await,
+        E::AdminUpdateRegistrationToken => admin::registration_tokens::update(ctx, req, p(0)).await,
         E::AdminDeleteRegistrationToken => admin::registration_tokens::delete(ctx, req, p(0)).await,
     }
 }

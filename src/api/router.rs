@@ -80,6 +80,7 @@ pub enum Endpoint {
     AdminListRegistrationTokens,
     AdminNewRegistrationToken,
     AdminGetRegistrationToken,
+    AdminUpdateRegistrationToken,
     AdminDeleteRegistrationToken,
 }
 
@@ -311,6 +312,11 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         E::AdminGetRegistrationToken,
     ),
     (
+        Put,
+        "/_synapse/admin/v1/registration_tokens/{token}",
+        E::AdminUpdateRegistrationToken,
+    ),
+    (
         Delete,
         "/_synapse/admin/v1/registration_tokens/{token}",
         E::AdminDeleteRegistrationToken,
@@ -418,6 +424,10 @@ mod tests {
         assert_eq!(
             route(Get, "/_synapse/admin/v1/registration_tokens/new").map(|r| r.endpoint),
             Ok(E::AdminGetRegistrationToken)
+        );
+        assert_eq!(
+            route(Put, "/_synapse/admin/v1/registration_tokens/abc").map(|r| r.endpoint),
+            Ok(E::AdminUpdateRegistrationToken)
         );
         assert_eq!(
             route(Delete, "/_matrix/client/v3/devices/ABC").map(|r| r.endpoint),
