@@ -14,7 +14,9 @@
 //! 6. persist: event, state after, forward extremities, current state (resolved over the
 //!    extremities when there are several), stream position and the outbox record.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
@@ -79,7 +81,12 @@ pub type StatePdus = HashMap<(StateEventType, String), Pdu>;
 pub struct Engine<'a> {
     pub db: &'a dyn Sql,
     pub info: RoomInfo,
+    /// Events read or written by this engine, by nid.
     pdus: HashMap<i64, Pdu>,
+    /// The same, by event id, for the auth and state-resolution fetches.
+    by_id: RefCell<HashMap<String, Pdu>>,
+    /// Loaded state groups (groups never change once written).
+    groups: RefCell<HashMap<i64, Arc<StateNids>>>,
 }
 
 /// The room's info, if it exists in this database.
@@ -105,6 +112,8 @@ impl<'a> Engine<'a> {
             db,
             info,
             pdus: HashMap::new(),
+            by_id: RefCell::default(),
+            groups: RefCell::default(),
         })
     }
 
@@ -129,6 +138,8 @@ impl<'a> Engine<'a> {
                 rules,
             },
             pdus: HashMap::new(),
+            by_id: RefCell::default(),
+            groups: RefCell::default(),
         };
         let outcome = engine.input_new(create)?;
         Ok((engine, outcome))
@@ -205,7 +216,7 @@ impl<'a> Engine<'a> {
     /// The current state group and its map.
     pub fn current_state(&self) -> Result<(Option<i64>, StateNids), RoomError> {
         match store::meta_int(self.db, "current_group")? {
-            Some(g) => Ok((Some(g), store::load_state(self.db, g)?)),
+            Some(g) => Ok((Some(g), (*self.load_group(g)?).clone())),
             None => Ok((None, StateNids::new())),
         }
     }
@@ -219,7 +230,7 @@ impl<'a> Engine<'a> {
     /// The state after an event (for state events, including it).
     pub fn state_after(&mut self, event_id: &str) -> Result<Option<StateNids>, RoomError> {
         match store::event_by_id(self.db, event_id)?.and_then(|r| r.state_after) {
-            Some(g) => Ok(Some(store::load_state(self.db, g)?)),
+            Some(g) => Ok(Some((*self.load_group(g)?).clone())),
             None => Ok(None),
         }
     }
@@ -231,16 +242,35 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn fetch_fn(&self) -> impl Fn(&EventId) -> Option<Pdu> + 'a {
-        let db = self.db;
-        let rules = self.info.rules.clone();
-        move |id: &EventId| {
-            let row = store::event_by_id(db, id.as_str()).ok()??;
-            let object = crate::core::canonical::parse_object(&row.json).ok()?;
-            Pdu::from_checked(object, id.to_owned(), &rules)
-                .ok()
-                .map(|p| p.with_rejected(row.status == Status::Rejected as i64))
+    /// A state group, from the cache or storage.
+    fn load_group(&self, group: i64) -> Result<Arc<StateNids>, RoomError> {
+        if let Some(s) = self.groups.borrow().get(&group) {
+            return Ok(s.clone());
         }
+        let state = Arc::new(store::load_state(self.db, group)?);
+        self.groups.borrow_mut().insert(group, state.clone());
+        Ok(state)
+    }
+
+    /// Looks events up by id for the auth checks and state resolution (cached).
+    fn fetch_fn(&self) -> impl Fn(&EventId) -> Option<Pdu> + '_ {
+        move |id: &EventId| {
+            if let Some(p) = self.by_id.borrow().get(id.as_str()) {
+                return Some(p.clone());
+            }
+            let row = store::event_by_id(self.db, id.as_str()).ok()??;
+            let object = crate::core::canonical::parse_object(&row.json).ok()?;
+            let pdu = Pdu::from_checked(object, id.to_owned(), &self.info.rules)
+                .ok()
+                .map(|p| p.with_rejected(row.status == Status::Rejected as i64))?;
+            self.by_id.borrow_mut().insert(id.as_str().to_owned(), pdu.clone());
+            Some(pdu)
+        }
+    }
+
+    fn remember(&mut self, nid: i64, pdu: &Pdu) {
+        self.by_id.borrow_mut().insert(pdu.event_id().as_str().to_owned(), pdu.clone());
+        self.pdus.insert(nid, pdu.clone());
     }
 
     // ---- input ----
@@ -321,7 +351,7 @@ impl<'a> Engine<'a> {
             match store::event_by_id(self.db, prev.as_str())?.and_then(|r| r.state_after) {
                 Some(g) => {
                     prev_groups.push(g);
-                    prev_states.push(store::load_state(self.db, g)?);
+                    prev_states.push((*self.load_group(g)?).clone());
                 }
                 None => missing.push(prev.clone()),
             }
@@ -336,7 +366,7 @@ impl<'a> Engine<'a> {
             _ => {
                 let parent = prev_groups.first().copied();
                 let parent_state = match parent {
-                    Some(g) => Some(store::load_state(self.db, g)?),
+                    Some(g) => Some((*self.load_group(g)?).clone()),
                     None => None,
                 };
                 Some(store::store_state(
@@ -408,7 +438,7 @@ impl<'a> Engine<'a> {
             },
         )?;
         let pdu = pdu.with_rejected(status == Status::Rejected);
-        self.pdus.insert(nid, pdu.clone());
+        self.remember(nid, &pdu);
         // The state after: rejected events do not change state.
         let mut state_after = state_before.clone();
         if let (Some(pair), false) = (&state_key_pair, status == Status::Rejected) {
@@ -549,7 +579,7 @@ impl<'a> Engine<'a> {
                 json: &json,
             },
         )?;
-        self.pdus.insert(nid, pdu.with_rejected(verdict.is_err()));
+        self.remember(nid, &pdu.with_rejected(verdict.is_err()));
         Ok(match verdict {
             Ok(()) => Outcome::Stored,
             Err(r) => Outcome::Rejected(r.reason),
@@ -599,7 +629,7 @@ impl<'a> Engine<'a> {
             redaction.event_id().as_str(),
             &redacted.to_federation_json(),
         )?;
-        self.pdus.insert(row.nid, redacted);
+        self.remember(row.nid, &redacted);
         Ok(())
     }
 
