@@ -29,11 +29,20 @@ const OUTBOX_RETRY_MS: i64 = 5_000;
 pub struct Room {
     state: State,
     env: Env,
+    /// Events and state groups remembered between requests.
+    cache: engine::Cache,
+    /// Whether this instance has applied the schema.
+    schema_ready: std::cell::Cell<bool>,
 }
 
 impl DurableObject for Room {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        Self {
+            state,
+            env,
+            cache: engine::Cache::default(),
+            schema_ready: std::cell::Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -79,7 +88,19 @@ impl Room {
             key: &config.signing_key,
             now_ms: platform::now_ms(),
         };
-        dispatch::handle(&db, &host, request)
+        if !self.schema_ready.get() {
+            store::init(&db).map_err(|e| RoomFailure {
+                status: 500,
+                errcode: "M_UNKNOWN".into(),
+                error: e.to_string(),
+            })?;
+            self.schema_ready.set(true);
+        }
+        let answer = dispatch::handle_cached(&db, &host, &self.cache, request);
+        if answer.as_ref().is_err_and(|f| f.status >= 500) {
+            self.cache.clear();
+        }
+        answer
     }
 
     /// Sends pending outbox records to the Queue and deletes them once sent. On failure

@@ -11,7 +11,7 @@ use crate::core::pdu::Pdu;
 use crate::core::verify::check_pdu;
 use crate::storage::sql::Sql;
 
-use super::engine::{membership_of, room_info, Engine, Outcome, RoomError};
+use super::engine::{membership_of, room_info, Cache, Engine, Outcome, RoomError};
 use super::protocol::{Dir, EventSpec, InputKind, RoomFailure, RoomRequest};
 use super::store::{self, EventRow};
 
@@ -85,24 +85,43 @@ fn new_event(spec: EventSpec) -> Result<NewEvent, RoomFailure> {
     })
 }
 
-/// Answers one request. Errors carry their HTTP status and Matrix code.
+/// Answers one request with a fresh cache (tests, one-off uses).
 pub fn handle(db: &dyn Sql, host: &Host<'_>, req: RoomRequest) -> Result<Value, RoomFailure> {
     store::init(db).map_err(RoomError::from)?;
+    handle_cached(db, host, &Cache::default(), req)
+}
+
+/// Answers one request. Errors carry their HTTP status and Matrix code. The schema
+/// must exist (`store::init`). After a failed request the caller clears the cache.
+pub fn handle_cached(
+    db: &dyn Sql,
+    host: &Host<'_>,
+    cache: &Cache,
+    req: RoomRequest,
+) -> Result<Value, RoomFailure> {
     match req {
         RoomRequest::Create {
             create,
             sender,
             steps,
-        } => create_room(db, host, create, &sender, steps),
+        } => create_room(db, host, cache, create, &sender, steps),
         RoomRequest::Send {
             sender,
             device_id,
             txn_id,
             event,
-        } => send(db, host, &sender, device_id.as_deref(), txn_id.as_deref(), event),
-        RoomRequest::Input { kind, pdus, keys } => input(db, kind, pdus, &keys),
+        } => send(
+            db,
+            host,
+            cache,
+            &sender,
+            device_id.as_deref(),
+            txn_id.as_deref(),
+            event,
+        ),
+        RoomRequest::Input { kind, pdus, keys } => input(db, cache, kind, pdus, &keys),
         other => {
-            let mut room = Engine::open(db)?;
+            let mut room = Engine::open(db, cache)?;
             query(&mut room, host, other)
         }
     }
@@ -112,6 +131,7 @@ pub fn handle(db: &dyn Sql, host: &Host<'_>, req: RoomRequest) -> Result<Value, 
 /// extremities and the resulting current state (`type → state_key → event id`).
 fn input(
     db: &dyn Sql,
+    cache: &Cache,
     kind: InputKind,
     pdus: Vec<Value>,
     keys: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
@@ -146,7 +166,7 @@ fn input(
     }
     let checked = crate::core::verify::check_pdus_batch(objects, &key_map);
     let mut room: Option<Engine<'_>> = match existing {
-        Some(_) => Some(Engine::open(db)?),
+        Some(_) => Some(Engine::open(db, cache)?),
         None => None,
     };
     let mut results = Vec::with_capacity(checked.len());
@@ -161,7 +181,7 @@ fn input(
         let event_id = pdu.event_id().to_string();
         let outcome = match room.as_mut() {
             None if pdu.kind() == "m.room.create" => {
-                let (engine, outcome) = Engine::create(db, pdu)?;
+                let (engine, outcome) = Engine::create(db, cache, pdu)?;
                 room = Some(engine);
                 Ok(outcome)
             }
@@ -203,6 +223,7 @@ fn input(
 fn create_room(
     db: &dyn Sql,
     host: &Host<'_>,
+    cache: &Cache,
     create: Value,
     sender: &str,
     steps: Vec<EventSpec>,
@@ -224,7 +245,7 @@ fn create_room(
         .or_default()
         .insert(host.key.key_id(), ruma::serde::Base64::new(key_bytes));
     let checked = check_pdu(object, &rules, &keys).map_err(|e| fail(400, "M_BAD_JSON", e.to_string()))?;
-    let (mut room, outcome) = Engine::create(db, checked.pdu)?;
+    let (mut room, outcome) = Engine::create(db, cache, checked.pdu)?;
     if let Outcome::Rejected(why) = outcome {
         return Err(forbidden(why));
     }
@@ -234,16 +255,18 @@ fn create_room(
     Ok(json!({ "room_id": room.info.room_id }))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn send(
     db: &dyn Sql,
     host: &Host<'_>,
+    cache: &Cache,
     sender: &str,
     device_id: Option<&str>,
     txn_id: Option<&str>,
     spec: EventSpec,
 ) -> Result<Value, RoomFailure> {
     let sender_id = parse_user(sender)?;
-    let mut room = Engine::open(db)?;
+    let mut room = Engine::open(db, cache)?;
     if let (Some(device), Some(txn)) = (device_id, txn_id) {
         if let Some(event_id) = store::txn_event(db, sender, device, txn).map_err(RoomError::from)? {
             return Ok(json!({ "event_id": event_id }));

@@ -78,15 +78,36 @@ pub struct RoomInfo {
 /// A state as events, keyed by `(type, state_key)`.
 pub type StatePdus = HashMap<(StateEventType, String), Pdu>;
 
+/// What the engine may remember between requests. The Room Durable Object keeps one
+/// for its lifetime (it is the only writer of its database, so nothing goes stale);
+/// tests and one-off uses make a fresh one.
+#[derive(Default)]
+pub struct Cache {
+    /// Events by id, for the auth and state-resolution fetches.
+    by_id: RefCell<HashMap<String, Pdu>>,
+    /// Loaded state groups (a group never changes once written).
+    groups: RefCell<HashMap<i64, Arc<StateNids>>>,
+}
+
+/// Cache bounds, to stay far below the isolate's 128 MB.
+const MAX_CACHED_EVENTS: usize = 20_000;
+const MAX_CACHED_GROUPS: usize = 512;
+
+impl Cache {
+    /// Forgets everything (after a failed request, whose writes may be partial).
+    pub fn clear(&self) {
+        self.by_id.borrow_mut().clear();
+        self.groups.borrow_mut().clear();
+    }
+}
+
 pub struct Engine<'a> {
     pub db: &'a dyn Sql,
     pub info: RoomInfo,
     /// Events read or written by this engine, by nid.
     pdus: HashMap<i64, Pdu>,
-    /// The same, by event id, for the auth and state-resolution fetches.
-    by_id: RefCell<HashMap<String, Pdu>>,
-    /// Loaded state groups (groups never change once written).
-    groups: RefCell<HashMap<i64, Arc<StateNids>>>,
+    by_id: &'a RefCell<HashMap<String, Pdu>>,
+    groups: &'a RefCell<HashMap<i64, Arc<StateNids>>>,
 }
 
 /// The room's info, if it exists in this database.
@@ -106,19 +127,19 @@ pub fn room_info(db: &dyn Sql) -> Result<Option<RoomInfo>, RoomError> {
 
 impl<'a> Engine<'a> {
     /// Opens the room stored in `db`.
-    pub fn open(db: &'a dyn Sql) -> Result<Self, RoomError> {
+    pub fn open(db: &'a dyn Sql, cache: &'a Cache) -> Result<Self, RoomError> {
         let info = room_info(db)?.ok_or(RoomError::NoRoom)?;
         Ok(Self {
             db,
             info,
             pdus: HashMap::new(),
-            by_id: RefCell::default(),
-            groups: RefCell::default(),
+            by_id: &cache.by_id,
+            groups: &cache.groups,
         })
     }
 
     /// Creates the room from its signed create event.
-    pub fn create(db: &'a dyn Sql, create: Pdu) -> Result<(Self, Outcome), RoomError> {
+    pub fn create(db: &'a dyn Sql, cache: &'a Cache, create: Pdu) -> Result<(Self, Outcome), RoomError> {
         if room_info(db)?.is_some() {
             return Err(RoomError::Exists);
         }
@@ -138,8 +159,8 @@ impl<'a> Engine<'a> {
                 rules,
             },
             pdus: HashMap::new(),
-            by_id: RefCell::default(),
-            groups: RefCell::default(),
+            by_id: &cache.by_id,
+            groups: &cache.groups,
         };
         let outcome = engine.input_new(create)?;
         Ok((engine, outcome))
@@ -248,7 +269,11 @@ impl<'a> Engine<'a> {
             return Ok(s.clone());
         }
         let state = Arc::new(store::load_state(self.db, group)?);
-        self.groups.borrow_mut().insert(group, state.clone());
+        let mut groups = self.groups.borrow_mut();
+        if groups.len() >= MAX_CACHED_GROUPS {
+            groups.clear();
+        }
+        groups.insert(group, state.clone());
         Ok(state)
     }
 
@@ -263,13 +288,22 @@ impl<'a> Engine<'a> {
             let pdu = Pdu::from_checked(object, id.to_owned(), &self.info.rules)
                 .ok()
                 .map(|p| p.with_rejected(row.status == Status::Rejected as i64))?;
-            self.by_id.borrow_mut().insert(id.as_str().to_owned(), pdu.clone());
+            let mut cache = self.by_id.borrow_mut();
+            if cache.len() >= MAX_CACHED_EVENTS {
+                cache.clear();
+            }
+            cache.insert(id.as_str().to_owned(), pdu.clone());
             Some(pdu)
         }
     }
 
     fn remember(&mut self, nid: i64, pdu: &Pdu) {
-        self.by_id.borrow_mut().insert(pdu.event_id().as_str().to_owned(), pdu.clone());
+        let mut cache = self.by_id.borrow_mut();
+        if cache.len() >= MAX_CACHED_EVENTS {
+            cache.clear();
+        }
+        cache.insert(pdu.event_id().as_str().to_owned(), pdu.clone());
+        drop(cache);
         self.pdus.insert(nid, pdu.clone());
     }
 

@@ -11,7 +11,7 @@ use crate::log::LogRecord;
 use crate::storage::sql::testing::MemorySql;
 use crate::storage::sql::Sql;
 
-use super::engine::{Engine, Outcome, RoomError};
+use super::engine::{Cache, Engine, Outcome, RoomError};
 use super::store;
 
 const HS: &str = "hs.test";
@@ -56,7 +56,8 @@ fn new_room<'a>(db: &'a MemorySql, version: &str, key: &SigningKey) -> Engine<'a
         signer(key, 1),
     )
     .expect("create");
-    let (mut room, outcome) = Engine::create(db, create).expect("create room");
+    let cache: &'a Cache = Box::leak(Box::default());
+    let (mut room, outcome) = Engine::create(db, cache, create).expect("create room");
     assert_eq!(outcome, Outcome::Accepted { stream_pos: 1 });
     let alice = user("alice");
     let users = if rules.authorization.explicitly_privilege_room_creators {

@@ -132,7 +132,7 @@ macro_rules! params {
     ($($v:expr),+ $(,)?) => { &[$($crate::storage::sql::SqlValue::from($v)),+] };
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "native-sqlite"))]
 pub mod testing {
     //! rusqlite behind the `Sql` trait, for native tests of Durable Object logic.
     use super::*;
@@ -187,6 +187,7 @@ pub mod testing {
         }
     }
 
+    #[cfg(test)]
     #[test]
     fn round_trips_values() {
         let db = MemorySql::new();

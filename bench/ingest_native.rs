@@ -1,0 +1,56 @@
+//! The ingest workload of the benchmark, natively: the same generated history through
+//! the same roomserver code (`dispatch::handle` with `Input`) on rusqlite in memory.
+//! For profiling the pipeline without workerd:
+//! `cargo run --release --example ingest_native --features native-sqlite`.
+
+#[path = "history.rs"]
+mod history;
+
+use std::time::Instant;
+
+use neurite::core::keys::SigningKey;
+use neurite::roomserver::dispatch::{handle, Host};
+use neurite::roomserver::protocol::{InputKind, RoomRequest};
+use neurite::storage::sql::testing::MemorySql;
+
+fn main() {
+    let events = std::env::var("NEURITE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let hist = history::generate(events, 42);
+    let keys = serde_json::from_value(hist.keys.clone()).expect("keys");
+    let db = MemorySql::new();
+    let key = SigningKey::from_seed([3; 32], "n").expect("key");
+    let host = Host {
+        server_name: "native.bench",
+        key: &key,
+        now_ms: 0,
+    };
+    let started = Instant::now();
+    for chunk in hist.pdus.chunks(500) {
+        let answer = handle(
+            &db,
+            &host,
+            RoomRequest::Input {
+                kind: InputKind::New,
+                pdus: chunk.to_vec(),
+                keys: std::collections::BTreeMap::clone(&keys),
+            },
+        )
+        .expect("input");
+        let bad = answer["results"]
+            .as_array()
+            .map_or(0, |r| r.iter().filter(|x| x.get("accepted").is_none()).count());
+        if bad > 0 {
+            eprintln!("{bad} events not accepted");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "native ingest: {} events in {:.2} s = {:.0} events/s",
+        hist.pdus.len(),
+        secs,
+        hist.pdus.len() as f64 / secs
+    );
+}
