@@ -21,10 +21,10 @@ use std::sync::Arc;
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::StateMap;
-use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, UserId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId};
 
 use crate::core::auth::{check_auth, check_auth_events, Rejection};
-use crate::core::builder::{build_event, BuildError, NewEvent, Signer};
+use crate::core::builder::BuildError;
 use crate::core::pdu::Pdu;
 use crate::core::room_version;
 use crate::core::state_res::{auth_chains_for, resolve};
@@ -87,6 +87,17 @@ pub struct Cache {
     by_id: RefCell<HashMap<String, Pdu>>,
     /// Loaded state groups (a group never changes once written).
     groups: RefCell<HashMap<i64, Arc<StateNids>>>,
+    /// Event id → the state group after it.
+    after: RefCell<HashMap<String, i64>>,
+    /// The room's head: stream position, current state group, forward extremities.
+    head: RefCell<Option<Head>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Head {
+    stream_pos: i64,
+    current_group: Option<i64>,
+    extremities: Vec<String>,
 }
 
 /// Cache bounds, to stay far below the isolate's 128 MB.
@@ -98,8 +109,12 @@ impl Cache {
     pub fn clear(&self) {
         self.by_id.borrow_mut().clear();
         self.groups.borrow_mut().clear();
+        self.after.borrow_mut().clear();
+        *self.head.borrow_mut() = None;
     }
 }
+
+mod perform;
 
 pub struct Engine<'a> {
     pub db: &'a dyn Sql,
@@ -108,6 +123,8 @@ pub struct Engine<'a> {
     pdus: HashMap<i64, Pdu>,
     by_id: &'a RefCell<HashMap<String, Pdu>>,
     groups: &'a RefCell<HashMap<i64, Arc<StateNids>>>,
+    after: &'a RefCell<HashMap<String, i64>>,
+    head: &'a RefCell<Option<Head>>,
 }
 
 /// The room's info, if it exists in this database.
@@ -135,6 +152,8 @@ impl<'a> Engine<'a> {
             pdus: HashMap::new(),
             by_id: &cache.by_id,
             groups: &cache.groups,
+            after: &cache.after,
+            head: &cache.head,
         })
     }
 
@@ -161,6 +180,8 @@ impl<'a> Engine<'a> {
             pdus: HashMap::new(),
             by_id: &cache.by_id,
             groups: &cache.groups,
+            after: &cache.after,
+            head: &cache.head,
         };
         let outcome = engine.input_new(create)?;
         Ok((engine, outcome))
@@ -236,7 +257,7 @@ impl<'a> Engine<'a> {
 
     /// The current state group and its map.
     pub fn current_state(&self) -> Result<(Option<i64>, StateNids), RoomError> {
-        match store::meta_int(self.db, "current_group")? {
+        match self.head()?.current_group {
             Some(g) => Ok((Some(g), (*self.load_group(g)?).clone())),
             None => Ok((None, StateNids::new())),
         }
@@ -261,6 +282,36 @@ impl<'a> Engine<'a> {
             Some(s) => Ok(Some(self.state_pdus(&s)?)),
             None => Ok(None),
         }
+    }
+
+    /// The room's head, from the cache or storage.
+    fn head(&self) -> Result<Head, RoomError> {
+        if let Some(h) = self.head.borrow().as_ref() {
+            return Ok(h.clone());
+        }
+        let head = Head {
+            stream_pos: store::meta_int(self.db, "stream_pos")?.unwrap_or(0),
+            current_group: store::meta_int(self.db, "current_group")?,
+            extremities: store::extremities(self.db)?,
+        };
+        *self.head.borrow_mut() = Some(head.clone());
+        Ok(head)
+    }
+
+    /// The state group after an event, if the event has state (not an outlier).
+    fn after_group(&self, event_id: &str) -> Result<Option<i64>, RoomError> {
+        if let Some(g) = self.after.borrow().get(event_id) {
+            return Ok(Some(*g));
+        }
+        let group = store::event_by_id(self.db, event_id)?.and_then(|r| r.state_after);
+        if let Some(g) = group {
+            let mut after = self.after.borrow_mut();
+            if after.len() >= MAX_CACHED_EVENTS {
+                after.clear();
+            }
+            after.insert(event_id.to_owned(), g);
+        }
+        Ok(group)
     }
 
     /// A state group, from the cache or storage.
@@ -382,7 +433,7 @@ impl<'a> Engine<'a> {
         let mut missing = Vec::new();
         let mut prev_groups = Vec::new();
         for prev in pdu.prev_events() {
-            match store::event_by_id(self.db, prev.as_str())?.and_then(|r| r.state_after) {
+            match self.after_group(prev.as_str())? {
                 Some(g) => {
                     prev_groups.push(g);
                     prev_states.push((*self.load_group(g)?).clone());
@@ -443,11 +494,12 @@ impl<'a> Engine<'a> {
         };
         let accepted = status == Status::Accepted;
         let stream_pos = if accepted {
-            Some(store::meta_int(self.db, "stream_pos")?.unwrap_or(0) + 1)
+            Some(self.head()?.stream_pos + 1)
         } else {
             None
         };
         let state_key_pair = pdu.state_key().map(|k| (pdu.kind(), k.to_owned()));
+        let changes_state = state_key_pair.is_some() && status != Status::Rejected;
         let reason = verdict
             .as_ref()
             .err()
@@ -467,7 +519,8 @@ impl<'a> Engine<'a> {
                 status,
                 reason: reason.as_deref(),
                 state_before: before_group,
-                state_after: None,
+                // Known now unless the event adds itself to the state (needs its nid).
+                state_after: if changes_state { None } else { before_group },
                 json: &json,
             },
         )?;
@@ -475,22 +528,21 @@ impl<'a> Engine<'a> {
         self.remember(nid, &pdu);
         // The state after: rejected events do not change state.
         let mut state_after = state_before.clone();
-        if let (Some(pair), false) = (&state_key_pair, status == Status::Rejected) {
-            state_after.insert(pair.clone(), nid);
-        }
-        let after_group = if Some(&state_after) == Some(&state_before) && before_group.is_some() {
-            before_group
-        } else {
-            Some(store::store_state(
-                self.db,
-                before_group.zip(Some(&state_before)),
-                &state_after,
-            )?)
+        let after_group = match (&state_key_pair, changes_state) {
+            (Some(pair), true) => {
+                state_after.insert(pair.clone(), nid);
+                let g = store::store_state(self.db, before_group.zip(Some(&state_before)), &state_after)?;
+                self.db.execute(
+                    "UPDATE events SET state_after = ? WHERE nid = ?",
+                    crate::params![g, nid],
+                )?;
+                Some(g)
+            }
+            _ => before_group,
         };
-        self.db.execute(
-            "UPDATE events SET state_after = ? WHERE nid = ?",
-            crate::params![after_group, nid],
-        )?;
+        if let Some(g) = after_group {
+            self.after.borrow_mut().insert(event_id.clone(), g);
+        }
 
         if !accepted {
             return Ok(match verdict {
@@ -504,7 +556,10 @@ impl<'a> Engine<'a> {
         // Forward extremities and the new current state.
         let prevs: Vec<String> = pdu.prev_events().iter().map(|p| p.to_string()).collect();
         store::update_extremities(self.db, &event_id, &prevs)?;
-        let extremities = store::extremities(self.db)?;
+        let mut extremities = self.head()?.extremities;
+        extremities.retain(|e| !prevs.contains(e));
+        extremities.push(event_id.clone());
+        extremities.sort();
         let new_current = if extremities.len() == 1 || current_group.is_none() {
             state_after.clone()
         } else if !pdu.is_state() && current_group == before_group {
@@ -529,9 +584,16 @@ impl<'a> Engine<'a> {
                 &new_current,
             )?)
         };
-        if let Some(g) = new_group {
-            store::set_meta(self.db, "current_group", &g.to_string())?;
+        if new_group != current_group {
+            if let Some(g) = new_group {
+                store::set_meta(self.db, "current_group", &g.to_string())?;
+            }
         }
+        *self.head.borrow_mut() = Some(Head {
+            stream_pos,
+            current_group: new_group.or(current_group),
+            extremities,
+        });
 
         // The log record, in the same section (invariant 4).
         let changes = self.state_changes(&current, &new_current)?;
@@ -577,130 +639,6 @@ impl<'a> Engine<'a> {
             });
         }
         Ok(out)
-    }
-
-    /// Inputs an event known without its state (an auth event, a fetched missing
-    /// event): stored after checking its own auth events, never part of the timeline.
-    pub fn input_outlier(&mut self, pdu: Pdu) -> Result<Outcome, RoomError> {
-        if pdu.room_id() != self.info.room_id {
-            return Err(RoomError::WrongRoom);
-        }
-        if store::event_by_id(self.db, pdu.event_id().as_str())?.is_some() {
-            return Ok(Outcome::Stored);
-        }
-        let rules = self.info.rules.clone();
-        let verdict = check_auth_events(&pdu, &rules, self.fetch_fn());
-        let json = pdu.to_federation_json();
-        let nid = store::insert_event(
-            self.db,
-            &Row {
-                event_id: pdu.event_id().as_str(),
-                stream_pos: None,
-                depth: i64::try_from(pdu.depth()).unwrap_or(i64::MAX),
-                event_type: &pdu.kind(),
-                state_key: pdu.state_key(),
-                sender: pdu.sender().as_str(),
-                origin_ts: i64::try_from(pdu.origin_server_ts()).unwrap_or(i64::MAX),
-                kind: Kind::Outlier,
-                status: if verdict.is_ok() {
-                    Status::Accepted
-                } else {
-                    Status::Rejected
-                },
-                reason: verdict.as_ref().err().map(|r| r.reason.as_str()),
-                state_before: None,
-                state_after: None,
-                json: &json,
-            },
-        )?;
-        self.remember(nid, &pdu.with_rejected(verdict.is_err()));
-        Ok(match verdict {
-            Ok(()) => Outcome::Stored,
-            Err(r) => Outcome::Rejected(r.reason),
-        })
-    }
-
-    /// Applies an accepted redaction to its target: the stored event is replaced by its
-    /// redacted form when the redacter may redact it (same server as the original
-    /// sender, or enough power for `redact`). Otherwise the redaction stays a no-op.
-    fn apply_redaction(&mut self, redaction: &Pdu) -> Result<(), RoomError> {
-        let Some(target_id) = redaction.redacts() else {
-            return Ok(());
-        };
-        let Some((row, target)) = self.pdu(target_id.as_str())? else {
-            return Ok(());
-        };
-        if row.redacted_by.is_some() || target.kind() == "m.room.create" {
-            return Ok(());
-        }
-        let same_server = target.sender().server_name() == redaction.sender().server_name();
-        let allowed = same_server || {
-            let state = self.current_state_pdus()?;
-            let power = state
-                .get(&(StateEventType::RoomPowerLevels, String::new()))
-                .map(|p| p.content())
-                .unwrap_or_default();
-            let creators = self.info.rules.authorization.explicitly_privilege_room_creators
-                && state
-                    .get(&(StateEventType::RoomCreate, String::new()))
-                    .is_some_and(|c| c.sender() == redaction.sender());
-            let level = power["users"][redaction.sender().as_str()]
-                .as_i64()
-                .or_else(|| power["users_default"].as_i64())
-                .unwrap_or(0);
-            let needed = power["redact"].as_i64().unwrap_or(50);
-            creators || level >= needed
-        };
-        if !allowed {
-            return Ok(());
-        }
-        let redacted = target
-            .redacted(&self.info.rules)
-            .map_err(|e| RoomError::Corrupt(e.to_string()))?;
-        store::mark_redacted(
-            self.db,
-            target_id.as_str(),
-            redaction.event_id().as_str(),
-            &redacted.to_federation_json(),
-        )?;
-        self.remember(row.nid, &redacted);
-        Ok(())
-    }
-
-    // ---- local events ----
-
-    /// Builds, signs, authorizes and inputs an event from a local user. Nothing is stored
-    /// when the auth rules refuse it.
-    pub fn send(
-        &mut self,
-        sender: &UserId,
-        new: NewEvent,
-        signer: Signer<'_>,
-    ) -> Result<(Pdu, i64), RoomError> {
-        let extremities = store::extremities(self.db)?;
-        let mut prev = Vec::with_capacity(extremities.len());
-        for ext in &extremities {
-            if let Some(row) = store::event_by_id(self.db, ext)? {
-                let id =
-                    OwnedEventId::try_from(ext.as_str()).map_err(|e| RoomError::Corrupt(e.to_string()))?;
-                prev.push((id, u64::try_from(row.depth).unwrap_or(0)));
-            }
-        }
-        let state = self.current_state_pdus()?;
-        let rules = self.info.rules.clone();
-        let lookup = |t: &StateEventType, k: &str| state.get(&(t.clone(), k.to_owned())).cloned();
-        let pdu = build_event(&rules, &self.info.room_id, sender, new, &prev, lookup, signer)?;
-        check_auth(&pdu, &rules, lookup).map_err(|r| RoomError::Forbidden(r.reason))?;
-        match self.input_new(pdu.clone())? {
-            Outcome::Accepted { stream_pos } => Ok((pdu, stream_pos)),
-            Outcome::Rejected(r) | Outcome::SoftFailed(r) => Err(RoomError::Forbidden(r)),
-            Outcome::Stored => Err(RoomError::Corrupt("local event stored as outlier".into())),
-        }
-    }
-
-    /// The forward extremities with their depths.
-    pub fn extremities(&self) -> Result<Vec<String>, RoomError> {
-        Ok(store::extremities(self.db)?)
     }
 }
 

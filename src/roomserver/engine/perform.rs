@@ -1,0 +1,141 @@
+//! The engine's performs: outlier input, redactions applied to their targets, and
+//! events built for local users.
+
+use ruma::events::StateEventType;
+use ruma::{OwnedEventId, UserId};
+
+use crate::core::auth::{check_auth, check_auth_events};
+use crate::core::builder::{build_event, NewEvent, Signer};
+use crate::core::pdu::Pdu;
+
+use super::super::store::{self, Kind, NewEvent as Row, Status};
+use super::{Engine, Outcome, RoomError};
+
+impl Engine<'_> {
+    /// Inputs an event known without its state (an auth event, a fetched missing
+    /// event): stored after checking its own auth events, never part of the timeline.
+    pub fn input_outlier(&mut self, pdu: Pdu) -> Result<Outcome, RoomError> {
+        if pdu.room_id() != self.info.room_id {
+            return Err(RoomError::WrongRoom);
+        }
+        if store::event_by_id(self.db, pdu.event_id().as_str())?.is_some() {
+            return Ok(Outcome::Stored);
+        }
+        let rules = self.info.rules.clone();
+        let verdict = check_auth_events(&pdu, &rules, self.fetch_fn());
+        let json = pdu.to_federation_json();
+        let nid = store::insert_event(
+            self.db,
+            &Row {
+                event_id: pdu.event_id().as_str(),
+                stream_pos: None,
+                depth: i64::try_from(pdu.depth()).unwrap_or(i64::MAX),
+                event_type: &pdu.kind(),
+                state_key: pdu.state_key(),
+                sender: pdu.sender().as_str(),
+                origin_ts: i64::try_from(pdu.origin_server_ts()).unwrap_or(i64::MAX),
+                kind: Kind::Outlier,
+                status: if verdict.is_ok() {
+                    Status::Accepted
+                } else {
+                    Status::Rejected
+                },
+                reason: verdict.as_ref().err().map(|r| r.reason.as_str()),
+                state_before: None,
+                state_after: None,
+                json: &json,
+            },
+        )?;
+        self.remember(nid, &pdu.with_rejected(verdict.is_err()));
+        Ok(match verdict {
+            Ok(()) => Outcome::Stored,
+            Err(r) => Outcome::Rejected(r.reason),
+        })
+    }
+
+    /// Applies an accepted redaction to its target: the stored event is replaced by its
+    /// redacted form when the redacter may redact it (same server as the original
+    /// sender, or enough power for `redact`). Otherwise the redaction stays a no-op.
+    pub(super) fn apply_redaction(&mut self, redaction: &Pdu) -> Result<(), RoomError> {
+        let Some(target_id) = redaction.redacts() else {
+            return Ok(());
+        };
+        let Some((row, target)) = self.pdu(target_id.as_str())? else {
+            return Ok(());
+        };
+        if row.redacted_by.is_some() || target.kind() == "m.room.create" {
+            return Ok(());
+        }
+        let same_server = target.sender().server_name() == redaction.sender().server_name();
+        let allowed = same_server || {
+            let state = self.current_state_pdus()?;
+            let power = state
+                .get(&(StateEventType::RoomPowerLevels, String::new()))
+                .map(|p| p.content())
+                .unwrap_or_default();
+            let creators = self.info.rules.authorization.explicitly_privilege_room_creators
+                && state
+                    .get(&(StateEventType::RoomCreate, String::new()))
+                    .is_some_and(|c| c.sender() == redaction.sender());
+            let level = power["users"][redaction.sender().as_str()]
+                .as_i64()
+                .or_else(|| power["users_default"].as_i64())
+                .unwrap_or(0);
+            let needed = power["redact"].as_i64().unwrap_or(50);
+            creators || level >= needed
+        };
+        if !allowed {
+            return Ok(());
+        }
+        let redacted = target
+            .redacted(&self.info.rules)
+            .map_err(|e| RoomError::Corrupt(e.to_string()))?;
+        store::mark_redacted(
+            self.db,
+            target_id.as_str(),
+            redaction.event_id().as_str(),
+            &redacted.to_federation_json(),
+        )?;
+        self.remember(row.nid, &redacted);
+        Ok(())
+    }
+
+    // ---- local events ----
+
+    /// Builds, signs, authorizes and inputs an event from a local user. Nothing is stored
+    /// when the auth rules refuse it.
+    pub fn send(
+        &mut self,
+        sender: &UserId,
+        new: NewEvent,
+        signer: Signer<'_>,
+    ) -> Result<(Pdu, i64), RoomError> {
+        let extremities = self.head()?.extremities;
+        let mut prev = Vec::with_capacity(extremities.len());
+        {
+            let fetch = self.fetch_fn();
+            for ext in &extremities {
+                let id =
+                    OwnedEventId::try_from(ext.as_str()).map_err(|e| RoomError::Corrupt(e.to_string()))?;
+                if let Some(event) = fetch(&id) {
+                    prev.push((id, event.depth()));
+                }
+            }
+        }
+        let state = self.current_state_pdus()?;
+        let rules = self.info.rules.clone();
+        let lookup = |t: &StateEventType, k: &str| state.get(&(t.clone(), k.to_owned())).cloned();
+        let pdu = build_event(&rules, &self.info.room_id, sender, new, &prev, lookup, signer)?;
+        check_auth(&pdu, &rules, lookup).map_err(|r| RoomError::Forbidden(r.reason))?;
+        match self.input_new(pdu.clone())? {
+            Outcome::Accepted { stream_pos } => Ok((pdu, stream_pos)),
+            Outcome::Rejected(r) | Outcome::SoftFailed(r) => Err(RoomError::Forbidden(r)),
+            Outcome::Stored => Err(RoomError::Corrupt("local event stored as outlier".into())),
+        }
+    }
+
+    /// The forward extremities with their depths.
+    pub fn extremities(&self) -> Result<Vec<String>, RoomError> {
+        Ok(self.head()?.extremities)
+    }
+}
