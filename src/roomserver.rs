@@ -47,15 +47,30 @@ impl DurableObject for Room {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let answer = match req.json::<RoomRequest>().await {
-            Ok(request) => self.answer(request),
+            Ok(request) => {
+                let writes = matches!(
+                    request,
+                    RoomRequest::Create { .. } | RoomRequest::Send { .. } | RoomRequest::Input { .. }
+                );
+                let answer = self.answer(request);
+                if writes {
+                    // A safety net first: if this isolate dies before the publish below
+                    // finishes, the alarm publishes what the section wrote.
+                    let _ = self.state.storage().set_alarm(OUTBOX_RETRY_MS).await;
+                }
+                answer
+            }
             Err(e) => Err(RoomFailure {
                 status: 400,
                 errcode: "M_BAD_JSON".into(),
                 error: format!("bad room request: {e}"),
             }),
         };
-        // After the synchronous section: publish what it wrote to the log.
-        self.flush_outbox().await;
+        // After the synchronous section: publish what it wrote to the log, without
+        // holding the answer back (the alarm retries if this fails).
+        let storage = self.state.storage();
+        let queue = self.env.queue(env::ROOM_LOG).ok();
+        self.state.wait_until(async move { flush_outbox(storage, queue).await });
         let response = match answer {
             Ok(value) => HttpResponse::ok(&value),
             Err(f) => {
@@ -70,7 +85,7 @@ impl DurableObject for Room {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.flush_outbox().await;
+        flush_outbox(self.state.storage(), self.env.queue(env::ROOM_LOG).ok()).await;
         Response::ok("")
     }
 }
@@ -103,37 +118,36 @@ impl Room {
         answer
     }
 
-    /// Sends pending outbox records to the Queue and deletes them once sent. On failure
-    /// an alarm retries (invariant 4: nothing is lost between the room and the log).
-    async fn flush_outbox(&self) {
-        let db = DoSql(self.state.storage().sql());
-        loop {
-            let pending = match store::outbox(&db, 100) {
-                Ok(p) => p,
-                Err(_) => return, // no table yet: nothing was ever written
-            };
-            let Some(last) = pending.last().map(|(pos, _)| *pos) else {
-                return;
-            };
-            let sent = match self.env.queue(env::ROOM_LOG) {
-                Ok(queue) => {
-                    // Each message is the record's JSON text.
-                    let batch: Vec<String> = pending.iter().map(|(_, payload)| payload.clone()).collect();
-                    queue.send_batch(batch).await.is_ok()
-                }
-                Err(_) => false,
-            };
-            if !sent {
-                platform::log_error("room: outbox publish failed; retrying on alarm");
-                let _ = self.state.storage().set_alarm(OUTBOX_RETRY_MS).await;
-                return;
+}
+
+/// Sends pending outbox records to the Queue and deletes them once sent. On failure
+/// an alarm retries (invariant 4: nothing is lost between the room and the log).
+/// Records may be sent twice (consumers are idempotent), never lost.
+async fn flush_outbox(storage: worker::Storage, queue: Option<worker::Queue>) {
+    let db = DoSql(storage.sql());
+    loop {
+        let pending = match store::outbox(&db, 100) {
+            Ok(p) => p,
+            Err(_) => return, // no table yet: nothing was ever written
+        };
+        let Some(last) = pending.last().map(|(pos, _)| *pos) else {
+            return;
+        };
+        let sent = match &queue {
+            Some(queue) => {
+                // Each message is the record's JSON text.
+                let batch: Vec<String> = pending.iter().map(|(_, payload)| payload.clone()).collect();
+                queue.send_batch(batch).await.is_ok()
             }
-            if store::clear_outbox(&db, last).is_err() {
-                return;
-            }
-            if pending.len() < 100 {
-                return;
-            }
+            None => false,
+        };
+        if !sent {
+            platform::log_error("room: outbox publish failed; retrying on alarm");
+            let _ = storage.set_alarm(OUTBOX_RETRY_MS).await;
+            return;
+        }
+        if store::clear_outbox(&db, last).is_err() || pending.len() < 100 {
+            return;
         }
     }
 }
