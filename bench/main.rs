@@ -58,7 +58,7 @@ fn main() {
     );
     let started = Instant::now();
     let mut last = serde_json::Value::Null;
-    let mut batch_ms = Vec::new();
+    let mut batch_ms: Vec<f64> = Vec::new();
     for chunk in hist.pdus.chunks(INGEST_BATCH) {
         let t = Instant::now();
         let body = json!({ "pdus": chunk, "keys": hist.keys });
@@ -95,6 +95,9 @@ fn main() {
 
     // 2. Client send.
     let mut sends = Vec::new();
+    if std::env::var("NEURITE_BENCH_ONLY").as_deref() == Ok("ingest") {
+        return;
+    }
     let (alice, _) = server
         .client()
         .register(&harness::unique("sender"), "bench password");

@@ -70,7 +70,8 @@ impl DurableObject for Room {
         // holding the answer back (the alarm retries if this fails).
         let storage = self.state.storage();
         let queue = self.env.queue(env::ROOM_LOG).ok();
-        self.state.wait_until(async move { flush_outbox(storage, queue).await });
+        self.state
+            .wait_until(async move { flush_outbox(storage, queue).await });
         let response = match answer {
             Ok(value) => HttpResponse::ok(&value),
             Err(f) => {
@@ -117,7 +118,6 @@ impl Room {
         }
         answer
     }
-
 }
 
 /// Sends pending outbox records to the Queue and deletes them once sent. On failure

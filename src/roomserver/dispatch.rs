@@ -338,6 +338,17 @@ fn client_event(row: &EventRow, pdu: &Pdu, now_ms: u64) -> Value {
     pdu.to_client_event(Some(Value::Object(unsigned)))
 }
 
+/// Rows in the client format (rows whose event cannot be read are skipped).
+fn client_events(room: &mut Engine<'_>, rows: &[EventRow], now_ms: u64) -> Result<Vec<Value>, RoomFailure> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some((_, pdu)) = room.pdu(&row.event_id)? {
+            out.push(client_event(row, &pdu, now_ms));
+        }
+    }
+    Ok(out)
+}
+
 fn token(pos: i64) -> String {
     format!("r{pos}")
 }
@@ -539,12 +550,8 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
                     (rows, from, end.filter(|_| more))
                 }
             };
-            let mut chunk = Vec::with_capacity(rows.len());
-            for row in rows.iter().filter(|r| keep(r)) {
-                if let Some((_, pdu)) = room.pdu(&row.event_id)? {
-                    chunk.push(client_event(row, &pdu, host.now_ms));
-                }
-            }
+            let kept: Vec<EventRow> = rows.iter().filter(|r| keep(r)).cloned().collect();
+            let chunk = client_events(room, &kept, host.now_ms)?;
             let mut body = json!({ "chunk": chunk, "start": token(start) });
             if let Some(end) = end {
                 body["end"] = json!(token(end));
@@ -567,18 +574,8 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
             let before = store::events_before(room.db, pos, half).map_err(RoomError::from)?;
             let after = store::events_after(room.db, pos, ceiling, i64::from(limit.min(100)) / 2)
                 .map_err(RoomError::from)?;
-            let mut before_json = Vec::new();
-            for r in &before {
-                if let Some((_, p)) = room.pdu(&r.event_id)? {
-                    before_json.push(client_event(r, &p, host.now_ms));
-                }
-            }
-            let mut after_json = Vec::new();
-            for r in &after {
-                if let Some((_, p)) = room.pdu(&r.event_id)? {
-                    after_json.push(client_event(r, &p, host.now_ms));
-                }
-            }
+            let before_json = client_events(room, &before, host.now_ms)?;
+            let after_json = client_events(room, &after, host.now_ms)?;
             let start = before
                 .last()
                 .and_then(|r| r.stream_pos)

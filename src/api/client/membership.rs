@@ -118,13 +118,18 @@ fn target_of(req: &HttpRequest) -> Result<TargetBody, MatrixError> {
     Ok(body)
 }
 
-/// `POST /_matrix/client/v3/join/{roomIdOrAlias}` and `POST /_matrix/client/v3/rooms/{roomId}/join`
-pub async fn join(ctx: &Ctx, req: &HttpRequest, id_or_alias: &str) -> Result<Value, MatrixError> {
+/// Joins or knocks on a room by id or alias, as the session's user, with their profile.
+async fn enter(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    id_or_alias: &str,
+    membership: &str,
+) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
     let body: ReasonBody = body_or_default(req)?;
     let room_id = resolve_room(ctx, id_or_alias).await?;
     let mut content = profile_fields(ctx, &session.user_id).await?;
-    content["membership"] = json!("join");
+    content["membership"] = json!(membership);
     member_event(
         ctx,
         &session,
@@ -136,22 +141,14 @@ pub async fn join(ctx: &Ctx, req: &HttpRequest, id_or_alias: &str) -> Result<Val
     Ok(json!({ "room_id": room_id }))
 }
 
+/// `POST /_matrix/client/v3/join/{roomIdOrAlias}` and `POST /_matrix/client/v3/rooms/{roomId}/join`
+pub async fn join(ctx: &Ctx, req: &HttpRequest, id_or_alias: &str) -> Result<Value, MatrixError> {
+    enter(ctx, req, id_or_alias, "join").await
+}
+
 /// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
 pub async fn knock(ctx: &Ctx, req: &HttpRequest, id_or_alias: &str) -> Result<Value, MatrixError> {
-    let session = require_user(ctx, req).await?;
-    let body: ReasonBody = body_or_default(req)?;
-    let room_id = resolve_room(ctx, id_or_alias).await?;
-    let mut content = profile_fields(ctx, &session.user_id).await?;
-    content["membership"] = json!("knock");
-    member_event(
-        ctx,
-        &session,
-        &room_id,
-        &session.user_id,
-        with_reason(content, body.reason),
-    )
-    .await?;
-    Ok(json!({ "room_id": room_id }))
+    enter(ctx, req, id_or_alias, "knock").await
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/leave`
