@@ -9,6 +9,12 @@
 #   --registration M    NEURITE_REGISTRATION open   (closed | open | token)
 #   --inspector-port N  NEURITE_INSPECTOR_PORT  port + 1000
 # NEURITE_SKIP_SETUP=1 / NEURITE_SKIP_BUILD=1 skip those steps (the test harness uses them).
+#
+# Generated once per state directory and passed to the worker:
+#   signing.key                  the server's ed25519 signing key (SIGNING_KEY)
+#   registration_shared_secret   the Synapse-style shared secret for
+#                                /_synapse/admin/v1/register (REGISTRATION_SHARED_SECRET), e.g.
+#                                register_new_matrix_user -k "$(cat <state>/registration_shared_secret) ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +30,7 @@ while [ $# -gt 0 ]; do
     --state-dir) state_dir="$2"; shift 2 ;;
     --registration) registration="$2"; shift 2 ;;
     --inspector-port) inspector_port="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -49,6 +55,14 @@ if [ ! -s "$key_file" ]; then
 fi
 signing_key=$(cat "$key_file")
 
+# The shared secret for admin registration: generated once per state directory.
+secret_file="$state_dir/registration_shared_secret"
+if [ ! -s "$secret_file" ]; then
+  (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$secret_file")
+  echo "[run] generated registration shared secret $secret_file" >&2
+fi
+shared_secret=$(cat "$secret_file")
+
 # Local D1: the schema is idempotent and applied on every start.
 wrangler d1 execute DB --local --persist-to "$state_dir" --file schema.sql > "$state_dir/d1-apply.log" 2>&1 \
   || { cat "$state_dir/d1-apply.log" >&2; exit 1; }
@@ -59,4 +73,5 @@ exec wrangler dev --ip 127.0.0.1 --port "$port" --inspector-port "$inspector_por
   --var "SERVER_NAME:$server_name" \
   --var "PUBLIC_BASEURL:http://127.0.0.1:$port" \
   --var "REGISTRATION:$registration" \
-  --var "SIGNING_KEY:$signing_key"
+  --var "SIGNING_KEY:$signing_key" \
+  --var "REGISTRATION_SHARED_SECRET:$shared_secret"

@@ -3,6 +3,8 @@
 //! Everything here except `dispatch` and the handlers that reach storage is pure and
 //! unit-tested natively; the Workers glue lives in `platform`.
 
+pub mod admin;
+pub mod auth;
 pub mod client;
 pub mod cors;
 pub mod error;
@@ -66,11 +68,50 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         return Err(MatrixError::too_large(MAX_JSON_BODY));
     }
     let config = &ctx.config;
+    let p = |i: usize| route.params.get(i).map(String::as_str).unwrap_or_default();
+    use client::{account, account_data, devices, login, profile, register};
+    use Endpoint as E;
     match route.endpoint {
-        Endpoint::ClientVersions => Ok(client::versions::get()),
-        Endpoint::WellKnownClient => Ok(wellknown::client(config)),
-        Endpoint::WellKnownServer => Ok(wellknown::server(config)),
-        Endpoint::KeyServer => federation::keys::server(config, ctx.now_ms()),
-        Endpoint::FederationVersion => Ok(federation::version::get()),
+        E::ClientVersions => Ok(client::versions::get()),
+        E::WellKnownClient => Ok(wellknown::client(config)),
+        E::WellKnownServer => Ok(wellknown::server(config)),
+        E::KeyServer => federation::keys::server(config, ctx.now_ms()),
+        E::FederationVersion => Ok(federation::version::get()),
+        // Accounts
+        E::LoginFlows => Ok(login::flows()),
+        E::Login => login::login(ctx, req).await,
+        E::Logout => login::logout(ctx, req).await,
+        E::LogoutAll => login::logout_all(ctx, req).await,
+        E::WhoAmI => login::whoami(ctx, req).await,
+        E::Register => register::register(ctx, req).await,
+        E::RegisterAvailable => register::available(ctx, req).await,
+        E::RegistrationTokenValidity => register::token_validity(ctx, req).await,
+        E::RequestToken => account::request_token(req),
+        E::Devices => devices::list(ctx, req).await,
+        E::GetDevice => devices::get(ctx, req, p(0)).await,
+        E::PutDevice => devices::put(ctx, req, p(0)).await,
+        E::DeleteDevice => devices::delete(ctx, req, p(0)).await,
+        E::DeleteDevices => devices::delete_many(ctx, req).await,
+        E::ChangePassword => account::change_password(ctx, req).await,
+        E::Deactivate => account::deactivate(ctx, req).await,
+        E::ThreePids => account::threepids(ctx, req).await,
+        E::AddThreePid => account::add_threepid(ctx, req).await,
+        E::RemoveThreePid => account::remove_threepid(ctx, req).await,
+        E::GetProfile => profile::get(ctx, p(0)).await,
+        E::GetDisplayname => profile::get_field(ctx, p(0), profile::Field::Displayname).await,
+        E::PutDisplayname => profile::put_field(ctx, req, p(0), profile::Field::Displayname).await,
+        E::GetAvatarUrl => profile::get_field(ctx, p(0), profile::Field::AvatarUrl).await,
+        E::PutAvatarUrl => profile::put_field(ctx, req, p(0), profile::Field::AvatarUrl).await,
+        E::GetAccountData => account_data::get(ctx, req, p(0), None, p(1)).await,
+        E::PutAccountData => account_data::put(ctx, req, p(0), None, p(1)).await,
+        E::GetRoomAccountData => account_data::get(ctx, req, p(0), Some(p(1)), p(2)).await,
+        E::PutRoomAccountData => account_data::put(ctx, req, p(0), Some(p(1)), p(2)).await,
+        E::Capabilities => client::capabilities::get(ctx, req).await,
+        E::AdminRegisterNonce => admin::register::nonce(ctx).await,
+        E::AdminRegister => admin::register::register(ctx, req).await,
+        E::AdminListRegistrationTokens => admin::registration_tokens::list(ctx, req).await,
+        E::AdminNewRegistrationToken => admin::registration_tokens::create(ctx, req).await,
+        E::AdminGetRegistrationToken => admin::registration_tokens::get(ctx, req, p(0)).await,
+        E::AdminDeleteRegistrationToken => admin::registration_tokens::delete(ctx, req, p(0)).await,
     }
 }

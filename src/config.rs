@@ -32,6 +32,8 @@ pub struct Config {
     pub public_baseurl: String,
     pub registration: RegistrationMode,
     pub signing_key: SigningKey,
+    /// Synapse-style shared secret for `/_synapse/admin/v1/register`; `None` disables it.
+    pub registration_shared_secret: Option<String>,
 }
 
 impl Config {
@@ -67,6 +69,7 @@ pub(crate) fn test_config(server_name: &str, base: &str) -> Config {
         public_baseurl: base.into(),
         registration: RegistrationMode::Open,
         signing_key: SigningKey::from_seed([7; 32], "test").expect("key"),
+        registration_shared_secret: None,
     }
 }
 

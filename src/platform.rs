@@ -2,6 +2,7 @@
 //! `wrangler.toml`), configuration from vars and secrets, the clock, randomness, and
 //! the conversion between Workers' HTTP types and ours.
 
+pub mod crypto;
 pub mod env;
 pub mod http;
 pub mod sql;
@@ -29,6 +30,11 @@ impl Ctx {
     pub fn now_ms(&self) -> u64 {
         now_ms()
     }
+
+    /// The D1 database of global tables.
+    pub fn db(&self) -> Result<crate::storage::Db, crate::storage::StorageError> {
+        crate::storage::Db::open(&self.env)
+    }
 }
 
 /// Milliseconds since the Unix epoch, from the runtime's clock.
@@ -39,6 +45,13 @@ pub fn now_ms() -> u64 {
 /// Fills `buf` from the platform's cryptographic RNG.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), String> {
     getrandom::fill(buf).map_err(|e| e.to_string())
+}
+
+/// `N` bytes from the platform's cryptographic RNG.
+pub fn random_array<const N: usize>() -> Result<[u8; N], String> {
+    let mut buf = [0u8; N];
+    random_bytes(&mut buf)?;
+    Ok(buf)
 }
 
 pub fn log_error(message: &str) {
@@ -68,10 +81,17 @@ fn read_config(env: &worker::Env) -> Result<Config, String> {
         .or_else(|_| var(env::SIGNING_KEY))
         .map_err(|_| format!("missing secret {}", env::SIGNING_KEY))?;
     let signing_key = SigningKey::parse(&key_text).map_err(|e| format!("{}: {e}", env::SIGNING_KEY))?;
+    let registration_shared_secret = env
+        .secret(env::REGISTRATION_SHARED_SECRET)
+        .map(|s| s.to_string())
+        .or_else(|_| var(env::REGISTRATION_SHARED_SECRET))
+        .ok()
+        .filter(|s| !s.is_empty());
     Ok(Config {
         server_name,
         public_baseurl,
         registration,
         signing_key,
+        registration_shared_secret,
     })
 }

@@ -13,6 +13,9 @@ pub struct MatrixError {
     /// wrong method; `M_UNKNOWN` used for a client error rather than an internal one).
     status_override: Option<u16>,
     pub extra: Map<String, Value>,
+    /// The body is `extra` alone, without `errcode`/`error` (the first 401 of
+    /// user-interactive auth, which clients must not show as an error).
+    bare: bool,
 }
 
 /// Every code the server uses, for turning codes received as text back into values.
@@ -93,6 +96,18 @@ impl MatrixError {
             error: error.into(),
             status_override: None,
             extra: Map::new(),
+            bare: false,
+        }
+    }
+
+    /// A 401 whose body is exactly `body`: the user-interactive auth challenge.
+    pub fn auth_challenge(body: Map<String, Value>) -> Self {
+        Self {
+            errcode: "M_UNAUTHORIZED",
+            error: "User-interactive authentication required".into(),
+            status_override: None,
+            extra: body,
+            bare: true,
         }
     }
 
@@ -113,8 +128,10 @@ impl MatrixError {
 
     pub fn body(&self) -> Value {
         let mut body = self.extra.clone();
-        body.insert("errcode".into(), json!(self.errcode));
-        body.insert("error".into(), json!(self.error));
+        if !self.bare {
+            body.insert("errcode".into(), json!(self.errcode));
+            body.insert("error".into(), json!(self.error));
+        }
         Value::Object(body)
     }
 
@@ -185,6 +202,20 @@ impl std::fmt::Display for MatrixError {
 }
 
 impl std::error::Error for MatrixError {}
+
+impl From<crate::storage::StorageError> for MatrixError {
+    /// Storage failures are internal: logged with their detail, answered with a 500.
+    fn from(e: crate::storage::StorageError) -> Self {
+        crate::platform::log_error(&e.to_string());
+        MatrixError::internal()
+    }
+}
+
+/// Logs an internal failure and turns it into a 500.
+pub fn internal(detail: impl std::fmt::Display) -> MatrixError {
+    crate::platform::log_error(&detail.to_string());
+    MatrixError::internal()
+}
 
 #[cfg(test)]
 mod tests {

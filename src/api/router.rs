@@ -12,6 +12,42 @@ pub enum Endpoint {
     WellKnownServer,
     KeyServer,
     FederationVersion,
+    // Accounts
+    LoginFlows,
+    Login,
+    Logout,
+    LogoutAll,
+    WhoAmI,
+    Register,
+    RegisterAvailable,
+    RegistrationTokenValidity,
+    RequestToken,
+    Devices,
+    GetDevice,
+    PutDevice,
+    DeleteDevice,
+    DeleteDevices,
+    ChangePassword,
+    Deactivate,
+    ThreePids,
+    AddThreePid,
+    RemoveThreePid,
+    GetProfile,
+    GetDisplayname,
+    PutDisplayname,
+    GetAvatarUrl,
+    PutAvatarUrl,
+    GetAccountData,
+    PutAccountData,
+    GetRoomAccountData,
+    PutRoomAccountData,
+    Capabilities,
+    AdminRegisterNonce,
+    AdminRegister,
+    AdminListRegistrationTokens,
+    AdminNewRegistrationToken,
+    AdminGetRegistrationToken,
+    AdminDeleteRegistrationToken,
 }
 
 use Endpoint as E;
@@ -25,10 +61,133 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Get, "/.well-known/matrix/server", E::WellKnownServer),
     (Get, "/_matrix/key/v2/server", E::KeyServer),
     (Get, "/_matrix/federation/v1/version", E::FederationVersion),
+    // Accounts: login and sessions
+    (Get, "/_matrix/client/v3/login", E::LoginFlows),
+    (Post, "/_matrix/client/v3/login", E::Login),
+    (Post, "/_matrix/client/v3/logout", E::Logout),
+    (Post, "/_matrix/client/v3/logout/all", E::LogoutAll),
+    (Get, "/_matrix/client/v3/account/whoami", E::WhoAmI),
+    // registration
+    (Post, "/_matrix/client/v3/register", E::Register),
+    (Get, "/_matrix/client/v3/register/available", E::RegisterAvailable),
+    (
+        Get,
+        "/_matrix/client/v1/register/m.login.registration_token/validity",
+        E::RegistrationTokenValidity,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/register/email/requestToken",
+        E::RequestToken,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/register/msisdn/requestToken",
+        E::RequestToken,
+    ),
+    // devices
+    (Get, "/_matrix/client/v3/devices", E::Devices),
+    (Get, "/_matrix/client/v3/devices/{deviceId}", E::GetDevice),
+    (Put, "/_matrix/client/v3/devices/{deviceId}", E::PutDevice),
+    (Delete, "/_matrix/client/v3/devices/{deviceId}", E::DeleteDevice),
+    (Post, "/_matrix/client/v3/delete_devices", E::DeleteDevices),
+    // account
+    (Post, "/_matrix/client/v3/account/password", E::ChangePassword),
+    (Post, "/_matrix/client/v3/account/deactivate", E::Deactivate),
+    (Get, "/_matrix/client/v3/account/3pid", E::ThreePids),
+    (Post, "/_matrix/client/v3/account/3pid", E::AddThreePid),
+    (Post, "/_matrix/client/v3/account/3pid/add", E::AddThreePid),
+    (Post, "/_matrix/client/v3/account/3pid/bind", E::AddThreePid),
+    (Post, "/_matrix/client/v3/account/3pid/delete", E::RemoveThreePid),
+    (Post, "/_matrix/client/v3/account/3pid/unbind", E::RemoveThreePid),
+    (
+        Post,
+        "/_matrix/client/v3/account/3pid/email/requestToken",
+        E::RequestToken,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/account/3pid/msisdn/requestToken",
+        E::RequestToken,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/account/password/email/requestToken",
+        E::RequestToken,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/account/password/msisdn/requestToken",
+        E::RequestToken,
+    ),
+    // profile
+    (Get, "/_matrix/client/v3/profile/{userId}", E::GetProfile),
+    (
+        Get,
+        "/_matrix/client/v3/profile/{userId}/displayname",
+        E::GetDisplayname,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/profile/{userId}/displayname",
+        E::PutDisplayname,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/profile/{userId}/avatar_url",
+        E::GetAvatarUrl,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/profile/{userId}/avatar_url",
+        E::PutAvatarUrl,
+    ),
+    // account data
+    (
+        Get,
+        "/_matrix/client/v3/user/{userId}/account_data/{type}",
+        E::GetAccountData,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/user/{userId}/account_data/{type}",
+        E::PutAccountData,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}",
+        E::GetRoomAccountData,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}",
+        E::PutRoomAccountData,
+    ),
+    (Get, "/_matrix/client/v3/capabilities", E::Capabilities),
+    // Synapse-compatible admin API
+    (Get, "/_synapse/admin/v1/register", E::AdminRegisterNonce),
+    (Post, "/_synapse/admin/v1/register", E::AdminRegister),
+    (
+        Get,
+        "/_synapse/admin/v1/registration_tokens",
+        E::AdminListRegistrationTokens,
+    ),
+    (
+        Post,
+        "/_synapse/admin/v1/registration_tokens/new",
+        E::AdminNewRegistrationToken,
+    ),
+    (
+        Get,
+        "/_synapse/admin/v1/registration_tokens/{token}",
+        E::AdminGetRegistrationToken,
+    ),
+    (
+        Delete,
+        "/_synapse/admin/v1/registration_tokens/{token}",
+        E::AdminDeleteRegistrationToken,
+    ),
 ];
-
-// Silence unused-import lints until later endpoints use these methods.
-const _: [Method; 3] = [Post, Put, Delete];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -113,6 +272,33 @@ mod tests {
         assert_eq!(route(Get, "/").unwrap_err().errcode, "M_UNRECOGNIZED");
         let err = route(Post, "/_matrix/client/versions").unwrap_err();
         assert_eq!((err.status(), err.errcode), (405, "M_UNRECOGNIZED"));
+    }
+
+    #[test]
+    fn account_routes() {
+        let r = route(
+            Put,
+            "/_matrix/client/r0/user/%40a%3Ahs/rooms/%21r%3Ahs/account_data/m.tag",
+        )
+        .expect("route");
+        assert_eq!(r.endpoint, E::PutRoomAccountData);
+        assert_eq!(r.params, vec!["@a:hs", "!r:hs", "m.tag"]);
+        assert_eq!(
+            route(Post, "/_synapse/admin/v1/registration_tokens/new").map(|r| r.endpoint),
+            Ok(E::AdminNewRegistrationToken)
+        );
+        assert_eq!(
+            route(Get, "/_synapse/admin/v1/registration_tokens/new").map(|r| r.endpoint),
+            Ok(E::AdminGetRegistrationToken)
+        );
+        assert_eq!(
+            route(Delete, "/_matrix/client/v3/devices/ABC").map(|r| r.endpoint),
+            Ok(E::DeleteDevice)
+        );
+        assert_eq!(
+            route(Post, "/_matrix/client/v3/logout/all").map(|r| r.endpoint),
+            Ok(E::LogoutAll)
+        );
     }
 
     #[test]

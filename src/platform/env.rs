@@ -5,6 +5,9 @@ pub const PUBLIC_BASEURL: &str = "PUBLIC_BASEURL";
 pub const REGISTRATION: &str = "REGISTRATION";
 /// Secret: `ed25519 <version> <base64 seed>`.
 pub const SIGNING_KEY: &str = "SIGNING_KEY";
+/// Secret (optional): enables Synapse-compatible shared-secret registration at
+/// `/_synapse/admin/v1/register`. Unset or empty disables it.
+pub const REGISTRATION_SHARED_SECRET: &str = "REGISTRATION_SHARED_SECRET";
 
 pub const DB: &str = "DB";
 pub const ROOMS: &str = "ROOMS";
