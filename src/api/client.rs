@@ -3,7 +3,10 @@
 pub mod account;
 pub mod account_data;
 pub mod capabilities;
+pub mod cross_signing;
 pub mod devices;
+pub mod key_backup;
+pub mod keys;
 pub mod login;
 pub mod profile;
 pub mod register;
