@@ -7,3 +7,6 @@ mod harness;
 
 #[path = "system/foundation.rs"]
 mod foundation;
+
+#[path = "system/e2ee.rs"]
+mod e2ee;

@@ -166,3 +166,128 @@ pub async fn position(db: &Db, user_id: &str) -> Result<i64> {
         .await?;
     Ok(row.map_or(0, |r| r.position))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fan-out statements run on rusqlite against `schema.sql` (D1 is SQLite).
+    use super::*;
+    use crate::storage::Arg;
+
+    fn db() -> rusqlite::Connection {
+        let db = rusqlite::Connection::open_in_memory().expect("sqlite");
+        db.execute_batch(include_str!("../../schema.sql"))
+            .expect("schema");
+        for user in ["@a:hs", "@b:hs", "@c:hs"] {
+            db.execute("INSERT INTO users (user_id, created_ts) VALUES (?1, 0)", [user])
+                .expect("user");
+        }
+        db
+    }
+
+    fn run(db: &rusqlite::Connection, stmts: Vec<Stmt>) {
+        for s in stmts {
+            let args: Vec<rusqlite::types::Value> = s
+                .args
+                .iter()
+                .map(|a| match a {
+                    Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                    Arg::Int(i) => rusqlite::types::Value::Integer(*i),
+                    Arg::Null => rusqlite::types::Value::Null,
+                })
+                .collect();
+            db.execute(s.sql, rusqlite::params_from_iter(args)).expect(s.sql);
+        }
+    }
+
+    fn member(db: &rusqlite::Connection, room: &str, user: &str, membership: &str) {
+        db.execute(
+            "INSERT INTO room_memberships (room_id, user_id, membership) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership",
+            [room, user, membership],
+        )
+        .expect("membership");
+    }
+
+    /// `(changed, left, position)` of `user` after `since`, sorted.
+    fn read(db: &rusqlite::Connection, user: &str, since: i64) -> (Vec<String>, Vec<String>, i64) {
+        let mut stmt = db
+            .prepare(
+                "SELECT other_user_id, kind, stream_id FROM device_list_inbox \
+                 WHERE user_id = ?1 AND stream_id > ?2 ORDER BY other_user_id",
+            )
+            .expect("prepare");
+        let rows = stmt
+            .query_map(rusqlite::params![user, since], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .expect("query");
+        let (mut changed, mut left, mut pos) = (vec![], vec![], since);
+        for row in rows {
+            let (other, kind, stream) = row.expect("row");
+            pos = pos.max(stream);
+            if kind == "left" {
+                left.push(other);
+            } else {
+                changed.push(other);
+            }
+        }
+        (changed, left, pos)
+    }
+
+    #[test]
+    fn key_changes_reach_the_user_and_room_members_only() {
+        let db = db();
+        run(&db, vec![changed("@a:hs")]);
+        assert_eq!(read(&db, "@a:hs", 0), (vec!["@a:hs".into()], vec![], 1));
+        assert_eq!(read(&db, "@b:hs", 0), (vec![], vec![], 0));
+
+        member(&db, "!r", "@a:hs", "join");
+        member(&db, "!r", "@b:hs", "join");
+        member(&db, "!r", "@remote:other", "join");
+        member(&db, "!r", "@c:hs", "invite");
+        run(&db, vec![changed("@a:hs")]);
+        assert_eq!(read(&db, "@a:hs", 1), (vec!["@a:hs".into()], vec![], 2));
+        assert_eq!(read(&db, "@b:hs", 0), (vec!["@a:hs".into()], vec![], 1));
+        assert_eq!(read(&db, "@c:hs", 0), (vec![], vec![], 0));
+        let remote: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM device_list_inbox WHERE user_id = '@remote:other'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(remote, 0, "no rows for remote users");
+    }
+
+    #[test]
+    fn joins_report_changed_and_leaves_report_left_once_no_room_is_shared() {
+        let db = db();
+        member(&db, "!r1", "@a:hs", "join");
+        member(&db, "!r1", "@b:hs", "join");
+        run(&db, joined("!r1", "@b:hs"));
+        assert_eq!(read(&db, "@a:hs", 0), (vec!["@b:hs".into()], vec![], 1));
+        assert_eq!(read(&db, "@b:hs", 0), (vec!["@a:hs".into()], vec![], 1));
+
+        // They also share !r2; leaving !r1 keeps them sharing a room.
+        member(&db, "!r2", "@a:hs", "join");
+        member(&db, "!r2", "@b:hs", "join");
+        member(&db, "!r1", "@b:hs", "leave");
+        run(&db, left("!r1", "@b:hs"));
+        assert_eq!(read(&db, "@a:hs", 1), (vec![], vec![], 1));
+
+        // Leaving the last shared room: both hear `left`.
+        member(&db, "!r2", "@b:hs", "leave");
+        run(&db, left("!r2", "@b:hs"));
+        assert_eq!(read(&db, "@a:hs", 1), (vec![], vec!["@b:hs".into()], 2));
+        assert_eq!(read(&db, "@b:hs", 1), (vec![], vec!["@a:hs".into()], 2));
+
+        // Rejoining turns `left` back into `changed`.
+        member(&db, "!r2", "@b:hs", "join");
+        run(&db, joined("!r2", "@b:hs"));
+        assert_eq!(read(&db, "@a:hs", 2), (vec!["@b:hs".into()], vec![], 3));
+    }
+}
