@@ -140,15 +140,33 @@ CREATE TABLE IF NOT EXISTS device_list_inbox (
 );
 CREATE INDEX IF NOT EXISTS device_list_inbox_by_stream ON device_list_inbox (user_id, stream_id);
 
--- Room membership projection, maintained by the rooms component (declared here so the
--- device-list fan-out can join on it before that lands).
+-- Rooms: local users' memberships, projected from the room-log (and written directly
+-- by the edge after a membership change, so a client reads its own writes). Keyed on
+-- the room's stream position so replays and reordering never go backwards.
 CREATE TABLE IF NOT EXISTS room_memberships (
     room_id    TEXT NOT NULL,
     user_id    TEXT NOT NULL,
     membership TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    stream_pos INTEGER NOT NULL,
+    forgotten  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room_id, user_id)
 );
-CREATE INDEX IF NOT EXISTS room_memberships_by_user ON room_memberships (user_id, membership);
+CREATE INDEX IF NOT EXISTS room_memberships_user ON room_memberships (user_id, membership);
+
+-- Room aliases (#alias:server → room id).
+CREATE TABLE IF NOT EXISTS room_aliases (
+    alias      TEXT PRIMARY KEY,
+    room_id    TEXT NOT NULL,
+    creator    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS room_aliases_room ON room_aliases (room_id);
+
+-- The public room directory.
+CREATE TABLE IF NOT EXISTS public_rooms (
+    room_id    TEXT PRIMARY KEY,
+    added_ts   INTEGER NOT NULL
+);
 
 -- Server-side key backup. Versions are never reused (a deleted one keeps its row).
 CREATE TABLE IF NOT EXISTS backup_versions (

@@ -14,7 +14,7 @@
 #   signing.key                  the server's ed25519 signing key (SIGNING_KEY)
 #   registration_shared_secret   the Synapse-style shared secret for
 #                                /_synapse/admin/v1/register (REGISTRATION_SHARED_SECRET), e.g.
-#                                register_new_matrix_user -k "$(cat <state>/registration_shared_secret) ...
+#                                register_new_matrix_user -k "$(cat <state>/registration_shared_secret)" ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     --state-dir) state_dir="$2"; shift 2 ;;
     --registration) registration="$2"; shift 2 ;;
     --inspector-port) inspector_port="$2"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done

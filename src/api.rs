@@ -71,8 +71,39 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     let p = |i: usize| route.params.get(i).map(String::as_str).unwrap_or_default();
     use client::key_backup::{self, Level};
     use client::{account, account_data, cross_signing, devices, keys, login, profile, register};
+    use client::{create_room, directory, membership, room_events};
     use Endpoint as E;
     match route.endpoint {
+        // Rooms
+        E::CreateRoom => create_room::create_room(ctx, req).await,
+        E::JoinedRooms => membership::joined_rooms(ctx, req).await,
+        E::JoinByIdOrAlias | E::JoinRoom => membership::join(ctx, req, p(0)).await,
+        E::KnockRoom => membership::knock(ctx, req, p(0)).await,
+        E::LeaveRoom => membership::leave(ctx, req, p(0)).await,
+        E::ForgetRoom => membership::forget(ctx, req, p(0)).await,
+        E::InviteRoom => membership::invite(ctx, req, p(0)).await,
+        E::KickRoom => membership::moderate(ctx, req, p(0), "kick").await,
+        E::BanRoom => membership::moderate(ctx, req, p(0), "ban").await,
+        E::UnbanRoom => membership::moderate(ctx, req, p(0), "unban").await,
+        E::SendEvent => room_events::send(ctx, req, p(0), p(1), p(2)).await,
+        E::PutStateKeyed => room_events::put_state(ctx, req, p(0), p(1), p(2)).await,
+        E::PutStateEmpty => room_events::put_state(ctx, req, p(0), p(1), "").await,
+        E::GetStateKeyed => room_events::get_state(ctx, req, p(0), p(1), p(2)).await,
+        E::GetStateEmpty => room_events::get_state(ctx, req, p(0), p(1), "").await,
+        E::GetAllState => room_events::all_state(ctx, req, p(0)).await,
+        E::Redact => room_events::redact(ctx, req, p(0), p(1), p(2)).await,
+        E::Messages => room_events::messages(ctx, req, p(0)).await,
+        E::Context => room_events::context(ctx, req, p(0), p(1)).await,
+        E::GetEvent => room_events::event(ctx, req, p(0), p(1)).await,
+        E::Members => room_events::members(ctx, req, p(0)).await,
+        E::JoinedMembers => room_events::joined_members(ctx, req, p(0)).await,
+        E::RoomAliases => directory::room_aliases(ctx, req, p(0)).await,
+        E::GetAlias => directory::get_alias(ctx, p(0)).await,
+        E::PutAlias => directory::put_alias(ctx, req, p(0)).await,
+        E::DeleteAlias => directory::delete_alias(ctx, req, p(0)).await,
+        E::GetRoomVisibility => directory::get_visibility(ctx, p(0)).await,
+        E::PutRoomVisibility => directory::put_visibility(ctx, req, p(0)).await,
+        E::PublicRooms | E::PublicRoomsPost => directory::public_rooms(ctx, req).await,
         E::ClientVersions => Ok(client::versions::get()),
         E::WellKnownClient => Ok(wellknown::client(config)),
         E::WellKnownServer => Ok(wellknown::server(config)),
@@ -113,6 +144,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::AdminListRegistrationTokens => admin::registration_tokens::list(ctx, req).await,
         E::AdminNewRegistrationToken => admin::registration_tokens::create(ctx, req).await,
         E::AdminGetRegistrationToken => admin::registration_tokens::get(ctx, req, p(0)).await,
+        E::AdminUpdateRegistrationToken => admin::registration_tokens::update(ctx, req, p(0)).await,
         E::AdminDeleteRegistrationToken => admin::registration_tokens::delete(ctx, req, p(0)).await,
         // End-to-end encryption
         E::KeysUpload => keys::upload(ctx, req).await,

@@ -41,17 +41,26 @@ pub struct StateChange {
 }
 
 /// `room-log` consumer: each record is acknowledged once handled. Records this build
-/// cannot read are logged and acknowledged (a permanent failure, invariant 3).
+/// cannot read are logged and acknowledged (a permanent failure, invariant 3); storage
+/// failures are retried by the Queue.
 #[worker::event(queue)]
 pub async fn consume(
     batch: worker::MessageBatch<String>,
-    _env: worker::Env,
+    env: worker::Env,
     _ctx: worker::Context,
 ) -> worker::Result<()> {
+    let config = crate::platform::config(&env).map_err(worker::Error::RustError)?;
+    let db = crate::storage::Db::open(&env).map_err(|e| worker::Error::RustError(e.to_string()))?;
     for message in batch.raw_iter() {
         let body: String = serde_wasm_bindgen::from_value(message.body()).unwrap_or_default();
         match serde_json::from_str::<LogRecord>(&body) {
-            Ok(LogRecord::Event { .. }) => message.ack(),
+            Ok(record) => match project(&db, &config.server_name, &record).await {
+                Ok(()) => message.ack(),
+                Err(err) => {
+                    crate::platform::log_error(&format!("room-log: projection failed, will retry: {err}"));
+                    message.retry();
+                }
+            },
             Err(err) => {
                 crate::platform::log_error(&format!("room-log: unreadable record: {err}"));
                 message.ack();
@@ -59,4 +68,82 @@ pub async fn consume(
         }
     }
     Ok(())
+}
+
+/// The local users whose membership a record changes: `(user id, membership, event id)`.
+pub fn local_memberships<'a>(record: &'a LogRecord, server_name: &str) -> Vec<(&'a str, &'a str, &'a str)> {
+    let LogRecord::Event { state, .. } = record;
+    state
+        .iter()
+        .filter(|c| c.event_type == "m.room.member")
+        .filter(|c| {
+            c.state_key
+                .rsplit_once(':')
+                .is_some_and(|(_, s)| s == server_name)
+        })
+        .filter_map(|c| {
+            Some((
+                c.state_key.as_str(),
+                c.membership.as_deref()?,
+                c.event_id.as_deref()?,
+            ))
+        })
+        .collect()
+}
+
+/// The D1 projections of one record. Idempotent: memberships only move forward in the
+/// room's stream order.
+async fn project(db: &crate::storage::Db, server_name: &str, record: &LogRecord) -> Result<(), String> {
+    let LogRecord::Event {
+        room_id, stream_pos, ..
+    } = record;
+    for (user, membership, event_id) in local_memberships(record, server_name) {
+        crate::storage::rooms::record_membership(db, room_id, user, membership, event_id, *stream_pos as i64)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_pick_local_memberships() {
+        let record = LogRecord::Event {
+            room_id: "!r:hs".into(),
+            stream_pos: 7,
+            event_id: "$e".into(),
+            sender: "@a:hs".into(),
+            event_type: "m.room.member".into(),
+            state_key: Some("@b:hs".into()),
+            membership: Some("join".into()),
+            state: vec![
+                StateChange {
+                    event_type: "m.room.member".into(),
+                    state_key: "@b:hs".into(),
+                    event_id: Some("$e".into()),
+                    membership: Some("join".into()),
+                },
+                StateChange {
+                    event_type: "m.room.member".into(),
+                    state_key: "@c:elsewhere".into(),
+                    event_id: Some("$f".into()),
+                    membership: Some("join".into()),
+                },
+                StateChange {
+                    event_type: "m.room.topic".into(),
+                    state_key: String::new(),
+                    event_id: Some("$g".into()),
+                    membership: None,
+                },
+            ],
+        };
+        let text = serde_json::to_string(&record).expect("json");
+        assert!(text.contains("\"v\":\"1\""));
+        let back: LogRecord = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, record);
+        assert_eq!(local_memberships(&record, "hs"), vec![("@b:hs", "join", "$e")]);
+    }
 }

@@ -5,6 +5,7 @@
 pub mod crypto;
 pub mod env;
 pub mod http;
+pub mod rooms;
 pub mod sql;
 
 use std::sync::{Arc, OnceLock};

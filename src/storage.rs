@@ -13,6 +13,7 @@ pub mod e2e_keys;
 pub mod key_backup;
 pub mod rate_limits;
 pub mod registration;
+pub mod rooms;
 pub mod sql;
 pub mod users;
 

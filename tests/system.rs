@@ -8,5 +8,17 @@ mod harness;
 #[path = "system/foundation.rs"]
 mod foundation;
 
+#[path = "system/accounts.rs"]
+mod accounts;
+
+#[path = "system/accounts_admin.rs"]
+mod accounts_admin;
+
+#[path = "system/accounts_manage.rs"]
+mod accounts_manage;
+
+#[path = "system/rooms.rs"]
+mod rooms;
+
 #[path = "system/e2ee.rs"]
 mod e2ee;

@@ -7,6 +7,38 @@ use super::http::{percent_decode, Method};
 /// Every endpoint Neurite serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    // Rooms
+    CreateRoom,
+    JoinedRooms,
+    JoinByIdOrAlias,
+    JoinRoom,
+    KnockRoom,
+    LeaveRoom,
+    ForgetRoom,
+    InviteRoom,
+    KickRoom,
+    BanRoom,
+    UnbanRoom,
+    SendEvent,
+    PutStateKeyed,
+    PutStateEmpty,
+    GetStateKeyed,
+    GetStateEmpty,
+    GetAllState,
+    Redact,
+    Messages,
+    Context,
+    GetEvent,
+    Members,
+    JoinedMembers,
+    RoomAliases,
+    GetAlias,
+    PutAlias,
+    DeleteAlias,
+    GetRoomVisibility,
+    PutRoomVisibility,
+    PublicRooms,
+    PublicRoomsPost,
     ClientVersions,
     WellKnownClient,
     WellKnownServer,
@@ -47,6 +79,7 @@ pub enum Endpoint {
     AdminListRegistrationTokens,
     AdminNewRegistrationToken,
     AdminGetRegistrationToken,
+    AdminUpdateRegistrationToken,
     AdminDeleteRegistrationToken,
     // End-to-end encryption
     KeysUpload,
@@ -77,6 +110,100 @@ use Method::{Delete, Get, Post, Put};
 /// `(method, pattern, endpoint)`. `{name}` matches one path segment. Client paths are
 /// written with `v3`; `r0` requests are normalized to `v3` before matching.
 const ROUTES: &[(Method, &str, Endpoint)] = &[
+    // Rooms
+    (Post, "/_matrix/client/v3/createRoom", E::CreateRoom),
+    (Get, "/_matrix/client/v3/joined_rooms", E::JoinedRooms),
+    (
+        Post,
+        "/_matrix/client/v3/join/{roomIdOrAlias}",
+        E::JoinByIdOrAlias,
+    ),
+    (Post, "/_matrix/client/v3/knock/{roomIdOrAlias}", E::KnockRoom),
+    (Post, "/_matrix/client/v3/rooms/{roomId}/join", E::JoinRoom),
+    (Post, "/_matrix/client/v3/rooms/{roomId}/leave", E::LeaveRoom),
+    (Post, "/_matrix/client/v3/rooms/{roomId}/forget", E::ForgetRoom),
+    (Post, "/_matrix/client/v3/rooms/{roomId}/invite", E::InviteRoom),
+    (Post, "/_matrix/client/v3/rooms/{roomId}/kick", E::KickRoom),
+    (Post, "/_matrix/client/v3/rooms/{roomId}/ban", E::BanRoom),
+    (Post, "/_matrix/client/v3/rooms/{roomId}/unban", E::UnbanRoom),
+    (
+        Put,
+        "/_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}",
+        E::SendEvent,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}",
+        E::PutStateKeyed,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}",
+        E::PutStateEmpty,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/",
+        E::PutStateEmpty,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}",
+        E::GetStateKeyed,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}",
+        E::GetStateEmpty,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/",
+        E::GetStateEmpty,
+    ),
+    (Get, "/_matrix/client/v3/rooms/{roomId}/state", E::GetAllState),
+    (
+        Put,
+        "/_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}",
+        E::Redact,
+    ),
+    (Get, "/_matrix/client/v3/rooms/{roomId}/messages", E::Messages),
+    (
+        Get,
+        "/_matrix/client/v3/rooms/{roomId}/context/{eventId}",
+        E::Context,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/rooms/{roomId}/event/{eventId}",
+        E::GetEvent,
+    ),
+    (Get, "/_matrix/client/v3/rooms/{roomId}/members", E::Members),
+    (
+        Get,
+        "/_matrix/client/v3/rooms/{roomId}/joined_members",
+        E::JoinedMembers,
+    ),
+    (Get, "/_matrix/client/v3/rooms/{roomId}/aliases", E::RoomAliases),
+    (Get, "/_matrix/client/v3/directory/room/{roomAlias}", E::GetAlias),
+    (Put, "/_matrix/client/v3/directory/room/{roomAlias}", E::PutAlias),
+    (
+        Delete,
+        "/_matrix/client/v3/directory/room/{roomAlias}",
+        E::DeleteAlias,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/directory/list/room/{roomId}",
+        E::GetRoomVisibility,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/directory/list/room/{roomId}",
+        E::PutRoomVisibility,
+    ),
+    (Get, "/_matrix/client/v3/publicRooms", E::PublicRooms),
+    (Post, "/_matrix/client/v3/publicRooms", E::PublicRoomsPost),
     (Get, "/_matrix/client/versions", E::ClientVersions),
     (Get, "/.well-known/matrix/client", E::WellKnownClient),
     (Get, "/.well-known/matrix/server", E::WellKnownServer),
@@ -202,6 +329,11 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         Get,
         "/_synapse/admin/v1/registration_tokens/{token}",
         E::AdminGetRegistrationToken,
+    ),
+    (
+        Put,
+        "/_synapse/admin/v1/registration_tokens/{token}",
+        E::AdminUpdateRegistrationToken,
     ),
     (
         Delete,
@@ -376,6 +508,10 @@ mod tests {
         assert_eq!(
             route(Get, "/_synapse/admin/v1/registration_tokens/new").map(|r| r.endpoint),
             Ok(E::AdminGetRegistrationToken)
+        );
+        assert_eq!(
+            route(Put, "/_synapse/admin/v1/registration_tokens/abc").map(|r| r.endpoint),
+            Ok(E::AdminUpdateRegistrationToken)
         );
         assert_eq!(
             route(Delete, "/_matrix/client/v3/devices/ABC").map(|r| r.endpoint),

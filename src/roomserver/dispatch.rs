@@ -240,10 +240,63 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
     match req {
         RoomRequest::Membership { user_id } => {
             let state = room.current_state_pdus()?;
-            let membership = state
+            let member = state.get(&("m.room.member".into(), user_id.clone()));
+            let membership = member.and_then(membership_of);
+            let event_id = member.map(|m| m.event_id().to_string());
+            let stream_pos = match &event_id {
+                Some(id) => store::event_by_id(room.db, id)
+                    .map_err(RoomError::from)?
+                    .and_then(|r| r.stream_pos),
+                None => None,
+            };
+            Ok(json!({
+                "membership": membership,
+                "event_id": event_id,
+                "stream_pos": stream_pos,
+                "room_version": room.info.version,
+            }))
+        }
+        RoomRequest::Summary { user_id } => {
+            let state = room.current_state_pdus()?;
+            let get = |t: &str, field: &str| {
+                state
+                    .get(&(t.into(), String::new()))
+                    .and_then(|p| p.content().get(field).cloned())
+            };
+            let join_rule = get("m.room.join_rules", "join_rule");
+            let world_readable =
+                get("m.room.history_visibility", "history_visibility") == Some(json!("world_readable"));
+            let public = join_rule == Some(json!("public"));
+            // Previews are for public or world-readable rooms and for members.
+            let member = state
                 .get(&("m.room.member".into(), user_id.clone()))
                 .and_then(membership_of);
-            Ok(json!({ "membership": membership, "room_version": room.info.version }))
+            if !public && !world_readable && member.is_none() && !user_id.is_empty() {
+                return Err(forbidden("You cannot see this room"));
+            }
+            let joined = state
+                .iter()
+                .filter(|((t, _), p)| {
+                    t.to_string() == "m.room.member" && membership_of(p).as_deref() == Some("join")
+                })
+                .count();
+            let room_type = state
+                .get(&("m.room.create".into(), String::new()))
+                .and_then(|p| p.content().get("type").cloned());
+            Ok(json!({
+                "room_id": room.info.room_id,
+                "name": get("m.room.name", "name"),
+                "topic": get("m.room.topic", "topic"),
+                "avatar_url": get("m.room.avatar", "url"),
+                "canonical_alias": get("m.room.canonical_alias", "alias"),
+                "num_joined_members": joined,
+                "world_readable": world_readable,
+                "guest_can_join": get("m.room.guest_access", "guest_access") == Some(json!("can_join")),
+                "join_rule": join_rule,
+                "room_type": room_type,
+                "room_version": room.info.version,
+                "membership": member,
+            }))
         }
         RoomRequest::State { user_id } => {
             let vis = visibility(room, &user_id)?;
@@ -447,10 +500,7 @@ fn filter_list(filter: Option<&Value>, field: &str) -> Option<Vec<String>> {
 }
 
 /// The state after the last accepted event at or before stream position `pos`.
-fn state_at(
-    room: &mut Engine<'_>,
-    pos: i64,
-) -> Result<std::collections::HashMap<(ruma::events::StateEventType, String), Pdu>, RoomFailure> {
+fn state_at(room: &mut Engine<'_>, pos: i64) -> Result<super::engine::StatePdus, RoomFailure> {
     let latest = store::meta_int(room.db, "stream_pos")
         .map_err(RoomError::from)?
         .unwrap_or(0);

@@ -73,6 +73,9 @@ pub struct RoomInfo {
     pub rules: RoomVersionRules,
 }
 
+/// A state as events, keyed by `(type, state_key)`.
+pub type StatePdus = HashMap<(StateEventType, String), Pdu>;
+
 pub struct Engine<'a> {
     pub db: &'a dyn Sql,
     pub info: RoomInfo,
@@ -177,7 +180,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Loads the events of a state map.
-    fn state_pdus(&mut self, state: &StateNids) -> Result<HashMap<(StateEventType, String), Pdu>, RoomError> {
+    fn state_pdus(&mut self, state: &StateNids) -> Result<StatePdus, RoomError> {
         let missing: Vec<i64> = state
             .values()
             .filter(|n| !self.pdus.contains_key(n))
@@ -208,7 +211,7 @@ impl<'a> Engine<'a> {
     }
 
     /// The current state as events.
-    pub fn current_state_pdus(&mut self) -> Result<HashMap<(StateEventType, String), Pdu>, RoomError> {
+    pub fn current_state_pdus(&mut self) -> Result<StatePdus, RoomError> {
         let (_, state) = self.current_state()?;
         self.state_pdus(&state)
     }
@@ -221,10 +224,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    pub fn state_after_pdus(
-        &mut self,
-        event_id: &str,
-    ) -> Result<Option<HashMap<(StateEventType, String), Pdu>>, RoomError> {
+    pub fn state_after_pdus(&mut self, event_id: &str) -> Result<Option<StatePdus>, RoomError> {
         match self.state_after(event_id)? {
             Some(s) => Ok(Some(self.state_pdus(&s)?)),
             None => Ok(None),
@@ -560,7 +560,7 @@ pub fn membership_of(pdu: &Pdu) -> Option<String> {
 }
 
 /// The state as `(type, state_key) → event id` strings, for answers.
-pub fn state_ids(state: &HashMap<(StateEventType, String), Pdu>) -> BTreeMap<(String, String), String> {
+pub fn state_ids(state: &StatePdus) -> BTreeMap<(String, String), String> {
     state
         .iter()
         .map(|((t, k), p)| ((t.to_string(), k.clone()), p.event_id().to_string()))

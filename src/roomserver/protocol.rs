@@ -98,6 +98,9 @@ pub enum RoomRequest {
     Event { user_id: String, event_id: String },
     /// The user's membership, for edge decisions (`None`: never a member).
     Membership { user_id: String },
+    /// Name, topic, member count and the like, for the directory and previews. An
+    /// empty `user_id` is the server itself (the directory).
+    Summary { user_id: String },
 }
 
 /// An error answer from the room: the edge turns it back into a `MatrixError`.

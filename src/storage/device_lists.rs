@@ -10,8 +10,8 @@
 //! - `changes(db, user, since)` → `device_lists.changed` / `.left` and the new position;
 //! - `position(db, user)` → the current position for a fresh token.
 //!
-//! For the rooms engine (call in the same `Db::batch` as the `room_memberships`
-//! write, after it):
+//! Membership transitions (`storage::rooms::record_membership` calls these after its
+//! `room_memberships` write, when the user starts or stops being joined):
 //! - `joined(room, user)` when a user's membership becomes `join`;
 //! - `left(room, user)` when it stops being `join` (leave, ban, kick).
 

@@ -19,12 +19,21 @@ struct Row {
     failures: i64,
 }
 
-/// If any key is over its limit, how long until it may try again.
-pub async fn blocked_for(db: &Db, keys: &[(&str, Limit)], now_ms: u64) -> Result<Option<u64>> {
+/// What the counters say about an attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Status {
+    /// If any key is over its limit: how long until it may try again.
+    pub blocked_for: Option<u64>,
+    /// Whether the first key has failures on record (worth clearing after a success).
+    pub first_has_failures: bool,
+}
+
+/// Reads the counters of up to two keys in one query.
+pub async fn status(db: &Db, keys: &[(&str, Limit)], now_ms: u64) -> Result<Status> {
     let (a, b) = match keys {
         [a] => (a.0, a.0),
         [a, b, ..] => (a.0, b.0),
-        [] => return Ok(None),
+        [] => return Ok(Status::default()),
     };
     let rows: Vec<Row> = db
         .all(
@@ -34,6 +43,7 @@ pub async fn blocked_for(db: &Db, keys: &[(&str, Limit)], now_ms: u64) -> Result
         .await?;
     let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
     let mut wait: Option<u64> = None;
+    let first_has_failures = rows.iter().any(|r| r.key == a);
     for row in rows {
         let Some((_, limit)) = keys.iter().find(|(k, _)| *k == row.key) else {
             continue;
@@ -44,7 +54,10 @@ pub async fn blocked_for(db: &Db, keys: &[(&str, Limit)], now_ms: u64) -> Result
             wait = Some(wait.map_or(left, |w| w.max(left)));
         }
     }
-    Ok(wait)
+    Ok(Status {
+        blocked_for: wait,
+        first_has_failures,
+    })
 }
 
 /// Counts one failure against `key`, starting a new window when the old one is over.

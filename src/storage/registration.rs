@@ -54,6 +54,22 @@ pub async fn create_token(db: &Db, token: &RegistrationToken) -> Result<bool> {
     Ok(changed > 0)
 }
 
+/// Sets a token's `uses_allowed` and `expiry_time`; returns whether it exists.
+pub async fn update_token(
+    db: &Db,
+    token: &str,
+    uses_allowed: Option<i64>,
+    expiry_time: Option<i64>,
+) -> Result<bool> {
+    let changed = db
+        .run(
+            "UPDATE registration_tokens SET uses_allowed = ?2, expiry_time = ?3 WHERE token = ?1",
+            args![token, uses_allowed, expiry_time],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
 /// Deletes a token; returns whether it existed.
 pub async fn delete_token(db: &Db, token: &str) -> Result<bool> {
     Ok(db

@@ -716,3 +716,46 @@ fn deleting_a_device_deletes_its_keys_and_reports_a_change() {
         .get("/_matrix/client/v3/keys/changes")
         .expect_err(400, "M_MISSING_PARAM");
 }
+
+#[test]
+fn device_list_changes_follow_shared_rooms() {
+    let alice = Device::register("e2en");
+    let mut bob = Device::register("e2eo");
+    let changes = |d: &Device| d.client.get("/_matrix/client/v3/keys/changes?from=0").expect(200);
+    let room = alice
+        .client
+        .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .replace('!', "%21")
+        .replace(':', "%3A");
+    // Not sharing a room yet: Bob's keys are none of Alice's business.
+    bob.upload(0, false);
+    assert_eq!(changes(&alice)["changed"], json!([]));
+
+    bob.client
+        .post(&format!("/_matrix/client/v3/rooms/{room}/join"), &json!({}))
+        .expect(200);
+    assert_eq!(changes(&alice)["changed"], json!([bob.user_id]));
+    assert!(changes(&bob)["changed"]
+        .as_array()
+        .expect("changed")
+        .contains(&json!(alice.user_id)));
+
+    bob.client
+        .post(&format!("/_matrix/client/v3/rooms/{room}/leave"), &json!({}))
+        .expect(200);
+    let after = changes(&alice);
+    assert_eq!(
+        (after["changed"].clone(), after["left"].clone()),
+        (json!([]), json!([bob.user_id]))
+    );
+    assert_eq!(changes(&bob)["left"], json!([alice.user_id]));
+
+    // A new device of Bob's after he left is not reported to Alice.
+    let mut other = bob.login();
+    other.upload(0, false);
+    assert_eq!(changes(&alice)["left"], json!([bob.user_id]));
+    assert_eq!(changes(&alice)["changed"], json!([]));
+}

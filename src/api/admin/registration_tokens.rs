@@ -1,5 +1,5 @@
-//! `/_synapse/admin/v1/registration_tokens`: list, create, read and delete registration
-//! tokens (admins only), in Synapse's shapes.
+//! `/_synapse/admin/v1/registration_tokens`: list, create, read, update and delete
+//! registration tokens (admins only), in Synapse's shapes.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -111,6 +111,49 @@ pub async fn get(ctx: &Ctx, req: &HttpRequest, token: &str) -> Result<Value, Mat
         .await?
         .ok_or_else(|| MatrixError::not_found("No such registration token"))?;
     to_json(&record)
+}
+
+/// An optional, nullable non-negative integer field: `Ok(None)` when absent, `Ok(Some(None))`
+/// when null.
+fn nullable_int(body: &Value, key: &str) -> Result<Option<Option<i64>>, MatrixError> {
+    match body.get(key) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => match v.as_i64() {
+            Some(n) => Ok(Some(Some(n))),
+            None => Err(MatrixError::bad_json(format!("{key} must be an integer or null"))),
+        },
+    }
+}
+
+/// `PUT /_synapse/admin/v1/registration_tokens/{token}`
+pub async fn update(ctx: &Ctx, req: &HttpRequest, token: &str) -> Result<Value, MatrixError> {
+    require_admin(ctx, req).await?;
+    let body = req.json_value()?;
+    let uses_allowed = nullable_int(&body, "uses_allowed")?;
+    let expiry_time = nullable_int(&body, "expiry_time")?;
+    if uses_allowed.flatten().is_some_and(|n| n < 0) {
+        return Err(MatrixError::invalid_param(
+            "uses_allowed must be a non-negative integer or null",
+        ));
+    }
+    let now = i64::try_from(ctx.now_ms()).unwrap_or(i64::MAX);
+    if expiry_time.flatten().is_some_and(|t| t <= now) {
+        return Err(MatrixError::invalid_param("expiry_time must not be in the past"));
+    }
+    let db = ctx.db()?;
+    let current = registration::get_token(&db, token)
+        .await?
+        .ok_or_else(|| MatrixError::not_found("No such registration token"))?;
+    let updated = RegistrationToken {
+        uses_allowed: uses_allowed.unwrap_or(current.uses_allowed),
+        expiry_time: expiry_time.unwrap_or(current.expiry_time),
+        ..current
+    };
+    if !registration::update_token(&db, token, updated.uses_allowed, updated.expiry_time).await? {
+        return Err(MatrixError::not_found("No such registration token"));
+    }
+    to_json(&updated)
 }
 
 /// `DELETE /_synapse/admin/v1/registration_tokens/{token}`

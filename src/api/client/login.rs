@@ -50,7 +50,8 @@ pub async fn check_password(
     if let Some(k) = &user_key {
         keys.insert(0, (k, ACCOUNT_LIMIT));
     }
-    if let Some(wait) = rate_limits::blocked_for(db, &keys, now).await? {
+    let status = rate_limits::status(db, &keys, now).await?;
+    if let Some(wait) = status.blocked_for {
         return Err(MatrixError::limit_exceeded(wait));
     }
     let stored = match user_id {
@@ -65,7 +66,7 @@ pub async fn check_password(
             .await
             .map_err(internal)?;
     if ok {
-        if let Some(k) = &user_key {
+        if let Some(k) = user_key.as_deref().filter(|_| status.first_has_failures) {
             db.batch(vec![rate_limits::clear(k)]).await?;
         }
         Ok(())

@@ -89,10 +89,12 @@ pub async fn register(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError
         check_new_password(password)?;
     }
     let db = ctx.db()?;
-    // Checked before user-interactive auth so clients can show the problem early.
-    if let Some(username) = &body.username {
-        available_user_id(ctx, &db, username).await?;
-    }
+    // Checked before user-interactive auth so clients can show the problem early. A
+    // registration racing for the same id loses at the insert (`M_USER_IN_USE`).
+    let requested = match &body.username {
+        Some(username) => Some(available_user_id(ctx, &db, username).await?),
+        None => None,
+    };
 
     // User-interactive auth: one single-stage flow per mode.
     let session = session_of(auth.as_ref())?;
@@ -137,8 +139,8 @@ pub async fn register(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError
         .password
         .as_deref()
         .ok_or_else(|| MatrixError::missing_param("Missing password"))?;
-    let user_id = match &body.username {
-        Some(username) => available_user_id(ctx, &db, username).await?,
+    let user_id = match requested {
+        Some(user_id) => user_id,
         None => generated_user_id(ctx)?,
     };
     let hash = hash_password(password).await.map_err(internal)?;

@@ -1,0 +1,241 @@
+//! Membership: join, invite, leave, forget, kick, ban, unban, knock, and the rooms a
+//! user is in. Each change is an `m.room.member` event the room authorizes.
+
+use ruma::UserId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::auth::{require_user, Session};
+use crate::api::http::HttpRequest;
+use crate::api::MatrixError;
+use crate::platform::{rooms, Ctx};
+use crate::roomserver::protocol::{EventSpec, RoomRequest};
+use crate::storage;
+
+use super::create_room::profile_fields;
+
+/// A room id, or an alias resolved through the directory.
+pub async fn resolve_room(ctx: &Ctx, id_or_alias: &str) -> Result<String, MatrixError> {
+    if id_or_alias.starts_with('!') {
+        return valid_room_id(id_or_alias).map(str::to_owned);
+    }
+    if id_or_alias.starts_with('#') {
+        ruma::RoomAliasId::parse(id_or_alias)
+            .map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
+        return storage::rooms::resolve_alias(&ctx.db()?, id_or_alias)
+            .await?
+            .ok_or_else(|| MatrixError::not_found("Room alias not found"));
+    }
+    Err(MatrixError::invalid_param("Expected a room id or alias"))
+}
+
+/// Checks the room id grammar (`!opaque:server` or v12's `!hash`).
+pub fn valid_room_id(room_id: &str) -> Result<&str, MatrixError> {
+    <&ruma::RoomId>::try_from(room_id)
+        .map(|_| room_id)
+        .map_err(|_| MatrixError::invalid_param("Invalid room id"))
+}
+
+/// Records the user's current membership in D1 from the room's answer, so the user
+/// reads their own change at once. The log consumer does the same, idempotently.
+pub async fn project_own(ctx: &Ctx, room_id: &str, user_id: &str) -> Result<(), MatrixError> {
+    let answer = rooms::call(
+        ctx,
+        room_id,
+        &RoomRequest::Membership {
+            user_id: user_id.to_owned(),
+        },
+    )
+    .await?;
+    if let (Some(m), Some(id), Some(pos)) = (
+        answer["membership"].as_str(),
+        answer["event_id"].as_str(),
+        answer["stream_pos"].as_i64(),
+    ) {
+        storage::rooms::record_membership(&ctx.db()?, room_id, user_id, m, id, pos).await?;
+    }
+    Ok(())
+}
+
+fn is_local(ctx: &Ctx, user_id: &str) -> bool {
+    user_id
+        .split_once(':')
+        .is_some_and(|(_, server)| server == ctx.config.server_name)
+}
+
+/// Sends a member event about `target` and projects it for local targets.
+async fn member_event(
+    ctx: &Ctx,
+    session: &Session,
+    room_id: &str,
+    target: &str,
+    content: Value,
+) -> Result<Value, MatrixError> {
+    let request = RoomRequest::Send {
+        sender: session.user_id.clone(),
+        device_id: None,
+        txn_id: None,
+        event: EventSpec::state("m.room.member", target, content),
+    };
+    let answer = rooms::call(ctx, room_id, &request).await?;
+    if is_local(ctx, target) {
+        project_own(ctx, room_id, target).await?;
+    }
+    Ok(answer)
+}
+
+fn with_reason(mut content: Value, reason: Option<String>) -> Value {
+    if let Some(r) = reason {
+        content["reason"] = json!(r);
+    }
+    content
+}
+
+#[derive(Deserialize, Default)]
+struct ReasonBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TargetBody {
+    user_id: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn body_or_default<T: for<'de> Deserialize<'de> + Default>(req: &HttpRequest) -> Result<T, MatrixError> {
+    if req.body.is_empty() {
+        Ok(T::default())
+    } else {
+        req.json()
+    }
+}
+
+fn target_of(req: &HttpRequest) -> Result<TargetBody, MatrixError> {
+    let body: TargetBody = req.json()?;
+    <&UserId>::try_from(body.user_id.as_str()).map_err(|_| MatrixError::invalid_param("Invalid user_id"))?;
+    Ok(body)
+}
+
+/// `POST /_matrix/client/v3/join/{roomIdOrAlias}` and `POST /_matrix/client/v3/rooms/{roomId}/join`
+pub async fn join(ctx: &Ctx, req: &HttpRequest, id_or_alias: &str) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    let body: ReasonBody = body_or_default(req)?;
+    let room_id = resolve_room(ctx, id_or_alias).await?;
+    let mut content = profile_fields(ctx, &session.user_id).await?;
+    content["membership"] = json!("join");
+    member_event(
+        ctx,
+        &session,
+        &room_id,
+        &session.user_id,
+        with_reason(content, body.reason),
+    )
+    .await?;
+    Ok(json!({ "room_id": room_id }))
+}
+
+/// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
+pub async fn knock(ctx: &Ctx, req: &HttpRequest, id_or_alias: &str) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    let body: ReasonBody = body_or_default(req)?;
+    let room_id = resolve_room(ctx, id_or_alias).await?;
+    let mut content = profile_fields(ctx, &session.user_id).await?;
+    content["membership"] = json!("knock");
+    member_event(
+        ctx,
+        &session,
+        &room_id,
+        &session.user_id,
+        with_reason(content, body.reason),
+    )
+    .await?;
+    Ok(json!({ "room_id": room_id }))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/leave`
+pub async fn leave(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    let body: ReasonBody = body_or_default(req)?;
+    valid_room_id(room_id)?;
+    let content = with_reason(json!({ "membership": "leave" }), body.reason);
+    member_event(ctx, &session, room_id, &session.user_id, content).await?;
+    Ok(json!({}))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/invite`
+pub async fn invite(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    let body = target_of(req)?;
+    valid_room_id(room_id)?;
+    if is_local(ctx, &body.user_id)
+        && storage::users::profile(&ctx.db()?, &body.user_id)
+            .await?
+            .is_none()
+    {
+        return Err(MatrixError::not_found("Unknown user"));
+    }
+    let content = with_reason(json!({ "membership": "invite" }), body.reason);
+    member_event(ctx, &session, room_id, &body.user_id, content).await?;
+    Ok(json!({}))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/kick`, `.../ban` and `.../unban`
+pub async fn moderate(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    room_id: &str,
+    action: &str,
+) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    let body = target_of(req)?;
+    valid_room_id(room_id)?;
+    let current = rooms::call(
+        ctx,
+        room_id,
+        &RoomRequest::Membership {
+            user_id: body.user_id.clone(),
+        },
+    )
+    .await?;
+    let current = current["membership"].as_str().unwrap_or_default();
+    let membership = match action {
+        "kick" if matches!(current, "join" | "invite" | "knock") => "leave",
+        "kick" => return Err(MatrixError::forbidden("The user is not in the room")),
+        "ban" => "ban",
+        "unban" if current == "ban" => "leave",
+        "unban" => return Err(MatrixError::forbidden("The user is not banned")),
+        _ => return Err(MatrixError::unrecognized()),
+    };
+    let content = with_reason(json!({ "membership": membership }), body.reason);
+    member_event(ctx, &session, room_id, &body.user_id, content).await?;
+    Ok(json!({}))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/forget`
+pub async fn forget(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    let db = ctx.db()?;
+    match storage::rooms::membership(&db, room_id, &session.user_id)
+        .await?
+        .as_deref()
+    {
+        None => Err(MatrixError::not_found("You were never in this room")),
+        Some("join") | Some("invite") | Some("knock") => {
+            Err(MatrixError::new("M_UNKNOWN", "Leave the room before forgetting it").with_status(400))
+        }
+        Some(_) => {
+            storage::rooms::forget(&db, room_id, &session.user_id).await?;
+            Ok(json!({}))
+        }
+    }
+}
+
+/// `GET /_matrix/client/v3/joined_rooms`
+pub async fn joined_rooms(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    let rooms = storage::rooms::joined_rooms(&ctx.db()?, &session.user_id).await?;
+    Ok(json!({ "joined_rooms": rooms }))
+}

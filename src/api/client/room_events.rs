@@ -1,0 +1,257 @@
+//! Sending and reading room events: send, state, redact, messages, context, single
+//! events and member lists. The room decides; these handlers authenticate, validate
+//! the request's shape, and translate.
+
+use serde_json::{json, Value};
+
+use crate::api::auth::require_user;
+use crate::api::http::HttpRequest;
+use crate::api::MatrixError;
+use crate::platform::{rooms, Ctx};
+use crate::roomserver::protocol::{Dir, EventSpec, RoomRequest};
+
+use super::membership::{project_own, valid_room_id};
+
+/// Longest event type / state key we accept, in bytes (the PDU format's limit).
+const MAX_ID_FIELD: usize = 255;
+
+fn check_type(event_type: &str) -> Result<(), MatrixError> {
+    if event_type.is_empty() || event_type.len() > MAX_ID_FIELD {
+        return Err(MatrixError::invalid_param("Invalid event type"));
+    }
+    Ok(())
+}
+
+fn content_of(req: &HttpRequest) -> Result<Value, MatrixError> {
+    let content = req.json_value()?;
+    if !content.is_object() {
+        return Err(MatrixError::bad_json("Event content must be a JSON object"));
+    }
+    Ok(content)
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+pub async fn send(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    room_id: &str,
+    event_type: &str,
+    txn_id: &str,
+) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    check_type(event_type)?;
+    let content = content_of(req)?;
+    let request = RoomRequest::Send {
+        sender: session.user_id.clone(),
+        device_id: Some(session.device_id.clone()),
+        txn_id: Some(txn_id.to_owned()),
+        event: EventSpec {
+            event_type: event_type.to_owned(),
+            state_key: None,
+            content,
+            redacts: None,
+        },
+    };
+    let answer = rooms::call(ctx, room_id, &request).await?;
+    Ok(json!({ "event_id": answer["event_id"] }))
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
+pub async fn put_state(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    check_type(event_type)?;
+    if state_key.len() > MAX_ID_FIELD {
+        return Err(MatrixError::invalid_param("State key too long"));
+    }
+    let content = content_of(req)?;
+    let request = RoomRequest::Send {
+        sender: session.user_id.clone(),
+        device_id: None,
+        txn_id: None,
+        event: EventSpec::state(event_type, state_key, content),
+    };
+    let answer = rooms::call(ctx, room_id, &request).await?;
+    if event_type == "m.room.member" {
+        project_own(ctx, room_id, state_key).await?;
+    }
+    Ok(json!({ "event_id": answer["event_id"] }))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
+pub async fn get_state(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    let request = RoomRequest::StateEvent {
+        user_id: session.user_id,
+        event_type: event_type.to_owned(),
+        state_key: state_key.to_owned(),
+    };
+    rooms::call(ctx, room_id, &request).await
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/state`
+pub async fn all_state(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    rooms::call(
+        ctx,
+        room_id,
+        &RoomRequest::State {
+            user_id: session.user_id,
+        },
+    )
+    .await
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
+pub async fn redact(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    room_id: &str,
+    event_id: &str,
+    txn_id: &str,
+) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    <&ruma::EventId>::try_from(event_id).map_err(|_| MatrixError::invalid_param("Invalid event id"))?;
+    let mut content = if req.body.is_empty() {
+        json!({})
+    } else {
+        content_of(req)?
+    };
+    if let Some(obj) = content.as_object_mut() {
+        obj.retain(|k, _| k == "reason");
+    }
+    let request = RoomRequest::Send {
+        sender: session.user_id.clone(),
+        device_id: Some(session.device_id.clone()),
+        txn_id: Some(format!("redact:{txn_id}")),
+        event: EventSpec {
+            event_type: "m.room.redaction".into(),
+            state_key: None,
+            content,
+            redacts: Some(event_id.to_owned()),
+        },
+    };
+    let answer = rooms::call(ctx, room_id, &request).await?;
+    Ok(json!({ "event_id": answer["event_id"] }))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/messages`
+pub async fn messages(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    let dir = match req.query_param("dir") {
+        Some("b") | None => Dir::Backward,
+        Some("f") => Dir::Forward,
+        Some(_) => return Err(MatrixError::invalid_param("dir must be b or f")),
+    };
+    let limit = match req.query_param("limit") {
+        Some(l) => l
+            .parse::<u32>()
+            .map_err(|_| MatrixError::invalid_param("Invalid limit"))?,
+        None => 10,
+    };
+    let filter = match req.query_param("filter") {
+        Some(f) => {
+            Some(serde_json::from_str::<Value>(f).map_err(|_| MatrixError::invalid_param("Invalid filter"))?)
+        }
+        None => None,
+    };
+    let request = RoomRequest::Messages {
+        user_id: session.user_id,
+        from: req.query_param("from").map(str::to_owned),
+        to: req.query_param("to").map(str::to_owned),
+        dir,
+        limit,
+        filter,
+    };
+    rooms::call(ctx, room_id, &request).await
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
+pub async fn context(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    room_id: &str,
+    event_id: &str,
+) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    let limit = match req.query_param("limit") {
+        Some(l) => l
+            .parse::<u32>()
+            .map_err(|_| MatrixError::invalid_param("Invalid limit"))?,
+        None => 10,
+    };
+    let request = RoomRequest::Context {
+        user_id: session.user_id,
+        event_id: event_id.to_owned(),
+        limit,
+    };
+    rooms::call(ctx, room_id, &request).await
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
+pub async fn event(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    room_id: &str,
+    event_id: &str,
+) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    let request = RoomRequest::Event {
+        user_id: session.user_id,
+        event_id: event_id.to_owned(),
+    };
+    rooms::call(ctx, room_id, &request).await
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/members`
+pub async fn members(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    let membership_param = |name: &str| -> Result<Option<String>, MatrixError> {
+        match req.query_param(name) {
+            None => Ok(None),
+            Some(m @ ("join" | "invite" | "knock" | "leave" | "ban")) => Ok(Some(m.to_owned())),
+            Some(_) => Err(MatrixError::invalid_param(format!("Invalid {name}"))),
+        }
+    };
+    let request = RoomRequest::Members {
+        user_id: session.user_id,
+        at: req.query_param("at").map(str::to_owned),
+        membership: membership_param("membership")?,
+        not_membership: membership_param("not_membership")?,
+    };
+    rooms::call(ctx, room_id, &request).await
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
+pub async fn joined_members(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    valid_room_id(room_id)?;
+    rooms::call(
+        ctx,
+        room_id,
+        &RoomRequest::JoinedMembers {
+            user_id: session.user_id,
+        },
+    )
+    .await
+}

@@ -1,0 +1,182 @@
+//! `room_memberships`, `room_aliases` and `public_rooms`: the global indexes of rooms,
+//! projected from the room-log. Rooms themselves live in their Durable Objects.
+
+use serde::Deserialize;
+
+use super::{args, Db, Result};
+
+/// Records a membership if it is newer (by the room's stream position) than the one
+/// stored. Idempotent, and safe against replays and reordering. When the user starts
+/// or stops being joined, the device-list streams of the room's local members hear of
+/// it (`device_lists::joined` / `left`).
+pub async fn record_membership(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+    membership: &str,
+    event_id: &str,
+    stream_pos: i64,
+) -> Result<()> {
+    let was_joined = self::membership(db, room_id, user_id).await?.as_deref() == Some("join");
+    let changed = db
+        .run(
+            "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_pos) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
+         event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0 \
+         WHERE excluded.stream_pos > room_memberships.stream_pos",
+            args![room_id, user_id, membership, event_id, stream_pos],
+        )
+        .await?;
+    let is_joined = membership == "join";
+    if changed > 0 && was_joined != is_joined {
+        let stmts = if is_joined {
+            super::device_lists::joined(room_id, user_id)
+        } else {
+            super::device_lists::left(room_id, user_id)
+        };
+        db.batch(stmts).await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct RoomRow {
+    room_id: String,
+}
+
+/// Rooms the user is joined to.
+pub async fn joined_rooms(db: &Db, user_id: &str) -> Result<Vec<String>> {
+    let rows: Vec<RoomRow> = db
+        .all(
+            "SELECT room_id FROM room_memberships WHERE user_id = ?1 AND membership = 'join' ORDER BY room_id",
+            args![user_id],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.room_id).collect())
+}
+
+#[derive(Debug, Deserialize)]
+struct MembershipRow {
+    membership: String,
+}
+
+/// The user's last known membership in a room.
+pub async fn membership(db: &Db, room_id: &str, user_id: &str) -> Result<Option<String>> {
+    let row: Option<MembershipRow> = db
+        .first(
+            "SELECT membership FROM room_memberships WHERE room_id = ?1 AND user_id = ?2",
+            args![room_id, user_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.membership))
+}
+
+/// Marks a room the user has left as forgotten. Returns false if they are still in it.
+pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<bool> {
+    let changed = db
+        .run(
+            "UPDATE room_memberships SET forgotten = 1 WHERE room_id = ?1 AND user_id = ?2 \
+             AND membership IN ('leave', 'ban')",
+            args![room_id, user_id],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+/// Creates an alias; false if it already exists.
+pub async fn create_alias(db: &Db, alias: &str, room_id: &str, creator: &str) -> Result<bool> {
+    let changed = db
+        .run(
+            "INSERT OR IGNORE INTO room_aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)",
+            args![alias, room_id, creator],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+pub async fn resolve_alias(db: &Db, alias: &str) -> Result<Option<String>> {
+    let row: Option<RoomRow> = db
+        .first("SELECT room_id FROM room_aliases WHERE alias = ?1", args![alias])
+        .await?;
+    Ok(row.map(|r| r.room_id))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AliasRow {
+    pub room_id: String,
+    pub creator: String,
+}
+
+pub async fn alias(db: &Db, alias: &str) -> Result<Option<AliasRow>> {
+    db.first(
+        "SELECT room_id, creator FROM room_aliases WHERE alias = ?1",
+        args![alias],
+    )
+    .await
+}
+
+pub async fn delete_alias(db: &Db, alias: &str) -> Result<()> {
+    db.run("DELETE FROM room_aliases WHERE alias = ?1", args![alias])
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct AliasName {
+    alias: String,
+}
+
+pub async fn aliases_of(db: &Db, room_id: &str) -> Result<Vec<String>> {
+    let rows: Vec<AliasName> = db
+        .all(
+            "SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias",
+            args![room_id],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.alias).collect())
+}
+
+pub async fn set_public(db: &Db, room_id: &str, public: bool, now_ms: u64) -> Result<()> {
+    if public {
+        db.run(
+            "INSERT OR IGNORE INTO public_rooms (room_id, added_ts) VALUES (?1, ?2)",
+            args![room_id, now_ms],
+        )
+        .await?;
+    } else {
+        db.run("DELETE FROM public_rooms WHERE room_id = ?1", args![room_id])
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn is_public(db: &Db, room_id: &str) -> Result<bool> {
+    let row: Option<RoomRow> = db
+        .first(
+            "SELECT room_id FROM public_rooms WHERE room_id = ?1",
+            args![room_id],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+pub async fn public_rooms(db: &Db, limit: i64, offset: i64) -> Result<(Vec<String>, i64)> {
+    let rows: Vec<RoomRow> = db
+        .all(
+            "SELECT room_id FROM public_rooms ORDER BY added_ts, room_id LIMIT ?1 OFFSET ?2",
+            args![limit, offset],
+        )
+        .await?;
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let total: Option<Count> = db
+        .first("SELECT count(*) AS n FROM public_rooms", args![])
+        .await?;
+    Ok((
+        rows.into_iter().map(|r| r.room_id).collect(),
+        total.map_or(0, |c| c.n),
+    ))
+}
