@@ -201,7 +201,8 @@ mod tests {
 
     fn member(db: &rusqlite::Connection, room: &str, user: &str, membership: &str) {
         db.execute(
-            "INSERT INTO room_memberships (room_id, user_id, membership) VALUES (?1, ?2, ?3) \
+            "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_pos) \
+             VALUES (?1, ?2, ?3, '$e', 1) \
              ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership",
             [room, user, membership],
         )
