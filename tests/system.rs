@@ -22,3 +22,6 @@ mod rooms;
 
 #[path = "system/e2ee.rs"]
 mod e2ee;
+
+#[path = "system/e2ee_cross_signing_backup.rs"]
+mod e2ee_cross_signing_backup;

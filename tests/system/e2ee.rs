@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 use vodozemac::olm::{Account, OlmMessage, SessionConfig};
-use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519SecretKey, Ed25519Signature};
+use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
 
 use crate::harness::{shared, unique, Client};
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 /// Canonical JSON: keys sorted, no whitespace.
 fn canonical(v: &Value) -> String {
@@ -32,7 +32,7 @@ fn canonical(v: &Value) -> String {
     }
 }
 
-fn signable(v: &Value) -> String {
+pub fn signable(v: &Value) -> String {
     let mut copy = v.clone();
     if let Some(o) = copy.as_object_mut() {
         o.remove("signatures");
@@ -42,7 +42,7 @@ fn signable(v: &Value) -> String {
 }
 
 /// Whether `v` carries a valid signature `signatures[user][key_id]` by `key`.
-fn signed_by(v: &Value, user: &str, key_id: &str, key: &str) -> bool {
+pub fn signed_by(v: &Value, user: &str, key_id: &str, key: &str) -> bool {
     let Some(sig) = v["signatures"][user][key_id].as_str() else {
         return false;
     };
@@ -56,15 +56,15 @@ fn signed_by(v: &Value, user: &str, key_id: &str, key: &str) -> bool {
 }
 
 /// A user's device with a real Olm account.
-struct Device {
-    client: Client,
-    user_id: String,
-    device_id: String,
-    account: Account,
+pub struct Device {
+    pub client: Client,
+    pub user_id: String,
+    pub device_id: String,
+    pub account: Account,
 }
 
 impl Device {
-    fn register(prefix: &str) -> Device {
+    pub fn register(prefix: &str) -> Device {
         let (client, user_id) = shared().client().register(&unique(prefix), PASSWORD);
         let device_id = client.get("/_matrix/client/v3/account/whoami").expect(200)["device_id"]
             .as_str()
@@ -79,7 +79,7 @@ impl Device {
     }
 
     /// A second device of the same user, by password login.
-    fn login(&self) -> Device {
+    pub fn login(&self) -> Device {
         let body = shared()
             .client()
             .post(
@@ -97,20 +97,20 @@ impl Device {
         }
     }
 
-    fn ed25519(&self) -> String {
+    pub fn ed25519(&self) -> String {
         self.account.identity_keys().ed25519.to_base64()
     }
 
-    fn curve25519(&self) -> String {
+    pub fn curve25519(&self) -> String {
         self.account.identity_keys().curve25519.to_base64()
     }
 
-    fn sign(&self, v: &mut Value) {
+    pub fn sign(&self, v: &mut Value) {
         let sig = self.account.sign(signable(v)).to_base64();
         v["signatures"][&self.user_id][format!("ed25519:{}", self.device_id)] = json!(sig);
     }
 
-    fn device_keys(&self) -> Value {
+    pub fn device_keys(&self) -> Value {
         let mut keys = json!({
             "user_id": self.user_id,
             "device_id": self.device_id,
@@ -135,7 +135,7 @@ impl Device {
 
     /// Generates `count` one-time keys (and a fallback key if asked) and uploads them
     /// with the device keys; returns the uploaded one-time keys by full key id.
-    fn upload(&mut self, count: usize, fallback: bool) -> BTreeMap<String, Value> {
+    pub fn upload(&mut self, count: usize, fallback: bool) -> BTreeMap<String, Value> {
         self.account.generate_one_time_keys(count);
         let otks: BTreeMap<String, Value> = self
             .account
@@ -173,7 +173,7 @@ impl Device {
         otks
     }
 
-    fn otk_count(&self) -> u64 {
+    pub fn otk_count(&self) -> u64 {
         self.client
             .post("/_matrix/client/v3/keys/upload", &json!({}))
             .expect(200)["one_time_key_counts"]["signed_curve25519"]
@@ -181,7 +181,7 @@ impl Device {
             .expect("count")
     }
 
-    fn query(&self, user: &str) -> Value {
+    pub fn query(&self, user: &str) -> Value {
         self.client
             .post(
                 "/_matrix/client/v3/keys/query",
@@ -191,7 +191,7 @@ impl Device {
     }
 
     /// Claims one `signed_curve25519` key of `of`; `(full key id, key)` if any.
-    fn claim(client: &Client, of: &Device) -> Option<(String, Value)> {
+    pub fn claim(client: &Client, of: &Device) -> Option<(String, Value)> {
         let answer = client
             .post(
                 "/_matrix/client/v3/keys/claim",
@@ -399,276 +399,6 @@ fn bad_signatures_and_foreign_devices_are_refused_without_change() {
     assert_eq!(alice.query(&alice.user_id), before_alice);
     assert_eq!(alice.query(&bob.user_id), before_bob);
     assert_eq!(alice.otk_count(), 1);
-}
-
-/// A cross-signing key of `kind` for `user`, signed by `signer` if given.
-fn cross_key(user: &str, kind: &str, key: &Ed25519SecretKey, signer: Option<&Ed25519SecretKey>) -> Value {
-    let public = key.public_key().to_base64();
-    let mut v = json!({"user_id": user, "usage": [kind], "keys": {format!("ed25519:{public}"): public}});
-    if let Some(signer) = signer {
-        let id = format!("ed25519:{}", signer.public_key().to_base64());
-        v["signatures"][user][id] = json!(signer.sign(signable(&v).as_bytes()).to_base64());
-    }
-    v
-}
-
-#[test]
-fn cross_signing_keys_and_signatures() {
-    let mut alice = Device::register("e2ei");
-    let mut bob = Device::register("e2ej");
-    let carol = Device::register("e2ek");
-    alice.upload(0, false);
-    bob.upload(0, false);
-    let (master, ssk, usk) = (
-        Ed25519SecretKey::new(),
-        Ed25519SecretKey::new(),
-        Ed25519SecretKey::new(),
-    );
-    let a = alice.user_id.clone();
-    let upload = json!({
-        "master_key": cross_key(&a, "master", &master, None),
-        "self_signing_key": cross_key(&a, "self_signing", &ssk, Some(&master)),
-        "user_signing_key": cross_key(&a, "user_signing", &usk, Some(&master)),
-    });
-    // First upload needs no auth; a self-signing key not signed by the master is refused.
-    let mut unsigned = upload.clone();
-    unsigned["self_signing_key"] = cross_key(&a, "self_signing", &ssk, Some(&usk));
-    alice
-        .client
-        .post("/_matrix/client/v3/keys/device_signing/upload", &unsigned)
-        .expect_err(400, "M_INVALID_SIGNATURE");
-    alice
-        .client
-        .post("/_matrix/client/v3/keys/device_signing/upload", &upload)
-        .expect(200);
-    // Repeating it is fine; replacing it needs the password.
-    alice
-        .client
-        .post("/_matrix/client/v3/keys/device_signing/upload", &upload)
-        .expect(200);
-    let new_master = Ed25519SecretKey::new();
-    let mut replace = json!({"master_key": cross_key(&a, "master", &new_master, None)});
-    let challenge = alice
-        .client
-        .post("/_matrix/client/v3/keys/device_signing/upload", &replace);
-    assert_eq!(challenge.status, 401, "{}", challenge.body);
-    assert!(challenge.body["flows"].is_array());
-    replace["auth"] = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": a}, "password": "wrong"});
-    assert_eq!(
-        alice
-            .client
-            .post("/_matrix/client/v3/keys/device_signing/upload", &replace)
-            .status,
-        401
-    );
-    let seen = bob.query(&a);
-    assert_eq!(
-        seen["master_keys"][&a]["keys"][format!("ed25519:{}", master.public_key().to_base64())],
-        json!(master.public_key().to_base64())
-    );
-    assert!(seen["self_signing_keys"][&a].is_object());
-    assert!(
-        seen["user_signing_keys"].get(&a).is_none(),
-        "user-signing keys are private"
-    );
-    assert!(alice.query(&a)["user_signing_keys"][&a].is_object());
-
-    // Alice signs her device with her self-signing key.
-    let ssk_id = format!("ed25519:{}", ssk.public_key().to_base64());
-    let mut dev = alice.device_keys();
-    dev["signatures"][&a][&ssk_id] = json!(ssk.sign(signable(&dev).as_bytes()).to_base64());
-    let answer = alice
-        .client
-        .post(
-            "/_matrix/client/v3/keys/signatures/upload",
-            &json!({a.clone(): {alice.device_id.clone(): dev.clone()}}),
-        )
-        .expect(200);
-    assert_eq!(answer["failures"], json!({}));
-    let shown = &bob.query(&a)["device_keys"][&a][&alice.device_id];
-    assert!(signed_by(shown, &a, &ssk_id, &ssk.public_key().to_base64()));
-    // A bad signature is a per-key failure.
-    dev["signatures"][&a][&ssk_id] = json!(master.sign(b"other").to_base64());
-    let answer = alice
-        .client
-        .post(
-            "/_matrix/client/v3/keys/signatures/upload",
-            &json!({a.clone(): {alice.device_id.clone(): dev}}),
-        )
-        .expect(200);
-    assert_eq!(
-        answer["failures"][&a][&alice.device_id]["errcode"],
-        json!("M_INVALID_SIGNATURE")
-    );
-
-    // Bob's master key, signed by Alice's user-signing key: visible to Alice and Bob only.
-    let b = bob.user_id.clone();
-    let bob_master = Ed25519SecretKey::new();
-    bob.client
-        .post(
-            "/_matrix/client/v3/keys/device_signing/upload",
-            &json!({"master_key": cross_key(&b, "master", &bob_master, None)}),
-        )
-        .expect(200);
-    let mut bm = cross_key(&b, "master", &bob_master, None);
-    let usk_id = format!("ed25519:{}", usk.public_key().to_base64());
-    bm["signatures"][&a][&usk_id] = json!(usk.sign(signable(&bm).as_bytes()).to_base64());
-    let answer = alice
-        .client
-        .post(
-            "/_matrix/client/v3/keys/signatures/upload",
-            &json!({b.clone(): {bob_master.public_key().to_base64(): bm}}),
-        )
-        .expect(200);
-    assert_eq!(answer["failures"], json!({}));
-    assert!(signed_by(
-        &alice.query(&b)["master_keys"][&b],
-        &a,
-        &usk_id,
-        &usk.public_key().to_base64()
-    ));
-    assert!(carol.query(&b)["master_keys"][&b]["signatures"].get(&a).is_none());
-}
-
-#[test]
-fn key_backup_versions_etags_and_counts() {
-    let alice = Device::register("e2el").client;
-    let c = &alice;
-    c.get("/_matrix/client/v3/room_keys/version")
-        .expect_err(404, "M_NOT_FOUND");
-    let alg = "m.megolm_backup.v1.curve25519-aes-sha2";
-    let v1 = c
-        .post(
-            "/_matrix/client/v3/room_keys/version",
-            &json!({"algorithm": alg, "auth_data": {"public_key": "abc"}}),
-        )
-        .expect(200)["version"]
-        .as_str()
-        .expect("version")
-        .to_owned();
-    let info = c.get("/_matrix/client/v3/room_keys/version").expect(200);
-    assert_eq!(
-        (info["version"].as_str(), info["count"].as_u64()),
-        (Some(v1.as_str()), Some(0))
-    );
-    let etag0 = info["etag"].as_str().expect("etag").to_owned();
-
-    let key = |fmi: u64, verified: bool, tag: &str| json!({"first_message_index": fmi, "forwarded_count": 0, "is_verified": verified, "session_data": {"ciphertext": tag}});
-    let room = "!room:example.org";
-    let q = format!("?version={v1}");
-    let r = c
-        .put(
-            &format!(
-                "/_matrix/client/v3/room_keys/keys/{}/s1{q}",
-                "%21room%3Aexample.org"
-            ),
-            &key(5, false, "a"),
-        )
-        .expect(200);
-    assert_eq!(r["count"], json!(1));
-    assert_ne!(r["etag"].as_str(), Some(etag0.as_str()));
-    let r = c
-        .put(
-            &format!("/_matrix/client/v3/room_keys/keys/%21room%3Aexample.org{q}"),
-            &json!({"sessions": {"s2": key(0, false, "b")}}),
-        )
-        .expect(200);
-    assert_eq!(r["count"], json!(2));
-    // A worse copy of s1 does not replace it; a better one does.
-    c.put(
-        &format!("/_matrix/client/v3/room_keys/keys{q}"),
-        &json!({"rooms": {room: {"sessions": {"s1": key(9, false, "worse")}}}}),
-    )
-    .expect(200);
-    let s1 = c
-        .get(&format!(
-            "/_matrix/client/v3/room_keys/keys/%21room%3Aexample.org/s1{q}"
-        ))
-        .expect(200);
-    assert_eq!(s1["session_data"]["ciphertext"], json!("a"));
-    c.put(
-        &format!("/_matrix/client/v3/room_keys/keys{q}"),
-        &json!({"rooms": {room: {"sessions": {"s1": key(9, true, "verified")}}}}),
-    )
-    .expect(200);
-    let all = c
-        .get(&format!("/_matrix/client/v3/room_keys/keys{q}"))
-        .expect(200);
-    assert_eq!(
-        all["rooms"][room]["sessions"]["s1"]["session_data"]["ciphertext"],
-        json!("verified")
-    );
-    assert_eq!(
-        all["rooms"][room]["sessions"].as_object().map(|s| s.len()),
-        Some(2)
-    );
-
-    // A newer version makes this one read-only.
-    let v2 = c
-        .post(
-            "/_matrix/client/v3/room_keys/version",
-            &json!({"algorithm": alg, "auth_data": {"public_key": "def"}}),
-        )
-        .expect(200)["version"]
-        .as_str()
-        .expect("version")
-        .to_owned();
-    let wrong = c.put(
-        &format!("/_matrix/client/v3/room_keys/keys/%21room%3Aexample.org/s3{q}"),
-        &key(0, false, "c"),
-    );
-    wrong.expect_err(403, "M_WRONG_ROOM_KEYS_VERSION");
-    assert_eq!(wrong.body["current_version"], json!(v2));
-    assert_eq!(
-        c.get(&format!("/_matrix/client/v3/room_keys/version/{v1}"))
-            .expect(200)["count"],
-        json!(2)
-    );
-    assert_eq!(
-        c.get("/_matrix/client/v3/room_keys/version").expect(200)["version"],
-        json!(v2)
-    );
-
-    // Update auth_data; the algorithm cannot change.
-    c.put(
-        &format!("/_matrix/client/v3/room_keys/version/{v2}"),
-        &json!({"algorithm": alg, "auth_data": {"public_key": "ghi"}}),
-    )
-    .expect(200);
-    assert_eq!(
-        c.get(&format!("/_matrix/client/v3/room_keys/version/{v2}"))
-            .expect(200)["auth_data"]["public_key"],
-        json!("ghi")
-    );
-    c.put(
-        &format!("/_matrix/client/v3/room_keys/version/{v2}"),
-        &json!({"algorithm": "other", "auth_data": {}}),
-    )
-    .expect_err(400, "M_INVALID_PARAM");
-
-    // Deleting keys and versions.
-    let r = c
-        .delete(&format!(
-            "/_matrix/client/v3/room_keys/keys/%21room%3Aexample.org/s2{q}"
-        ))
-        .expect(200);
-    assert_eq!(r["count"], json!(1));
-    c.get(&format!(
-        "/_matrix/client/v3/room_keys/keys/%21room%3Aexample.org/s2{q}"
-    ))
-    .expect_err(404, "M_NOT_FOUND");
-    c.delete(&format!("/_matrix/client/v3/room_keys/version/{v1}"))
-        .expect(200);
-    c.delete(&format!("/_matrix/client/v3/room_keys/version/{v1}"))
-        .expect(200);
-    c.get(&format!("/_matrix/client/v3/room_keys/version/{v1}"))
-        .expect_err(404, "M_NOT_FOUND");
-    c.get(&format!("/_matrix/client/v3/room_keys/keys{q}"))
-        .expect_err(404, "M_NOT_FOUND");
-    c.delete("/_matrix/client/v3/room_keys/version/999")
-        .expect_err(404, "M_NOT_FOUND");
-    c.put("/_matrix/client/v3/room_keys/keys", &json!({"rooms": {}}))
-        .expect_err(400, "M_MISSING_PARAM");
 }
 
 #[test]
