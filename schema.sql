@@ -76,6 +76,70 @@ CREATE TABLE IF NOT EXISTS login_failures (
     failures     INTEGER NOT NULL
 );
 
+-- End-to-end encryption (issue 7). The server stores and relays keys; it never sees
+-- plaintext. Key objects are stored as the JSON the client uploaded; signatures added
+-- later through /keys/signatures/upload live in e2e_signatures and are merged on query.
+CREATE TABLE IF NOT EXISTS e2e_device_keys (
+    user_id   TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    key_json  TEXT NOT NULL,
+    ed25519   TEXT NOT NULL,               -- the device's ed25519 key, for signature checks
+    PRIMARY KEY (user_id, device_id)
+);
+
+CREATE TABLE IF NOT EXISTS e2e_one_time_keys (
+    user_id   TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    key_id    TEXT NOT NULL,
+    key_json  TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id, algorithm, key_id)
+);
+
+-- One fallback key per device and algorithm; `used` once it has been claimed.
+CREATE TABLE IF NOT EXISTS e2e_fallback_keys (
+    user_id   TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    key_id    TEXT NOT NULL,
+    key_json  TEXT NOT NULL,
+    used      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, device_id, algorithm)
+);
+
+-- kind: 'master' | 'self_signing' | 'user_signing'; public_key is the unpadded base64.
+CREATE TABLE IF NOT EXISTS e2e_cross_signing_keys (
+    user_id    TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    key_json   TEXT NOT NULL,
+    PRIMARY KEY (user_id, kind)
+);
+
+-- target_key_id: a device id, or the public key of a cross-signing key.
+CREATE TABLE IF NOT EXISTS e2e_signatures (
+    target_user_id TEXT NOT NULL,
+    target_key_id  TEXT NOT NULL,
+    signer_user_id TEXT NOT NULL,
+    signer_key_id  TEXT NOT NULL,              -- 'ed25519:<device id or public key>'
+    signature      TEXT NOT NULL,
+    PRIMARY KEY (target_user_id, target_key_id, signer_user_id, signer_key_id)
+);
+
+-- Device-list changes, fanned out on write to every local user who should hear of
+-- them (the user themself and everyone sharing a room). One row per (observer, other
+-- user): the latest change wins. stream_id increases per observer, so sync reads
+-- "changed since N" with one range scan of device_list_inbox_by_stream.
+-- kind: 'changed' | 'left'.
+CREATE TABLE IF NOT EXISTS device_list_inbox (
+    user_id       TEXT NOT NULL,
+    other_user_id TEXT NOT NULL,
+    stream_id     INTEGER NOT NULL,
+    kind          TEXT NOT NULL,
+    PRIMARY KEY (user_id, other_user_id)
+);
+CREATE INDEX IF NOT EXISTS device_list_inbox_by_stream ON device_list_inbox (user_id, stream_id);
+
 -- Rooms: local users' memberships, projected from the room-log (and written directly
 -- by the edge after a membership change, so a client reads its own writes). Keyed on
 -- the room's stream position so replays and reordering never go backwards.
@@ -102,4 +166,27 @@ CREATE INDEX IF NOT EXISTS room_aliases_room ON room_aliases (room_id);
 CREATE TABLE IF NOT EXISTS public_rooms (
     room_id    TEXT PRIMARY KEY,
     added_ts   INTEGER NOT NULL
+);
+
+-- Server-side key backup. Versions are never reused (a deleted one keeps its row).
+CREATE TABLE IF NOT EXISTS backup_versions (
+    user_id   TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    algorithm TEXT NOT NULL,
+    auth_data TEXT NOT NULL,
+    etag      INTEGER NOT NULL DEFAULT 0,
+    deleted   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, version)
+);
+
+CREATE TABLE IF NOT EXISTS backup_keys (
+    user_id             TEXT NOT NULL,
+    version             INTEGER NOT NULL,
+    room_id             TEXT NOT NULL,
+    session_id          TEXT NOT NULL,
+    first_message_index INTEGER NOT NULL,
+    forwarded_count     INTEGER NOT NULL,
+    is_verified         INTEGER NOT NULL,
+    session_data        TEXT NOT NULL,
+    PRIMARY KEY (user_id, version, room_id, session_id)
 );

@@ -69,7 +69,8 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     }
     let config = &ctx.config;
     let p = |i: usize| route.params.get(i).map(String::as_str).unwrap_or_default();
-    use client::{account, account_data, devices, login, profile, register};
+    use client::key_backup::{self, Level};
+    use client::{account, account_data, cross_signing, devices, keys, login, profile, register};
     use client::{create_room, directory, membership, room_events};
     use Endpoint as E;
     match route.endpoint {
@@ -146,5 +147,26 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::AdminGetRegistrationToken => admin::registration_tokens::get(ctx, req, p(0)).await,
         E::AdminUpdateRegistrationToken => admin::registration_tokens::update(ctx, req, p(0)).await,
         E::AdminDeleteRegistrationToken => admin::registration_tokens::delete(ctx, req, p(0)).await,
+        // End-to-end encryption
+        E::KeysUpload => keys::upload(ctx, req).await,
+        E::KeysQuery => keys::query(ctx, req).await,
+        E::KeysClaim => keys::claim(ctx, req).await,
+        E::KeysChanges => keys::changes(ctx, req).await,
+        E::CrossSigningUpload => cross_signing::upload_keys(ctx, req).await,
+        E::SignaturesUpload => cross_signing::upload_signatures(ctx, req).await,
+        E::BackupCreate => key_backup::create_version(ctx, req).await,
+        E::BackupLatest => key_backup::get_version(ctx, req, None).await,
+        E::BackupGet => key_backup::get_version(ctx, req, Some(p(0))).await,
+        E::BackupUpdate => key_backup::update_version(ctx, req, p(0)).await,
+        E::BackupDelete => key_backup::delete_version(ctx, req, p(0)).await,
+        E::BackupPutAll => key_backup::put_keys(ctx, req, Level::All).await,
+        E::BackupGetAll => key_backup::get_keys(ctx, req, Level::All).await,
+        E::BackupDeleteAll => key_backup::delete_keys(ctx, req, Level::All).await,
+        E::BackupPutRoom => key_backup::put_keys(ctx, req, Level::Room(p(0))).await,
+        E::BackupGetRoom => key_backup::get_keys(ctx, req, Level::Room(p(0))).await,
+        E::BackupDeleteRoom => key_backup::delete_keys(ctx, req, Level::Room(p(0))).await,
+        E::BackupPutSession => key_backup::put_keys(ctx, req, Level::Session(p(0), p(1))).await,
+        E::BackupGetSession => key_backup::get_keys(ctx, req, Level::Session(p(0), p(1))).await,
+        E::BackupDeleteSession => key_backup::delete_keys(ctx, req, Level::Session(p(0), p(1))).await,
     }
 }

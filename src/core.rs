@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod auth;
 pub mod builder;
 pub mod canonical;
+pub mod e2ee;
 pub mod event_hash;
 pub mod format;
 pub mod keys;

@@ -6,7 +6,11 @@
 //! one round trip.
 
 pub mod account_data;
+pub mod cross_signing;
+pub mod device_lists;
 pub mod devices;
+pub mod e2e_keys;
+pub mod key_backup;
 pub mod rate_limits;
 pub mod registration;
 pub mod rooms;

@@ -22,3 +22,9 @@ mod rooms;
 
 #[path = "system/room_input.rs"]
 mod room_input;
+
+#[path = "system/e2ee.rs"]
+mod e2ee;
+
+#[path = "system/e2ee_cross_signing_backup.rs"]
+mod e2ee_cross_signing_backup;

@@ -42,6 +42,7 @@ pub const KNOWN_CODES: &[&str] = &[
     "M_UNAUTHORIZED",
     "M_USER_LOCKED",
     "M_FORBIDDEN",
+    "M_WRONG_ROOM_KEYS_VERSION",
     "M_GUEST_ACCESS_FORBIDDEN",
     "M_USER_DEACTIVATED",
     "M_THREEPID_DENIED",
@@ -81,7 +82,8 @@ pub fn status_for(errcode: &str) -> u16 {
         | "M_USER_DEACTIVATED"
         | "M_THREEPID_DENIED"
         | "M_THREEPID_AUTH_FAILED"
-        | "M_CONSENT_NOT_GIVEN" => 403,
+        | "M_CONSENT_NOT_GIVEN"
+        | "M_WRONG_ROOM_KEYS_VERSION" => 403,
         "M_NOT_FOUND" | "M_UNRECOGNIZED" => 404,
         "M_TOO_LARGE" => 413,
         "M_LIMIT_EXCEEDED" => 429,

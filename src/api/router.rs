@@ -82,6 +82,27 @@ pub enum Endpoint {
     AdminGetRegistrationToken,
     AdminUpdateRegistrationToken,
     AdminDeleteRegistrationToken,
+    // End-to-end encryption
+    KeysUpload,
+    KeysQuery,
+    KeysClaim,
+    KeysChanges,
+    CrossSigningUpload,
+    SignaturesUpload,
+    BackupCreate,
+    BackupLatest,
+    BackupGet,
+    BackupUpdate,
+    BackupDelete,
+    BackupPutAll,
+    BackupGetAll,
+    BackupDeleteAll,
+    BackupPutRoom,
+    BackupGetRoom,
+    BackupDeleteRoom,
+    BackupPutSession,
+    BackupGetSession,
+    BackupDeleteSession,
 }
 
 use Endpoint as E;
@@ -320,6 +341,71 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         Delete,
         "/_synapse/admin/v1/registration_tokens/{token}",
         E::AdminDeleteRegistrationToken,
+    ),
+    // End-to-end encryption
+    (Post, "/_matrix/client/v3/keys/upload", E::KeysUpload),
+    (Post, "/_matrix/client/v3/keys/query", E::KeysQuery),
+    (Post, "/_matrix/client/v3/keys/claim", E::KeysClaim),
+    (Get, "/_matrix/client/v3/keys/changes", E::KeysChanges),
+    (
+        Post,
+        "/_matrix/client/v3/keys/device_signing/upload",
+        E::CrossSigningUpload,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/keys/signatures/upload",
+        E::SignaturesUpload,
+    ),
+    (Post, "/_matrix/client/v3/room_keys/version", E::BackupCreate),
+    (Get, "/_matrix/client/v3/room_keys/version", E::BackupLatest),
+    (
+        Get,
+        "/_matrix/client/v3/room_keys/version/{version}",
+        E::BackupGet,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/room_keys/version/{version}",
+        E::BackupUpdate,
+    ),
+    (
+        Delete,
+        "/_matrix/client/v3/room_keys/version/{version}",
+        E::BackupDelete,
+    ),
+    (Put, "/_matrix/client/v3/room_keys/keys", E::BackupPutAll),
+    (Get, "/_matrix/client/v3/room_keys/keys", E::BackupGetAll),
+    (Delete, "/_matrix/client/v3/room_keys/keys", E::BackupDeleteAll),
+    (
+        Put,
+        "/_matrix/client/v3/room_keys/keys/{roomId}",
+        E::BackupPutRoom,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/room_keys/keys/{roomId}",
+        E::BackupGetRoom,
+    ),
+    (
+        Delete,
+        "/_matrix/client/v3/room_keys/keys/{roomId}",
+        E::BackupDeleteRoom,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
+        E::BackupPutSession,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
+        E::BackupGetSession,
+    ),
+    (
+        Delete,
+        "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
+        E::BackupDeleteSession,
     ),
 ];
 

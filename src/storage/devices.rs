@@ -96,9 +96,11 @@ pub fn login(l: &Login<'_>) -> Vec<Stmt> {
     ]
 }
 
-/// Deletes one device and every token issued to it.
+/// Deletes one device, every token issued to it, and its end-to-end keys (telling
+/// the user's observers through the device-list stream).
 pub fn delete(user_id: &str, device_id: &str) -> Vec<Stmt> {
-    vec![
+    let mut stmts = super::e2e_keys::delete_device(user_id, device_id);
+    stmts.extend([
         stmt(
             "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
             args![user_id, device_id],
@@ -107,14 +109,16 @@ pub fn delete(user_id: &str, device_id: &str) -> Vec<Stmt> {
             "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
             args![user_id, device_id],
         ),
-    ]
+    ]);
+    stmts
 }
 
-/// Deletes every device of the user except `keep` (all of them when `None`), and their
-/// tokens.
+/// Deletes every device of the user except `keep` (all of them when `None`), their
+/// tokens and their end-to-end keys.
 pub fn delete_all_except(user_id: &str, keep: Option<&str>) -> Vec<Stmt> {
+    let mut stmts = super::e2e_keys::delete_devices_except(user_id, keep);
     let keep = keep.unwrap_or("");
-    vec![
+    stmts.extend([
         stmt(
             "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id <> ?2",
             args![user_id, keep],
@@ -123,5 +127,6 @@ pub fn delete_all_except(user_id: &str, keep: Option<&str>) -> Vec<Stmt> {
             "DELETE FROM devices WHERE user_id = ?1 AND device_id <> ?2",
             args![user_id, keep],
         ),
-    ]
+    ]);
+    stmts
 }

@@ -6,7 +6,9 @@ use serde::Deserialize;
 use super::{args, Db, Result};
 
 /// Records a membership if it is newer (by the room's stream position) than the one
-/// stored. Idempotent, and safe against replays and reordering.
+/// stored. Idempotent, and safe against replays and reordering. When the user starts
+/// or stops being joined, the device-list streams of the room's local members hear of
+/// it (`device_lists::joined` / `left`).
 pub async fn record_membership(
     db: &Db,
     room_id: &str,
@@ -15,15 +17,26 @@ pub async fn record_membership(
     event_id: &str,
     stream_pos: i64,
 ) -> Result<()> {
-    db.run(
-        "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_pos) \
+    let was_joined = self::membership(db, room_id, user_id).await?.as_deref() == Some("join");
+    let changed = db
+        .run(
+            "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_pos) \
          VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
          event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0 \
          WHERE excluded.stream_pos > room_memberships.stream_pos",
-        args![room_id, user_id, membership, event_id, stream_pos],
-    )
-    .await?;
+            args![room_id, user_id, membership, event_id, stream_pos],
+        )
+        .await?;
+    let is_joined = membership == "join";
+    if changed > 0 && was_joined != is_joined {
+        let stmts = if is_joined {
+            super::device_lists::joined(room_id, user_id)
+        } else {
+            super::device_lists::left(room_id, user_id)
+        };
+        db.batch(stmts).await?;
+    }
     Ok(())
 }
 
