@@ -13,12 +13,24 @@ use neurite::roomserver::dispatch::{handle, Host};
 use neurite::roomserver::protocol::{InputKind, RoomRequest};
 use neurite::storage::sql::testing::MemorySql;
 
+fn clock_ms() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
+}
+
 fn main() {
     let events = std::env::var("NEURITE_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let hist = history::generate(events, 42);
+    println!(
+        "history of {}: {} events, {} state events, {} forks",
+        hist.room_id,
+        hist.pdus.len(),
+        hist.state_events,
+        hist.forks
+    );
     let keys = serde_json::from_value(hist.keys.clone()).expect("keys");
     let db = MemorySql::new();
     let key = SigningKey::from_seed([3; 32], "n").expect("key");
@@ -26,8 +38,10 @@ fn main() {
         server_name: "native.bench",
         key: &key,
         now_ms: 0,
+        clock_ms,
     };
     let started = Instant::now();
+    let mut phases: std::collections::BTreeMap<String, f64> = Default::default();
     for chunk in hist.pdus.chunks(500) {
         let answer = handle(
             &db,
@@ -39,6 +53,9 @@ fn main() {
             },
         )
         .expect("input");
+        for (k, v) in answer["timing_ms"].as_object().into_iter().flatten() {
+            *phases.entry(k.clone()).or_insert(0.0) += v.as_f64().unwrap_or(0.0);
+        }
         let bad = answer["results"]
             .as_array()
             .map_or(0, |r| r.iter().filter(|x| x.get("accepted").is_none()).count());
@@ -53,4 +70,5 @@ fn main() {
         secs,
         hist.pdus.len() as f64 / secs
     );
+    println!("phases (ms): {phases:?}");
 }

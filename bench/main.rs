@@ -59,11 +59,15 @@ fn main() {
     let started = Instant::now();
     let mut last = serde_json::Value::Null;
     let mut batch_ms: Vec<f64> = Vec::new();
+    let mut phases: std::collections::BTreeMap<String, f64> = Default::default();
     for chunk in hist.pdus.chunks(INGEST_BATCH) {
         let t = Instant::now();
         let body = json!({ "pdus": chunk, "keys": hist.keys });
         last = admin.post(&path, &body).expect(200);
         batch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        for (k, v) in last["timing_ms"].as_object().into_iter().flatten() {
+            *phases.entry(k.clone()).or_insert(0.0) += v.as_f64().unwrap_or(0.0);
+        }
         let bad: Vec<_> = last["results"]
             .as_array()
             .map(|r| {
@@ -78,6 +82,7 @@ fn main() {
         }
     }
     let ingest_s = started.elapsed().as_secs_f64();
+    eprintln!("[bench] ingest phases inside the room (ms): {phases:?}; batches (ms): {batch_ms:.0?}");
     let accepted = last["stream_pos"].as_u64().unwrap_or(0);
     let db_bytes = last["database_bytes"].as_u64().unwrap_or(0);
     let ingest = report::Ingest {

@@ -43,6 +43,11 @@ pub fn now_ms() -> u64 {
     worker::Date::now().as_millis()
 }
 
+/// Milliseconds from the runtime's clock, as a float (for timings).
+pub fn clock_ms() -> f64 {
+    js_sys::Date::now()
+}
+
 /// Fills `buf` from the platform's cryptographic RNG.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), String> {
     getrandom::fill(buf).map_err(|e| e.to_string())

@@ -103,6 +103,7 @@ impl Room {
             server_name: &config.server_name,
             key: &config.signing_key,
             now_ms: platform::now_ms(),
+            clock_ms: platform::clock_ms,
         };
         if !self.schema_ready.get() {
             store::init(&db).map_err(|e| RoomFailure {

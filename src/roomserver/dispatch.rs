@@ -20,6 +20,8 @@ pub struct Host<'a> {
     pub server_name: &'a str,
     pub key: &'a SigningKey,
     pub now_ms: u64,
+    /// A monotonic-enough clock in milliseconds, for the timings input reports.
+    pub clock_ms: fn() -> f64,
 }
 
 impl Host<'_> {
@@ -119,7 +121,7 @@ pub fn handle_cached(
             txn_id.as_deref(),
             event,
         ),
-        RoomRequest::Input { kind, pdus, keys } => input(db, cache, kind, pdus, &keys),
+        RoomRequest::Input { kind, pdus, keys } => input(db, host, cache, kind, pdus, &keys),
         other => {
             let mut room = Engine::open(db, cache)?;
             query(&mut room, host, other)
@@ -131,11 +133,13 @@ pub fn handle_cached(
 /// extremities and the resulting current state (`type → state_key → event id`).
 fn input(
     db: &dyn Sql,
+    host: &Host<'_>,
     cache: &Cache,
     kind: InputKind,
     pdus: Vec<Value>,
     keys: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 ) -> Result<Value, RoomFailure> {
+    let t0 = (host.clock_ms)();
     let mut key_map = ruma::signatures::PublicKeyMap::new();
     for (server, ids) in keys {
         for (id, key) in ids {
@@ -164,7 +168,9 @@ fn input(
             serde_json::from_value(p).map_err(|e| fail(400, "M_BAD_JSON", format!("not a PDU: {e}")))?;
         objects.push((object, &rules));
     }
+    let t1 = (host.clock_ms)();
     let checked = crate::core::verify::check_pdus_batch(objects, &key_map);
+    let t2 = (host.clock_ms)();
     let mut room: Option<Engine<'_>> = match existing {
         Some(_) => Some(Engine::open(db, cache)?),
         None => None,
@@ -203,6 +209,7 @@ fn input(
             Err(e) => return Err(e.into()),
         });
     }
+    let t3 = (host.clock_ms)();
     let Some(mut room) = room else {
         return Err(not_found());
     };
@@ -217,6 +224,7 @@ fn input(
         "current_state": current,
         "stream_pos": store::meta_int(db, "stream_pos").map_err(RoomError::from)?,
         "database_bytes": db.database_size(),
+        "timing_ms": { "parse": t1 - t0, "verify": t2 - t1, "input": t3 - t2 },
     }))
 }
 
