@@ -6,6 +6,8 @@
 //! `room-log` Queue, with an alarm that retries until the Queue has every record.
 
 pub mod dispatch;
+#[cfg(test)]
+mod dispatch_tests;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;

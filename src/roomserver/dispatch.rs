@@ -56,6 +56,9 @@ impl From<RoomError> for RoomFailure {
             RoomError::NoRoom => not_found(),
             RoomError::Exists => fail(400, "M_ROOM_IN_USE", "Room already exists"),
             RoomError::Forbidden(why) => forbidden(why),
+            RoomError::Build(crate::core::builder::BuildError::TooLarge) => {
+                fail(413, "M_TOO_LARGE", "Event is larger than 65536 bytes")
+            }
             RoomError::Build(b) => fail(400, "M_BAD_JSON", b.to_string()),
             RoomError::UnsupportedVersion => {
                 fail(400, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version")
@@ -336,6 +339,60 @@ fn visibility(room: &mut Engine<'_>, user: &str) -> Result<Visibility, RoomFailu
     }
 }
 
+/// Whether `user` may see one event, per the spec's history visibility rules: the
+/// room's `m.room.history_visibility` at the event and the user's membership then.
+fn may_see(room: &mut Engine<'_>, row: &EventRow, user: &str, joined_now: bool) -> Result<bool, RoomFailure> {
+    // Their own membership changes are always theirs to see.
+    if row.event_type == "m.room.member" && row.state_key.as_deref() == Some(user) {
+        return Ok(true);
+    }
+    let visibility = match row.state_before {
+        Some(g) => room
+            .state_event_in_group(g, "m.room.history_visibility", "")?
+            .and_then(|p| p.content()["history_visibility"].as_str().map(str::to_owned)),
+        None => None,
+    };
+    let visibility = visibility.as_deref().unwrap_or("shared");
+    if visibility == "world_readable" {
+        return Ok(true);
+    }
+    let membership = match row.state_after.or(row.state_before) {
+        Some(g) => room
+            .state_event_in_group(g, "m.room.member", user)?
+            .as_ref()
+            .and_then(membership_of),
+        None => None,
+    };
+    Ok(match membership.as_deref() {
+        Some("join") => true,
+        Some("invite") if visibility == "invited" || visibility == "shared" => {
+            visibility == "invited" || joined_now
+        }
+        _ => visibility == "shared" && joined_now,
+    })
+}
+
+/// Keeps the rows `user` may see.
+fn visible_rows(
+    room: &mut Engine<'_>,
+    rows: Vec<EventRow>,
+    user: &str,
+) -> Result<Vec<EventRow>, RoomFailure> {
+    let joined_now = room
+        .current_state_pdus()?
+        .get(&("m.room.member".into(), user.to_owned()))
+        .and_then(membership_of)
+        .as_deref()
+        == Some("join");
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if may_see(room, &row, user, joined_now)? {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
 fn client_event(row: &EventRow, pdu: &Pdu, now_ms: u64) -> Value {
     let age = now_ms.saturating_sub(pdu.origin_server_ts());
     let mut unsigned = Map::new();
@@ -559,6 +616,7 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
                 }
             };
             let kept: Vec<EventRow> = rows.iter().filter(|r| keep(r)).cloned().collect();
+            let kept = visible_rows(room, kept, &user_id)?;
             let chunk = client_events(room, &kept, host.now_ms)?;
             let mut body = json!({ "chunk": chunk, "start": token(start) });
             if let Some(end) = end {
@@ -582,8 +640,13 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
             let before = store::events_before(room.db, pos, half).map_err(RoomError::from)?;
             let after = store::events_after(room.db, pos, ceiling, i64::from(limit.min(100)) / 2)
                 .map_err(RoomError::from)?;
-            let before_json = client_events(room, &before, host.now_ms)?;
-            let after_json = client_events(room, &after, host.now_ms)?;
+            if !may_see(room, &row, &user_id, vis.until.is_none())? {
+                return Err(fail(404, "M_NOT_FOUND", "Event not found"));
+            }
+            let before_rows = visible_rows(room, before.clone(), &user_id)?;
+            let before_json = client_events(room, &before_rows, host.now_ms)?;
+            let after_rows = visible_rows(room, after.clone(), &user_id)?;
+            let after_json = client_events(room, &after_rows, host.now_ms)?;
             let start = before
                 .last()
                 .and_then(|r| r.stream_pos)
@@ -607,6 +670,9 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
                 .pdu(&event_id)?
                 .filter(|(r, _)| r.stream_pos.is_some_and(|p| p <= ceiling))
                 .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            if !may_see(room, &row, &user_id, vis.until.is_none())? {
+                return Err(fail(404, "M_NOT_FOUND", "Event not found"));
+            }
             Ok(client_event(&row, &pdu, host.now_ms))
         }
         RoomRequest::Create { .. } | RoomRequest::Send { .. } | RoomRequest::Input { .. } => {

@@ -263,6 +263,23 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// One entry of a state group, as an event.
+    pub fn state_event_in_group(
+        &mut self,
+        group: i64,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<Pdu>, RoomError> {
+        let nid = self
+            .load_group(group)?
+            .get(&(event_type.to_owned(), state_key.to_owned()))
+            .copied();
+        match nid {
+            Some(n) => self.pdu_by_nid(n),
+            None => Ok(None),
+        }
+    }
+
     /// The current state as events.
     pub fn current_state_pdus(&mut self) -> Result<StatePdus, RoomError> {
         let (_, state) = self.current_state()?;

@@ -1,0 +1,161 @@
+//! Room requests end to end on native SQLite: history visibility on reads.
+
+use ruma::{OwnedUserId, RoomVersionId};
+use serde_json::{json, Value};
+
+use crate::core::builder::{build_create_event, Signer};
+use crate::core::keys::SigningKey;
+use crate::storage::sql::testing::MemorySql;
+
+use super::dispatch::{handle, Host};
+use super::protocol::{Dir, EventSpec, RoomRequest};
+
+fn clock() -> f64 {
+    0.0
+}
+
+fn user(name: &str) -> String {
+    format!("@{name}:hs.test")
+}
+
+fn send(db: &MemorySql, host: &Host<'_>, sender: &str, event: EventSpec) -> Value {
+    handle(
+        db,
+        host,
+        RoomRequest::Send {
+            sender: sender.to_owned(),
+            device_id: None,
+            txn_id: None,
+            event,
+        },
+    )
+    .expect("send")
+}
+
+fn message(body: &str) -> EventSpec {
+    EventSpec {
+        event_type: "m.room.message".into(),
+        state_key: None,
+        content: json!({ "msgtype": "m.text", "body": body }),
+        redacts: None,
+    }
+}
+
+fn bodies(db: &MemorySql, host: &Host<'_>, who: &str) -> Vec<String> {
+    let page = handle(
+        db,
+        host,
+        RoomRequest::Messages {
+            user_id: user(who),
+            from: None,
+            to: None,
+            dir: Dir::Forward,
+            limit: 100,
+            filter: None,
+        },
+    )
+    .expect("messages");
+    page["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Alice's room with the given history visibility; she says "before", invites bob, he
+/// joins, she says "after".
+fn room(visibility: &str) -> (MemorySql, SigningKey) {
+    let db = MemorySql::new();
+    let key = SigningKey::from_seed([5; 32], "t").expect("key");
+    let host = Host {
+        server_name: "hs.test",
+        key: &key,
+        now_ms: 10,
+        clock_ms: clock,
+    };
+    let version = RoomVersionId::V12;
+    let rules = version.rules().expect("rules");
+    let alice = OwnedUserId::try_from(user("alice")).expect("user");
+    let signer = Signer {
+        server_name: "hs.test",
+        key: &key,
+        now_ms: 1,
+    };
+    let create = build_create_event(&version, &rules, &alice, None, json!({}), signer).expect("create");
+    let steps = vec![
+        EventSpec::state("m.room.member", &user("alice"), json!({"membership": "join"})),
+        EventSpec::state("m.room.power_levels", "", json!({"users": {}})),
+        EventSpec::state("m.room.join_rules", "", json!({"join_rule": "invite"})),
+        EventSpec::state(
+            "m.room.history_visibility",
+            "",
+            json!({"history_visibility": visibility}),
+        ),
+    ];
+    handle(
+        &db,
+        &host,
+        RoomRequest::Create {
+            create: create.to_federation_value(),
+            sender: user("alice"),
+            steps,
+        },
+    )
+    .expect("create room");
+    send(&db, &host, &user("alice"), message("before"));
+    send(
+        &db,
+        &host,
+        &user("alice"),
+        EventSpec::state("m.room.member", &user("bob"), json!({"membership": "invite"})),
+    );
+    send(&db, &host, &user("alice"), message("while invited"));
+    send(
+        &db,
+        &host,
+        &user("bob"),
+        EventSpec::state("m.room.member", &user("bob"), json!({"membership": "join"})),
+    );
+    send(&db, &host, &user("alice"), message("after"));
+    (db, key)
+}
+
+#[test]
+fn history_visibility_decides_what_a_new_member_sees() {
+    for (visibility, expected) in [
+        ("shared", vec!["before", "while invited", "after"]),
+        ("invited", vec!["while invited", "after"]),
+        ("joined", vec!["after"]),
+        ("world_readable", vec!["before", "while invited", "after"]),
+    ] {
+        let (db, key) = room(visibility);
+        let host = Host {
+            server_name: "hs.test",
+            key: &key,
+            now_ms: 10,
+            clock_ms: clock,
+        };
+        assert_eq!(bodies(&db, &host, "bob"), expected, "{visibility}");
+        assert_eq!(
+            bodies(&db, &host, "alice"),
+            ["before", "while invited", "after"],
+            "{visibility}"
+        );
+        // Strangers see nothing, except in world-readable rooms.
+        let stranger = handle(
+            &db,
+            &host,
+            RoomRequest::Messages {
+                user_id: user("eve"),
+                from: None,
+                to: None,
+                dir: Dir::Backward,
+                limit: 10,
+                filter: None,
+            },
+        );
+        assert_eq!(stranger.is_ok(), visibility == "world_readable", "{visibility}");
+    }
+}
