@@ -20,6 +20,9 @@ mod accounts_manage;
 #[path = "system/rooms.rs"]
 mod rooms;
 
+#[path = "system/rooms_more.rs"]
+mod rooms_more;
+
 #[path = "system/room_input.rs"]
 mod room_input;
 

@@ -619,6 +619,23 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
             let kept = visible_rows(room, kept, &user_id)?;
             let chunk = client_events(room, &kept, host.now_ms)?;
             let mut body = json!({ "chunk": chunk, "start": token(start) });
+            // Lazy-loading: the member events of the chunk's senders.
+            if filter
+                .as_ref()
+                .and_then(|f| f.get("lazy_load_members"))
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                let senders: std::collections::BTreeSet<String> =
+                    kept.iter().map(|r| r.sender.clone()).collect();
+                let state = room.current_state_pdus()?;
+                let members: Vec<Value> = senders
+                    .iter()
+                    .filter_map(|s| state.get(&("m.room.member".into(), s.clone())))
+                    .map(|p| p.to_client_event(None))
+                    .collect();
+                body["state"] = Value::Array(members);
+            }
             if let Some(end) = end {
                 body["end"] = json!(token(end));
             }

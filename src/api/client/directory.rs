@@ -122,16 +122,23 @@ pub async fn put_visibility(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Resu
 
 /// `GET /_matrix/client/v3/publicRooms` (and `POST` with a body)
 pub async fn public_rooms(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
-    let (limit, since) = if req.body.is_empty() {
+    let (limit, since, search) = if req.body.is_empty() {
         (
             req.query_param("limit").map(str::to_owned),
             req.query_param("since").map(str::to_owned),
+            None,
         )
     } else {
         let body = req.json_value()?;
+        let search = match body.get("filter").and_then(|f| f.get("generic_search_term")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => Some(t.to_lowercase()),
+            Some(_) => return Err(MatrixError::bad_json("generic_search_term must be a string")),
+        };
         (
             body.get("limit").map(|v| v.to_string()),
             body.get("since").and_then(Value::as_str).map(str::to_owned),
+            search,
         )
     };
     let limit = match limit {
@@ -170,6 +177,15 @@ pub async fn public_rooms(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixE
             for field in ["name", "topic", "avatar_url", "canonical_alias", "room_type"] {
                 if !summary[field].is_null() {
                     entry[field] = summary[field].clone();
+                }
+            }
+            if let Some(term) = &search {
+                let matches = ["name", "topic", "canonical_alias"]
+                    .iter()
+                    .filter_map(|f| summary[*f].as_str())
+                    .any(|v| v.to_lowercase().contains(term.as_str()));
+                if !matches {
+                    continue;
                 }
             }
             chunk.push(entry);

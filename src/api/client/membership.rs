@@ -230,6 +230,36 @@ pub async fn forget(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value
     }
 }
 
+/// Sends a fresh `m.room.member` join, with the current profile, into each room the
+/// user is joined to. Best effort: a room that refuses is logged and skipped.
+pub async fn propagate_profile(ctx: &Ctx, user_id: &str) {
+    let Ok(db) = ctx.db() else {
+        return;
+    };
+    let rooms = match storage::rooms::joined_rooms(&db, user_id).await {
+        Ok(r) => r,
+        Err(e) => {
+            crate::platform::log_error(&format!("profile propagation: {e}"));
+            return;
+        }
+    };
+    let Ok(mut content) = profile_fields(ctx, user_id).await else {
+        return;
+    };
+    content["membership"] = json!("join");
+    for room_id in rooms {
+        let request = RoomRequest::Send {
+            sender: user_id.to_owned(),
+            device_id: None,
+            txn_id: None,
+            event: EventSpec::state("m.room.member", user_id, content.clone()),
+        };
+        if let Err(e) = rooms::call(ctx, &room_id, &request).await {
+            crate::platform::log_error(&format!("profile propagation to {room_id}: {e}"));
+        }
+    }
+}
+
 /// `GET /_matrix/client/v3/joined_rooms`
 pub async fn joined_rooms(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;

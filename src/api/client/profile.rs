@@ -1,5 +1,5 @@
 //! Profiles: display name and avatar of local users. Only the user may change their
-//! own; propagating changes into rooms belongs to the rooms component.
+//! own; a change is propagated as new member events into the user's joined rooms.
 
 use serde_json::{json, Map, Value};
 
@@ -95,5 +95,6 @@ pub async fn put_field(
             users::set_avatar_url(&db, user_id, value).await?;
         }
     }
+    super::membership::propagate_profile(ctx, &session.user_id).await;
     Ok(json!({}))
 }

@@ -57,6 +57,39 @@ pub async fn send(
     Ok(json!({ "event_id": answer["event_id"] }))
 }
 
+/// The aliases an `m.room.canonical_alias` names must be valid and point to the room
+/// (400 `M_BAD_ALIAS` otherwise).
+async fn check_canonical_alias(ctx: &Ctx, room_id: &str, content: &Value) -> Result<(), MatrixError> {
+    let mut aliases = Vec::new();
+    match content.get("alias") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(a)) => aliases.push(a.clone()),
+        Some(_) => return Err(MatrixError::bad_json("alias must be a string")),
+    }
+    match content.get("alt_aliases") {
+        None => {}
+        Some(Value::Array(list)) => {
+            for a in list {
+                let a = a
+                    .as_str()
+                    .ok_or_else(|| MatrixError::bad_json("alt_aliases must be strings"))?;
+                aliases.push(a.to_owned());
+            }
+        }
+        Some(_) => return Err(MatrixError::bad_json("alt_aliases must be a list")),
+    }
+    let db = ctx.db()?;
+    for alias in aliases {
+        let bad = || MatrixError::new("M_BAD_ALIAS", format!("{alias} does not point to this room"));
+        ruma::RoomAliasId::parse(&alias).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
+        match crate::storage::rooms::resolve_alias(&db, &alias).await? {
+            Some(r) if r == room_id => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(())
+}
+
 /// `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
 pub async fn put_state(
     ctx: &Ctx,
@@ -72,6 +105,9 @@ pub async fn put_state(
         return Err(MatrixError::invalid_param("State key too long"));
     }
     let content = content_of(req)?;
+    if event_type == "m.room.canonical_alias" {
+        check_canonical_alias(ctx, room_id, &content).await?;
+    }
     let request = RoomRequest::Send {
         sender: session.user_id.clone(),
         device_id: None,

@@ -1,0 +1,236 @@
+//! More room behaviour against the real worker: concurrent senders, profile
+//! propagation, canonical alias checks, lazy-loaded members, directory search and
+//! history visibility between users.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::harness::{shared, unique, Client};
+
+fn user(name: &str) -> (Client, String) {
+    shared().client().register(&unique(name), "correct horse battery")
+}
+
+fn enc(s: &str) -> String {
+    s.replace('!', "%21")
+        .replace(':', "%3A")
+        .replace('#', "%23")
+        .replace('$', "%24")
+        .replace('@', "%40")
+}
+
+fn create(c: &Client, body: Value) -> String {
+    c.post("/_matrix/client/v3/createRoom", &body).expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned()
+}
+
+fn all_messages(c: &Client, room: &str) -> Vec<Value> {
+    let page = c
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=f&limit=1000",
+            enc(room)
+        ))
+        .expect(200);
+    page["chunk"].as_array().expect("chunk").clone()
+}
+
+#[test]
+fn concurrent_senders_lose_and_duplicate_nothing() {
+    let (alice, _) = user("alice");
+    let room = create(&alice, json!({"preset": "public_chat"}));
+    let mut senders = vec![alice.clone()];
+    for _ in 0..3 {
+        let (c, _) = user("sender");
+        c.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
+            .expect(200);
+        senders.push(c);
+    }
+    let handles: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(n, c)| {
+            let room = room.clone();
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    c.put(
+                        &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/t{i}", enc(&room)),
+                        &json!({"msgtype": "m.text", "body": format!("{n}-{i}")}),
+                    )
+                    .expect(200);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("sender thread");
+    }
+    let events = all_messages(&alice, &room);
+    let bodies: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert_eq!(bodies.len(), 40, "{bodies:?}");
+    let unique_bodies: BTreeSet<&str> = bodies.iter().copied().collect();
+    assert_eq!(unique_bodies.len(), 40);
+    // Each sender's messages keep their order.
+    for n in 0..4 {
+        let mine: Vec<&str> = bodies
+            .iter()
+            .copied()
+            .filter(|b| b.starts_with(&format!("{n}-")))
+            .collect();
+        let expected: Vec<String> = (0..10).map(|i| format!("{n}-{i}")).collect();
+        assert_eq!(mine, expected);
+    }
+    // Paging backwards one at a time visits the same events (gapless positions).
+    let mut seen = 0;
+    let mut from: Option<String> = None;
+    loop {
+        let q = match &from {
+            Some(t) => format!("dir=b&limit=7&from={t}"),
+            None => "dir=b&limit=7".to_owned(),
+        };
+        let page = alice
+            .get(&format!("/_matrix/client/v3/rooms/{}/messages?{q}", enc(&room)))
+            .expect(200);
+        seen += page["chunk"].as_array().expect("chunk").len();
+        match page["end"].as_str() {
+            Some(t) => from = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, events.len());
+}
+
+#[test]
+fn profile_changes_reach_joined_rooms() {
+    let (alice, alice_id) = user("alice");
+    let room = create(&alice, json!({}));
+    alice
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice_id)),
+            &json!({"displayname": "Alice Liddell"}),
+        )
+        .expect(200);
+    let member = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(&room),
+            enc(&alice_id)
+        ))
+        .expect(200);
+    assert_eq!(member["displayname"], "Alice Liddell");
+    assert_eq!(member["membership"], "join");
+}
+
+#[test]
+fn canonical_alias_must_point_to_the_room() {
+    let (alice, _) = user("alice");
+    let local = unique("canon");
+    let room = create(&alice, json!({"room_alias_name": local}));
+    let other = create(&alice, json!({}));
+    let alias = format!("#{local}:{}", shared().server_name);
+    let path = |r: &str| {
+        format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.canonical_alias/",
+            enc(r)
+        )
+    };
+    alice
+        .put(&path(&other), &json!({"alias": alias}))
+        .expect_err(400, "M_BAD_ALIAS");
+    alice
+        .put(
+            &path(&room),
+            &json!({"alias": format!("#nope-{local}:{}", shared().server_name)}),
+        )
+        .expect_err(400, "M_BAD_ALIAS");
+    alice.put(&path(&room), &json!({"alias": alias})).expect(200);
+}
+
+#[test]
+fn lazy_loaded_members_and_directory_search() {
+    let (alice, alice_id) = user("alice");
+    let (bob, bob_id) = user("bob");
+    let name = unique("Searchable");
+    let room = create(&alice, json!({"visibility": "public", "name": name}));
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
+        .expect(200);
+    bob.put(
+        &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/x", enc(&room)),
+        &json!({"msgtype": "m.text", "body": "hi"}),
+    )
+    .expect(200);
+    let filter = enc(r#"{"lazy_load_members":true,"types":["m.room.message"]}"#);
+    let page = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=5&filter={filter}",
+            enc(&room)
+        ))
+        .expect(200);
+    let members: Vec<&str> = page["state"]
+        .as_array()
+        .expect("state")
+        .iter()
+        .filter_map(|e| e["state_key"].as_str())
+        .collect();
+    assert_eq!(members, [bob_id.as_str()], "only the senders in the chunk");
+    assert!(!members.contains(&alice_id.as_str()));
+    let found = bob
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            &json!({"filter": {"generic_search_term": name.to_lowercase()}}),
+        )
+        .expect(200);
+    let ids: Vec<&str> = found["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter_map(|e| e["room_id"].as_str())
+        .collect();
+    assert_eq!(ids, [room.as_str()]);
+}
+
+#[test]
+fn joined_history_hides_what_happened_before_joining() {
+    let (alice, _) = user("alice");
+    let (bob, bob_id) = user("bob");
+    let room = create(
+        &alice,
+        json!({"initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}]}),
+    );
+    let r = enc(&room);
+    let secret = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{r}/send/m.room.message/s"),
+            &json!({"msgtype": "m.text", "body": "before bob"}),
+        )
+        .expect(200)["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{r}/invite"),
+            &json!({"user_id": bob_id}),
+        )
+        .expect(200);
+    bob.post(&format!("/_matrix/client/v3/rooms/{r}/join"), &json!({}))
+        .expect(200);
+    let bodies: Vec<String> = all_messages(&bob, &room)
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!bodies.contains(&"before bob".to_owned()), "{bodies:?}");
+    bob.get(&format!("/_matrix/client/v3/rooms/{r}/event/{}", enc(&secret)))
+        .expect_err(404, "M_NOT_FOUND");
+    bob.get(&format!("/_matrix/client/v3/rooms/{r}/context/{}", enc(&secret)))
+        .expect_err(404, "M_NOT_FOUND");
+    alice
+        .get(&format!("/_matrix/client/v3/rooms/{r}/event/{}", enc(&secret)))
+        .expect(200);
+}
