@@ -14,4 +14,5 @@ pub mod membership;
 pub mod profile;
 pub mod register;
 pub mod room_events;
+pub mod upgrade;
 pub mod versions;

@@ -180,3 +180,13 @@ pub async fn public_rooms(db: &Db, limit: i64, offset: i64) -> Result<(Vec<Strin
         total.map_or(0, |c| c.n),
     ))
 }
+
+/// Points every alias of `from` at `to` (a room upgrade).
+pub async fn move_aliases(db: &Db, from: &str, to: &str) -> Result<()> {
+    db.run(
+        "UPDATE room_aliases SET room_id = ?2 WHERE room_id = ?1",
+        args![from, to],
+    )
+    .await?;
+    Ok(())
+}

@@ -234,3 +234,68 @@ fn joined_history_hides_what_happened_before_joining() {
         .get(&format!("/_matrix/client/v3/rooms/{r}/event/{}", enc(&secret)))
         .expect(200);
 }
+
+#[test]
+fn upgrade_tombstones_the_old_room_and_carries_state_over() {
+    let (alice, _) = user("alice");
+    let (bob, _) = user("bob");
+    let local = unique("upg");
+    let old = create(
+        &alice,
+        json!({"room_version": "11", "preset": "public_chat", "name": "Old name", "topic": "T", "room_alias_name": local}),
+    );
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&old)), &json!({}))
+        .expect(200);
+    // Bob (power 0) may not upgrade; a bad version is refused.
+    bob.post(
+        &format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&old)),
+        &json!({"new_version": "12"}),
+    )
+    .expect_err(403, "M_FORBIDDEN");
+    alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&old)),
+            &json!({"new_version": "3"}),
+        )
+        .expect_err(400, "M_UNSUPPORTED_ROOM_VERSION");
+    let answer = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&old)),
+            &json!({"new_version": "12"}),
+        )
+        .expect(200);
+    let new = answer["replacement_room"]
+        .as_str()
+        .expect("replacement_room")
+        .to_owned();
+    let tomb = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.tombstone/",
+            enc(&old)
+        ))
+        .expect(200);
+    assert_eq!(tomb["replacement_room"], new.as_str());
+    let create_ev = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.create/",
+            enc(&new)
+        ))
+        .expect(200);
+    assert_eq!(create_ev["predecessor"]["room_id"], old.as_str());
+    assert_eq!(create_ev["room_version"], "12");
+    let name = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+            enc(&new)
+        ))
+        .expect(200);
+    assert_eq!(name["name"], "Old name");
+    let alias = format!("#{local}:{}", shared().server_name);
+    let resolved = bob
+        .get(&format!("/_matrix/client/v3/directory/room/{}", enc(&alias)))
+        .expect(200);
+    assert_eq!(resolved["room_id"], new.as_str());
+    // Bob follows to the new room (public join rules carried over).
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&new)), &json!({}))
+        .expect(200);
+}
