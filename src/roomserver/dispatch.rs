@@ -225,7 +225,7 @@ fn input(
         "results": results,
         "extremities": room.extremities()?,
         "current_state": current,
-        "stream_pos": store::meta_int(db, "stream_pos").map_err(RoomError::from)?,
+        "stream_pos": store::latest_stream_pos(db).map_err(RoomError::from)?,
         "database_bytes": db.database_size(),
         "timing_ms": { "parse": t1 - t0, "verify": t2 - t1, "input": t3 - t2 },
     }))
@@ -426,9 +426,7 @@ fn parse_token(t: &str) -> Result<i64, RoomFailure> {
 }
 
 fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Value, RoomFailure> {
-    let latest = store::meta_int(room.db, "stream_pos")
-        .map_err(RoomError::from)?
-        .unwrap_or(0);
+    let latest = store::latest_stream_pos(room.db).map_err(RoomError::from)?;
     match req {
         RoomRequest::Membership { user_id } => {
             let state = room.current_state_pdus()?;
@@ -707,9 +705,7 @@ fn filter_list(filter: Option<&Value>, field: &str) -> Option<Vec<String>> {
 
 /// The state after the last accepted event at or before stream position `pos`.
 fn state_at(room: &mut Engine<'_>, pos: i64) -> Result<super::engine::StatePdus, RoomFailure> {
-    let latest = store::meta_int(room.db, "stream_pos")
-        .map_err(RoomError::from)?
-        .unwrap_or(0);
+    let latest = store::latest_stream_pos(room.db).map_err(RoomError::from)?;
     if pos >= latest {
         return Ok(room.current_state_pdus()?);
     }

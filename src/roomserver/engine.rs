@@ -307,7 +307,7 @@ impl<'a> Engine<'a> {
             return Ok(h.clone());
         }
         let head = Head {
-            stream_pos: store::meta_int(self.db, "stream_pos")?.unwrap_or(0),
+            stream_pos: store::latest_stream_pos(self.db)?,
             current_group: store::meta_int(self.db, "current_group")?,
             extremities: store::extremities(self.db)?,
         };
@@ -568,7 +568,6 @@ impl<'a> Engine<'a> {
             });
         }
         let stream_pos = stream_pos.unwrap_or(0);
-        store::set_meta(self.db, "stream_pos", &stream_pos.to_string())?;
 
         // Forward extremities and the new current state.
         let prevs: Vec<String> = pdu.prev_events().iter().map(|p| p.to_string()).collect();

@@ -175,7 +175,7 @@ fn refused_local_events_store_nothing() {
     let db = MemorySql::new();
     let k = key();
     let mut room = new_room(&db, "12", &k);
-    let before = store::meta_int(&db, "stream_pos").expect("pos");
+    let before = store::latest_stream_pos(&db).expect("pos");
     let err = room
         .send(
             &user("mallory"),
@@ -193,7 +193,7 @@ fn refused_local_events_store_nothing() {
         )
         .expect_err("raise above own level");
     assert!(matches!(err, RoomError::Forbidden(_)));
-    assert_eq!(store::meta_int(&db, "stream_pos").expect("pos"), before);
+    assert_eq!(store::latest_stream_pos(&db).expect("pos"), before);
     let count = db.query("SELECT count(*) FROM events", &[]).expect("count")[0]
         .int(0)
         .expect("int");

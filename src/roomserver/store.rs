@@ -110,6 +110,16 @@ pub fn meta_int(db: &dyn Sql, key: &str) -> Result<Option<i64>, SqlError> {
     Ok(meta(db, key)?.and_then(|v| v.parse().ok()))
 }
 
+/// The highest stream position given out (0 for an empty room).
+pub fn latest_stream_pos(db: &dyn Sql) -> Result<i64, SqlError> {
+    Ok(db
+        .query_opt("SELECT max(stream_pos) FROM events", params![])?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}
+
 pub fn insert_event(db: &dyn Sql, e: &NewEvent<'_>) -> Result<i64, SqlError> {
     let row = db.query_opt(
         "INSERT INTO events (event_id, stream_pos, depth, type, state_key, sender, origin_ts, kind, status, \
