@@ -144,5 +144,15 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::AdminNewRegistrationToken => admin::registration_tokens::create(ctx, req).await,
         E::AdminGetRegistrationToken => admin::registration_tokens::get(ctx, req, p(0)).await,
         E::AdminDeleteRegistrationToken => admin::registration_tokens::delete(ctx, req, p(0)).await,
+        // Sync
+        E::Sync => client::sync::sync(ctx, req).await,
+        E::PostFilter => client::filter::create(ctx, req, p(0)).await,
+        E::GetFilter => client::filter::get(ctx, req, p(0), p(1)).await,
+        E::SendToDevice => client::to_device::send(ctx, req, p(0), p(1)).await,
+        E::Typing => client::receipts::typing(ctx, req, p(0), p(1)).await,
+        E::Receipt => client::receipts::receipt(ctx, req, p(0), p(1), p(2)).await,
+        E::ReadMarkers => client::receipts::read_markers(ctx, req, p(0)).await,
+        E::GetPresence => client::presence::get(ctx, req, p(0)).await,
+        E::PutPresence => client::presence::put(ctx, req, p(0)).await,
     }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod builder;
 pub mod canonical;
 pub mod event_hash;
+pub mod filter;
 pub mod format;
 pub mod keys;
 pub mod pdu;

@@ -1,6 +1,8 @@
 //! The append-only log between the roomserver and its consumers: the messages on the
 //! `room-log` Queue and the consumer dispatch.
 
+pub mod fanout;
+
 use serde::{Deserialize, Serialize};
 use worker::MessageExt;
 
@@ -51,11 +53,35 @@ pub async fn consume(
 ) -> worker::Result<()> {
     let config = crate::platform::config(&env).map_err(worker::Error::RustError)?;
     let db = crate::storage::Db::open(&env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    // Sync fan-out: the notes of every handled record, per local user, sent once per
+    // batch. Idempotent in the User Durable Objects; the Room Durable Object has usually
+    // delivered them already (the direct wake-up), this makes sure.
+    let mut notes = std::collections::BTreeMap::new();
+    let mut members: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for message in batch.raw_iter() {
         let body: String = serde_wasm_bindgen::from_value(message.body()).unwrap_or_default();
         match serde_json::from_str::<LogRecord>(&body) {
             Ok(record) => match project(&db, &config.server_name, &record).await {
-                Ok(()) => message.ack(),
+                Ok(()) => {
+                    let LogRecord::Event { room_id, .. } = &record;
+                    if !members.contains_key(room_id) {
+                        match crate::storage::rooms::joined_members(&db, room_id).await {
+                            Ok(joined) => {
+                                members.insert(room_id.clone(), joined);
+                            }
+                            Err(err) => {
+                                crate::platform::log_error(&format!(
+                                    "room-log: members lookup failed: {err}"
+                                ));
+                                message.retry();
+                                continue;
+                            }
+                        }
+                    }
+                    let joined = members.get(room_id).map(Vec::as_slice).unwrap_or_default();
+                    fanout::notes_for(&record, joined, &config.server_name, &mut notes);
+                    message.ack();
+                }
                 Err(err) => {
                     crate::platform::log_error(&format!("room-log: projection failed, will retry: {err}"));
                     message.retry();
@@ -66,6 +92,9 @@ pub async fn consume(
                 message.ack();
             }
         }
+    }
+    if crate::platform::users::notify_all(&env, notes).await.is_err() {
+        crate::platform::log_error("room-log: sync fan-out failed for some users");
     }
     Ok(())
 }

@@ -9,16 +9,22 @@ pub mod dispatch;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;
+pub mod ephemeral;
 pub mod protocol;
 pub mod schema;
 pub mod store;
+pub mod sync_slice;
 
+use std::collections::BTreeMap;
+
+use futures_util::future::join;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::api::http::HttpResponse;
-use crate::api::MatrixError;
+use crate::log::{fanout, LogRecord};
 use crate::platform::sql::DoSql;
-use crate::platform::{self, env};
+use crate::platform::{self, env, users};
+use crate::sync::protocol::{Note, NoteKind};
 use protocol::{RoomFailure, RoomRequest};
 
 /// Retry delay for publishing the outbox.
@@ -37,16 +43,40 @@ impl DurableObject for Room {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let answer = match req.json::<RoomRequest>().await {
-            Ok(request) => self.answer(request),
-            Err(e) => Err(RoomFailure {
-                status: 400,
-                errcode: "M_BAD_JSON".into(),
-                error: format!("bad room request: {e}"),
-            }),
+        let (answer, notes, typing) = match req.json::<RoomRequest>().await {
+            Ok(request) => {
+                let kind = match &request {
+                    RoomRequest::Send { .. } | RoomRequest::Create { .. } => Some(NoteKind::Event),
+                    RoomRequest::Typing { .. } => Some(NoteKind::Typing),
+                    RoomRequest::Receipt { .. } => Some(NoteKind::Receipt),
+                    _ => None,
+                };
+                let answer = self.answer(request);
+                let notes = match (&answer, kind) {
+                    (Ok(value), Some(kind)) => self.notes(value, kind),
+                    _ => BTreeMap::new(),
+                };
+                (answer, notes, kind == Some(NoteKind::Typing))
+            }
+            Err(e) => (
+                Err(RoomFailure {
+                    status: 400,
+                    errcode: "M_BAD_JSON".into(),
+                    error: format!("bad room request: {e}"),
+                }),
+                BTreeMap::new(),
+                false,
+            ),
         };
-        // After the synchronous section: publish what it wrote to the log.
-        self.flush_outbox().await;
+        // After the synchronous section: publish what it wrote to the log, and wake the
+        // members' streams directly (the log consumer delivers the same notes again).
+        let (_, woken) = join(self.flush_outbox(), users::notify_all(&self.env, notes)).await;
+        if woken.is_err() {
+            platform::log_error("room: direct sync notification failed; the log will deliver");
+        }
+        if typing {
+            self.schedule_typing_expiry().await;
+        }
         let response = match answer {
             Ok(value) => HttpResponse::ok(&value),
             Err(f) => {
@@ -62,6 +92,12 @@ impl DurableObject for Room {
 
     async fn alarm(&self) -> Result<Response> {
         self.flush_outbox().await;
+        // Typing that timed out: tell the members' streams.
+        let notes = self.expire_typing();
+        if !notes.is_empty() && users::notify_all(&self.env, notes).await.is_err() {
+            platform::log_error("room: typing expiry notification failed");
+        }
+        self.schedule_typing_expiry().await;
         Response::ok("")
     }
 }
@@ -80,6 +116,70 @@ impl Room {
             now_ms: platform::now_ms(),
         };
         dispatch::handle(&db, &host, request)
+    }
+
+    fn server_name(&self) -> Option<String> {
+        platform::config(&self.env).ok().map(|c| c.server_name.clone())
+    }
+
+    /// The notes a successful request produces for local users' streams: the log
+    /// records it wrote (any still in the outbox), or its typing/receipt serial.
+    fn notes(&self, answer: &serde_json::Value, kind: NoteKind) -> BTreeMap<String, Vec<Note>> {
+        let mut out = BTreeMap::new();
+        let Some(server_name) = self.server_name() else {
+            return out;
+        };
+        let db = DoSql(self.state.storage().sql());
+        let Ok(mut room) = engine::Engine::open(&db) else {
+            return out;
+        };
+        let joined = local_joined(&mut room, &server_name);
+        if kind != NoteKind::Event {
+            return match answer["serial"].as_i64() {
+                Some(serial) => fanout::ephemeral_notes(room.info.room_id.as_str(), kind, serial, &joined),
+                None => out,
+            };
+        }
+        for (_, payload) in store::outbox(&db, 100).unwrap_or_default() {
+            if let Ok(record) = serde_json::from_str::<LogRecord>(&payload) {
+                fanout::notes_for(&record, &joined, &server_name, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Drops expired typing entries; the notes for members if any expired.
+    fn expire_typing(&self) -> BTreeMap<String, Vec<Note>> {
+        let db = DoSql(self.state.storage().sql());
+        let (Some(server_name), Ok(mut room)) = (self.server_name(), engine::Engine::open(&db)) else {
+            return BTreeMap::new();
+        };
+        if ephemeral::init(&db).is_err() {
+            return BTreeMap::new();
+        }
+        match ephemeral::expire_typing(&db, platform::now_ms()) {
+            Ok(Some(serial)) => {
+                let joined = local_joined(&mut room, &server_name);
+                fanout::ephemeral_notes(room.info.room_id.as_str(), NoteKind::Typing, serial, &joined)
+            }
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// Sets the alarm for the next typing expiry, unless an earlier one is set.
+    async fn schedule_typing_expiry(&self) {
+        let db = DoSql(self.state.storage().sql());
+        let Ok(Some(expiry)) = ephemeral::next_expiry(&db) else {
+            return;
+        };
+        let storage = self.state.storage();
+        if let Ok(Some(current)) = storage.get_alarm().await {
+            if current <= expiry {
+                return;
+            }
+        }
+        let now = platform::now_ms() as i64;
+        let _ = storage.set_alarm((expiry - now).max(0) + 10).await;
     }
 
     /// Sends pending outbox records to the Queue and deletes them once sent. On failure
@@ -117,6 +217,20 @@ impl Room {
     }
 }
 
-/// Unused-import guard for the error type the edge shares with the room.
-#[allow(dead_code)]
-fn _error_type(_: MatrixError) {}
+/// The room's local joined members, from its current state.
+fn local_joined(room: &mut engine::Engine<'_>, server_name: &str) -> Vec<String> {
+    let Ok(state) = room.current_state_pdus() else {
+        return Vec::new();
+    };
+    let mut members: Vec<String> = state
+        .iter()
+        .filter(|((t, key), pdu)| {
+            t.to_string() == "m.room.member"
+                && key.rsplit_once(':').is_some_and(|(_, s)| s == server_name)
+                && engine::membership_of(pdu).as_deref() == Some("join")
+        })
+        .map(|((_, key), _)| key.clone())
+        .collect();
+    members.sort();
+    members
+}

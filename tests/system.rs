@@ -10,3 +10,6 @@ mod foundation;
 
 #[path = "system/rooms.rs"]
 mod rooms;
+
+#[path = "system/sync.rs"]
+mod sync;

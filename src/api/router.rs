@@ -80,6 +80,16 @@ pub enum Endpoint {
     AdminNewRegistrationToken,
     AdminGetRegistrationToken,
     AdminDeleteRegistrationToken,
+    // Sync
+    Sync,
+    PostFilter,
+    GetFilter,
+    SendToDevice,
+    Typing,
+    Receipt,
+    ReadMarkers,
+    GetPresence,
+    PutPresence,
 }
 
 use Endpoint as E;
@@ -313,6 +323,36 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         "/_synapse/admin/v1/registration_tokens/{token}",
         E::AdminDeleteRegistrationToken,
     ),
+    // Sync
+    (Get, "/_matrix/client/v3/sync", E::Sync),
+    (Post, "/_matrix/client/v3/user/{userId}/filter", E::PostFilter),
+    (
+        Get,
+        "/_matrix/client/v3/user/{userId}/filter/{filterId}",
+        E::GetFilter,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/sendToDevice/{eventType}/{txnId}",
+        E::SendToDevice,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/rooms/{roomId}/typing/{userId}",
+        E::Typing,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}",
+        E::Receipt,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/rooms/{roomId}/read_markers",
+        E::ReadMarkers,
+    ),
+    (Get, "/_matrix/client/v3/presence/{userId}/status", E::GetPresence),
+    (Put, "/_matrix/client/v3/presence/{userId}/status", E::PutPresence),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

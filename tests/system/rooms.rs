@@ -9,7 +9,11 @@ fn user(name: &str) -> (Client, String) {
 }
 
 fn enc(s: &str) -> String {
-    s.replace('!', "%21").replace(':', "%3A").replace('#', "%23").replace('$', "%24").replace('@', "%40")
+    s.replace('!', "%21")
+        .replace(':', "%3A")
+        .replace('#', "%23")
+        .replace('$', "%24")
+        .replace('@', "%40")
 }
 
 fn create(c: &Client, body: Value) -> String {
@@ -28,8 +32,11 @@ fn send(c: &Client, room: &str, txn: &str, body: &str) -> String {
 }
 
 fn messages(c: &Client, room: &str, query: &str) -> Value {
-    c.get(&format!("/_matrix/client/v3/rooms/{}/messages?{query}", enc(room)))
-        .expect(200)
+    c.get(&format!(
+        "/_matrix/client/v3/rooms/{}/messages?{query}",
+        enc(room)
+    ))
+    .expect(200)
 }
 
 fn bodies(page: &Value) -> Vec<String> {
@@ -47,21 +54,50 @@ fn create_room_with_defaults_is_v12_with_preset_state() {
     let (alice, alice_id) = user("alice");
     let room = create(&alice, json!({"name": "Lobby", "topic": "Hello"}));
     assert!(room.starts_with('!'));
-    assert!(!room.contains(':'), "v12 room ids are the create event's hash: {room}");
-    let state = alice.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(&room))).expect(200);
-    let kinds: Vec<&str> = state.as_array().expect("state").iter().filter_map(|e| e["type"].as_str()).collect();
-    for k in ["m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules", "m.room.name", "m.room.topic"] {
+    assert!(
+        !room.contains(':'),
+        "v12 room ids are the create event's hash: {room}"
+    );
+    let state = alice
+        .get(&format!("/_matrix/client/v3/rooms/{}/state", enc(&room)))
+        .expect(200);
+    let kinds: Vec<&str> = state
+        .as_array()
+        .expect("state")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for k in [
+        "m.room.create",
+        "m.room.member",
+        "m.room.power_levels",
+        "m.room.join_rules",
+        "m.room.name",
+        "m.room.topic",
+    ] {
         assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
     }
-    let create_ev = state.as_array().expect("state").iter().find(|e| e["type"] == "m.room.create").expect("create");
+    let create_ev = state
+        .as_array()
+        .expect("state")
+        .iter()
+        .find(|e| e["type"] == "m.room.create")
+        .expect("create");
     assert_eq!(create_ev["content"]["room_version"], "12");
     assert_eq!(create_ev["sender"], alice_id.as_str());
     let name = alice
-        .get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)))
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+            enc(&room)
+        ))
         .expect(200);
     assert_eq!(name["name"], "Lobby");
     let joined = alice.get("/_matrix/client/v3/joined_rooms").expect(200);
-    assert!(joined["joined_rooms"].as_array().expect("list").iter().any(|r| r == room.as_str()));
+    assert!(joined["joined_rooms"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|r| r == room.as_str()));
 }
 
 #[test]
@@ -91,7 +127,11 @@ fn send_is_idempotent_per_transaction_and_messages_page_both_ways() {
     let (alice, _) = user("alice");
     let room = create(&alice, json!({}));
     let first = send(&alice, &room, "t1", "one");
-    assert_eq!(send(&alice, &room, "t1", "one again"), first, "same txn, same event");
+    assert_eq!(
+        send(&alice, &room, "t1", "one again"),
+        first,
+        "same txn, same event"
+    );
     send(&alice, &room, "t2", "two");
     send(&alice, &room, "t3", "three");
     let page = messages(&alice, &room, "dir=b&limit=2");
@@ -104,11 +144,19 @@ fn send_is_idempotent_per_transaction_and_messages_page_both_ways() {
     assert_eq!(forward["chunk"][0]["type"], "m.room.create");
     // The single event and its context.
     let ev = alice
-        .get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&first)))
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            enc(&room),
+            enc(&first)
+        ))
         .expect(200);
     assert_eq!(ev["content"]["body"], "one");
     let ctx = alice
-        .get(&format!("/_matrix/client/v3/rooms/{}/context/{}?limit=2", enc(&room), enc(&first)))
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/context/{}?limit=2",
+            enc(&room),
+            enc(&first)
+        ))
         .expect(200);
     assert_eq!(ctx["event"]["event_id"], first.as_str());
     assert_eq!(ctx["events_after"][0]["content"]["body"], "two");
@@ -123,23 +171,36 @@ fn membership_flow_invite_join_kick_ban() {
     // Private: bob cannot join uninvited, cannot read.
     bob.post(&format!("/_matrix/client/v3/rooms/{r}/join"), &json!({}))
         .expect_err(403, "M_FORBIDDEN");
-    bob.get(&format!("/_matrix/client/v3/rooms/{r}/messages")).expect_err(403, "M_FORBIDDEN");
+    bob.get(&format!("/_matrix/client/v3/rooms/{r}/messages"))
+        .expect_err(403, "M_FORBIDDEN");
     alice
-        .post(&format!("/_matrix/client/v3/rooms/{r}/invite"), &json!({"user_id": bob_id}))
+        .post(
+            &format!("/_matrix/client/v3/rooms/{r}/invite"),
+            &json!({"user_id": bob_id}),
+        )
         .expect(200);
-    bob.post(&format!("/_matrix/client/v3/join/{r}"), &json!({})).expect(200);
+    bob.post(&format!("/_matrix/client/v3/join/{r}"), &json!({}))
+        .expect(200);
     send(&bob, &room, "b1", "hi from bob");
-    let members = alice.get(&format!("/_matrix/client/v3/rooms/{r}/joined_members")).expect(200);
+    let members = alice
+        .get(&format!("/_matrix/client/v3/rooms/{r}/joined_members"))
+        .expect(200);
     assert!(members["joined"].get(&bob_id).is_some());
     let only_joined = alice
         .get(&format!("/_matrix/client/v3/rooms/{r}/members?membership=join"))
         .expect(200);
     assert_eq!(only_joined["chunk"].as_array().expect("chunk").len(), 2);
     // Bob (power 0) cannot kick alice; alice kicks then bans bob.
-    bob.post(&format!("/_matrix/client/v3/rooms/{r}/kick"), &json!({"user_id": "@x:y"}))
-        .expect_err(403, "M_FORBIDDEN");
+    bob.post(
+        &format!("/_matrix/client/v3/rooms/{r}/kick"),
+        &json!({"user_id": "@x:y"}),
+    )
+    .expect_err(403, "M_FORBIDDEN");
     alice
-        .post(&format!("/_matrix/client/v3/rooms/{r}/kick"), &json!({"user_id": bob_id, "reason": "bye"}))
+        .post(
+            &format!("/_matrix/client/v3/rooms/{r}/kick"),
+            &json!({"user_id": bob_id, "reason": "bye"}),
+        )
         .expect(200);
     bob.put(
         &format!("/_matrix/client/v3/rooms/{r}/send/m.room.message/b2"),
@@ -147,19 +208,33 @@ fn membership_flow_invite_join_kick_ban() {
     )
     .expect_err(403, "M_FORBIDDEN");
     alice
-        .post(&format!("/_matrix/client/v3/rooms/{r}/ban"), &json!({"user_id": bob_id}))
+        .post(
+            &format!("/_matrix/client/v3/rooms/{r}/ban"),
+            &json!({"user_id": bob_id}),
+        )
         .expect(200);
     alice
-        .post(&format!("/_matrix/client/v3/rooms/{r}/invite"), &json!({"user_id": bob_id}))
+        .post(
+            &format!("/_matrix/client/v3/rooms/{r}/invite"),
+            &json!({"user_id": bob_id}),
+        )
         .expect_err(403, "M_FORBIDDEN");
     // A former member still sees history up to their departure.
     let seen = messages(&bob, &room, "dir=b&limit=50");
     assert!(bodies(&seen).contains(&"hi from bob".to_owned()));
     let joined = bob.get("/_matrix/client/v3/joined_rooms").expect(200);
-    assert!(!joined["joined_rooms"].as_array().expect("list").iter().any(|x| x == room.as_str()));
-    bob.post(&format!("/_matrix/client/v3/rooms/{r}/forget"), &json!({})).expect(200);
+    assert!(!joined["joined_rooms"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|x| x == room.as_str()));
+    bob.post(&format!("/_matrix/client/v3/rooms/{r}/forget"), &json!({}))
+        .expect(200);
     alice
-        .post(&format!("/_matrix/client/v3/rooms/{r}/unban"), &json!({"user_id": bob_id}))
+        .post(
+            &format!("/_matrix/client/v3/rooms/{r}/unban"),
+            &json!({"user_id": bob_id}),
+        )
         .expect(200);
 }
 
@@ -168,14 +243,23 @@ fn public_rooms_aliases_and_leave() {
     let (alice, _) = user("alice");
     let (bob, _) = user("bob");
     let local = unique("lobby");
-    let room = create(&alice, json!({"visibility": "public", "room_alias_name": local, "name": "Public"}));
+    let room = create(
+        &alice,
+        json!({"visibility": "public", "room_alias_name": local, "name": "Public"}),
+    );
     let alias = format!("#{local}:{}", shared().server_name);
-    let resolved = bob.get(&format!("/_matrix/client/v3/directory/room/{}", enc(&alias))).expect(200);
+    let resolved = bob
+        .get(&format!("/_matrix/client/v3/directory/room/{}", enc(&alias)))
+        .expect(200);
     assert_eq!(resolved["room_id"], room.as_str());
     alice
-        .post("/_matrix/client/v3/createRoom", &json!({"room_alias_name": local}))
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({"room_alias_name": local}),
+        )
         .expect_err(400, "M_ROOM_IN_USE");
-    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&alias)), &json!({})).expect(200);
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&alias)), &json!({}))
+        .expect(200);
     let list = bob.get("/_matrix/client/v3/publicRooms?limit=100").expect(200);
     let entry = list["chunk"]
         .as_array()
@@ -186,7 +270,11 @@ fn public_rooms_aliases_and_leave() {
         .expect("listed");
     assert_eq!(entry["name"], "Public");
     assert_eq!(entry["num_joined_members"], 2);
-    bob.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &json!({})).expect(200);
+    bob.post(
+        &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+        &json!({}),
+    )
+    .expect(200);
     bob.put(
         &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/x", enc(&room)),
         &json!({"body": "gone"}),
@@ -200,25 +288,40 @@ fn state_permissions_and_unknown_rooms() {
     let (bob, _) = user("bob");
     let room = create(&alice, json!({"preset": "public_chat"}));
     let r = enc(&room);
-    bob.post(&format!("/_matrix/client/v3/rooms/{r}/join"), &json!({})).expect(200);
-    // state_default is 50: bob cannot set the topic, alice can.
-    bob.put(&format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic/"), &json!({"topic": "bob"}))
-        .expect_err(403, "M_FORBIDDEN");
-    alice
-        .put(&format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic"), &json!({"topic": "alice"}))
+    bob.post(&format!("/_matrix/client/v3/rooms/{r}/join"), &json!({}))
         .expect(200);
-    let topic = bob.get(&format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic")).expect(200);
+    // state_default is 50: bob cannot set the topic, alice can.
+    bob.put(
+        &format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic/"),
+        &json!({"topic": "bob"}),
+    )
+    .expect_err(403, "M_FORBIDDEN");
+    alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic"),
+            &json!({"topic": "alice"}),
+        )
+        .expect(200);
+    let topic = bob
+        .get(&format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic"))
+        .expect(200);
     assert_eq!(topic, json!({"topic": "alice"}));
-    bob.get(&format!("/_matrix/client/v3/rooms/{r}/state/m.room.nothing")).expect_err(404, "M_NOT_FOUND");
+    bob.get(&format!("/_matrix/client/v3/rooms/{r}/state/m.room.nothing"))
+        .expect_err(404, "M_NOT_FOUND");
     // Content must be an object.
     alice
-        .put(&format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic"), &json!(["x"]))
+        .put(
+            &format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic"),
+            &json!(["x"]),
+        )
         .expect_err(400, "M_BAD_JSON");
     // Unknown and malformed rooms.
     alice
         .get("/_matrix/client/v3/rooms/%21nope%3Ahs/messages")
         .expect_err(404, "M_NOT_FOUND");
-    alice.get("/_matrix/client/v3/rooms/nope/state").expect_err(400, "M_INVALID_PARAM");
+    alice
+        .get("/_matrix/client/v3/rooms/nope/state")
+        .expect_err(400, "M_INVALID_PARAM");
     // Redaction by the sender.
     let ev = send(&bob, &room, "r1", "oops");
     bob.put(
