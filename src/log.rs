@@ -105,11 +105,7 @@ pub fn local_memberships<'a>(record: &'a LogRecord, server_name: &str) -> Vec<(&
     state
         .iter()
         .filter(|c| c.event_type == "m.room.member")
-        .filter(|c| {
-            c.state_key
-                .rsplit_once(':')
-                .is_some_and(|(_, s)| s == server_name)
-        })
+        .filter(|c| c.state_key.split_once(':').is_some_and(|(_, s)| s == server_name))
         .filter_map(|c| {
             Some((
                 c.state_key.as_str(),
@@ -157,6 +153,12 @@ mod tests {
                 },
                 StateChange {
                     event_type: "m.room.member".into(),
+                    state_key: "@d:hs:8448".into(),
+                    event_id: Some("$h".into()),
+                    membership: Some("join".into()),
+                },
+                StateChange {
+                    event_type: "m.room.member".into(),
                     state_key: "@c:elsewhere".into(),
                     event_id: Some("$f".into()),
                     membership: Some("join".into()),
@@ -174,5 +176,10 @@ mod tests {
         let back: LogRecord = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, record);
         assert_eq!(local_memberships(&record, "hs"), vec![("@b:hs", "join", "$e")]);
+        // Server names with a port.
+        assert_eq!(
+            local_memberships(&record, "hs:8448"),
+            vec![("@d:hs:8448", "join", "$h")]
+        );
     }
 }

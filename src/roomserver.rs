@@ -226,7 +226,7 @@ fn local_joined(room: &mut engine::Engine<'_>, server_name: &str) -> Vec<String>
         .iter()
         .filter(|((t, key), pdu)| {
             t.to_string() == "m.room.member"
-                && key.rsplit_once(':').is_some_and(|(_, s)| s == server_name)
+                && key.split_once(':').is_some_and(|(_, s)| s == server_name)
                 && engine::membership_of(pdu).as_deref() == Some("join")
         })
         .map(|((_, key), _)| key.clone())

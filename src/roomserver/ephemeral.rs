@@ -165,7 +165,8 @@ pub fn receipts_between(db: &dyn Sql, from: i64, to: i64, viewer: &str) -> Resul
             users[user] = receipt;
         }
     }
-    Ok((!content.is_empty()).then(|| Value::Object(content)))
+    let empty = content.is_empty();
+    Ok((!empty).then_some(Value::Object(content)))
 }
 
 #[cfg(test)]

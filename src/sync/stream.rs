@@ -85,7 +85,8 @@ fn next(db: &dyn Sql, key: &str) -> Result<i64, SqlError> {
     Ok(value)
 }
 
-/// The highest `room_pos` of `(room, kind)` at or before stream position `at`.
+/// The highest `room_pos` of `(room, kind)` at or before stream position `at` (a
+/// position within JavaScript's safe integers: the Durable Object binds numbers).
 fn room_pos_at(db: &dyn Sql, room_id: &str, kind: NoteKind, at: i64) -> Result<i64, SqlError> {
     Ok(db
         .query_opt(
@@ -127,7 +128,7 @@ pub fn notify(db: &dyn Sql, notes: &[Note]) -> Result<bool, SqlError> {
                 )?;
             }
         }
-        let latest = room_pos_at(db, &note.room_id, note.kind, i64::MAX)?;
+        let latest = room_pos_at(db, &note.room_id, note.kind, counter(db, "stream")?)?;
         if note.pos > latest {
             let pos = next(db, "stream")?;
             db.execute(
@@ -289,10 +290,9 @@ pub fn get_filter(db: &dyn Sql, id: &str) -> Result<Option<Value>, SqlError> {
     let Ok(id) = id.parse::<i64>() else {
         return Ok(None);
     };
-    Ok(db
-        .query_opt("SELECT json FROM filters WHERE id = ?", params![id])?
+    db.query_opt("SELECT json FROM filters WHERE id = ?", params![id])?
         .map(|r| r.text(0).map(|t| serde_json::from_str(t).unwrap_or(Value::Null)))
-        .transpose()?)
+        .transpose()
 }
 
 pub fn set_presence(

@@ -21,7 +21,7 @@ pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
 /// The `filter` parameter: inline JSON, or the id of a stored filter.
 enum FilterParam {
-    Inline(Filter),
+    Inline(Box<Filter>),
     Stored(String),
     None,
 }
@@ -33,7 +33,7 @@ fn filter_param(req: &HttpRequest) -> Result<FilterParam, MatrixError> {
             let value: Value = serde_json::from_str(text)
                 .map_err(|_| MatrixError::invalid_param("filter is not valid JSON"))?;
             Filter::parse(&value)
-                .map(FilterParam::Inline)
+                .map(|f| FilterParam::Inline(Box::new(f)))
                 .map_err(MatrixError::invalid_param)
         }
         Some(id) => Ok(FilterParam::Stored(id.to_owned())),
@@ -82,7 +82,7 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         Err(e) => return Err(e),
     };
     let filter = match param {
-        FilterParam::Inline(f) => f,
+        FilterParam::Inline(f) => *f,
         FilterParam::Stored(_) => plan
             .filter
             .as_ref()
@@ -224,17 +224,15 @@ async fn assemble(
                     json!({ "knock_state": { "events": slice["invite_state"] } }),
                 );
             }
-            Some("leave") | Some("ban") => {
-                if since.is_some() || filter.room.include_leave {
-                    leave.insert(
-                        room_id,
-                        json!({
-                            "timeline": timeline,
-                            "state": { "events": events_of(&slice["state"]) },
-                            "account_data": { "events": account_events },
-                        }),
-                    );
-                }
+            Some("leave") | Some("ban") if since.is_some() || filter.room.include_leave => {
+                leave.insert(
+                    room_id,
+                    json!({
+                        "timeline": timeline,
+                        "state": { "events": events_of(&slice["state"]) },
+                        "account_data": { "events": account_events },
+                    }),
+                );
             }
             _ => {}
         }
