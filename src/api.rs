@@ -169,5 +169,15 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::BackupPutSession => key_backup::put_keys(ctx, req, Level::Session(p(0), p(1))).await,
         E::BackupGetSession => key_backup::get_keys(ctx, req, Level::Session(p(0), p(1))).await,
         E::BackupDeleteSession => key_backup::delete_keys(ctx, req, Level::Session(p(0), p(1))).await,
+        // Sync
+        E::Sync => client::sync::sync(ctx, req).await,
+        E::PostFilter => client::filter::create(ctx, req, p(0)).await,
+        E::GetFilter => client::filter::get(ctx, req, p(0), p(1)).await,
+        E::SendToDevice => client::to_device::send(ctx, req, p(0), p(1)).await,
+        E::Typing => client::receipts::typing(ctx, req, p(0), p(1)).await,
+        E::Receipt => client::receipts::receipt(ctx, req, p(0), p(1), p(2)).await,
+        E::ReadMarkers => client::receipts::read_markers(ctx, req, p(0)).await,
+        E::GetPresence => client::presence::get(ctx, req, p(0)).await,
+        E::PutPresence => client::presence::put(ctx, req, p(0)).await,
     }
 }

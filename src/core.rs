@@ -7,6 +7,7 @@ pub mod builder;
 pub mod canonical;
 pub mod e2ee;
 pub mod event_hash;
+pub mod filter;
 pub mod format;
 pub mod keys;
 pub mod pdu;

@@ -1,6 +1,8 @@
 //! The append-only log between the roomserver and its consumers: the messages on the
 //! `room-log` Queue and the consumer dispatch.
 
+pub mod fanout;
+
 use serde::{Deserialize, Serialize};
 use worker::MessageExt;
 
@@ -51,11 +53,35 @@ pub async fn consume(
 ) -> worker::Result<()> {
     let config = crate::platform::config(&env).map_err(worker::Error::RustError)?;
     let db = crate::storage::Db::open(&env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    // Sync fan-out: the notes of every handled record, per local user, sent once per
+    // batch. Idempotent in the User Durable Objects; the Room Durable Object has usually
+    // delivered them already (the direct wake-up), this makes sure.
+    let mut notes = std::collections::BTreeMap::new();
+    let mut members: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for message in batch.raw_iter() {
         let body: String = serde_wasm_bindgen::from_value(message.body()).unwrap_or_default();
         match serde_json::from_str::<LogRecord>(&body) {
             Ok(record) => match project(&db, &config.server_name, &record).await {
-                Ok(()) => message.ack(),
+                Ok(()) => {
+                    let LogRecord::Event { room_id, .. } = &record;
+                    if !members.contains_key(room_id) {
+                        match crate::storage::rooms::joined_members(&db, room_id).await {
+                            Ok(joined) => {
+                                members.insert(room_id.clone(), joined);
+                            }
+                            Err(err) => {
+                                crate::platform::log_error(&format!(
+                                    "room-log: members lookup failed: {err}"
+                                ));
+                                message.retry();
+                                continue;
+                            }
+                        }
+                    }
+                    let joined = members.get(room_id).map(Vec::as_slice).unwrap_or_default();
+                    fanout::notes_for(&record, joined, &config.server_name, &mut notes);
+                    message.ack();
+                }
                 Err(err) => {
                     crate::platform::log_error(&format!("room-log: projection failed, will retry: {err}"));
                     message.retry();
@@ -67,6 +93,9 @@ pub async fn consume(
             }
         }
     }
+    if crate::platform::users::notify_all(&env, notes).await.is_err() {
+        crate::platform::log_error("room-log: sync fan-out failed for some users");
+    }
     Ok(())
 }
 
@@ -76,11 +105,7 @@ pub fn local_memberships<'a>(record: &'a LogRecord, server_name: &str) -> Vec<(&
     state
         .iter()
         .filter(|c| c.event_type == "m.room.member")
-        .filter(|c| {
-            c.state_key
-                .rsplit_once(':')
-                .is_some_and(|(_, s)| s == server_name)
-        })
+        .filter(|c| c.state_key.split_once(':').is_some_and(|(_, s)| s == server_name))
         .filter_map(|c| {
             Some((
                 c.state_key.as_str(),
@@ -128,6 +153,12 @@ mod tests {
                 },
                 StateChange {
                     event_type: "m.room.member".into(),
+                    state_key: "@d:hs:8448".into(),
+                    event_id: Some("$h".into()),
+                    membership: Some("join".into()),
+                },
+                StateChange {
+                    event_type: "m.room.member".into(),
                     state_key: "@c:elsewhere".into(),
                     event_id: Some("$f".into()),
                     membership: Some("join".into()),
@@ -145,5 +176,10 @@ mod tests {
         let back: LogRecord = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, record);
         assert_eq!(local_memberships(&record, "hs"), vec![("@b:hs", "join", "$e")]);
+        // Server names with a port.
+        assert_eq!(
+            local_memberships(&record, "hs:8448"),
+            vec![("@d:hs:8448", "join", "$h")]
+        );
     }
 }

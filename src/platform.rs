@@ -7,6 +7,7 @@ pub mod env;
 pub mod http;
 pub mod rooms;
 pub mod sql;
+pub mod users;
 
 use std::sync::{Arc, OnceLock};
 

@@ -11,16 +11,22 @@ mod dispatch_tests;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;
+pub mod ephemeral;
 pub mod protocol;
 pub mod schema;
 pub mod store;
+pub mod sync_slice;
 
+use std::collections::BTreeMap;
+
+use futures_util::future::join;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::api::http::HttpResponse;
-use crate::api::MatrixError;
+use crate::log::{fanout, LogRecord};
 use crate::platform::sql::DoSql;
-use crate::platform::{self, env};
+use crate::platform::{self, env, users};
+use crate::sync::protocol::{Note, NoteKind};
 use protocol::{RoomFailure, RoomRequest};
 
 /// Retry delay for publishing the outbox.
@@ -53,32 +59,55 @@ impl DurableObject for Room {
             Ok(text) => serde_json::from_str::<RoomRequest>(&text).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let answer = match parsed {
+        let (answer, notes, typing) = match parsed {
             Ok(request) => {
                 let writes = matches!(
                     request,
                     RoomRequest::Create { .. } | RoomRequest::Send { .. } | RoomRequest::Input { .. }
                 );
+                let kind = match &request {
+                    RoomRequest::Send { .. } | RoomRequest::Create { .. } => Some(NoteKind::Event),
+                    RoomRequest::Typing { .. } => Some(NoteKind::Typing),
+                    RoomRequest::Receipt { .. } => Some(NoteKind::Receipt),
+                    _ => None,
+                };
                 let answer = self.answer(request);
+                let notes = match (&answer, kind) {
+                    (Ok(value), Some(kind)) => self.notes(value, kind),
+                    _ => BTreeMap::new(),
+                };
                 if writes {
                     // A safety net first: if this isolate dies before the publish below
                     // finishes, the alarm publishes what the section wrote.
                     let _ = self.state.storage().set_alarm(OUTBOX_RETRY_MS).await;
                 }
-                answer
+                (answer, notes, kind == Some(NoteKind::Typing))
             }
-            Err(e) => Err(RoomFailure {
-                status: 400,
-                errcode: "M_BAD_JSON".into(),
-                error: format!("bad room request: {e}"),
-            }),
+            Err(e) => (
+                Err(RoomFailure {
+                    status: 400,
+                    errcode: "M_BAD_JSON".into(),
+                    error: format!("bad room request: {e}"),
+                }),
+                BTreeMap::new(),
+                false,
+            ),
         };
-        // After the synchronous section: publish what it wrote to the log, without
-        // holding the answer back (the alarm retries if this fails).
+        // After the synchronous section, without holding the answer back: publish what
+        // it wrote to the log, and wake the members' streams directly (the log consumer
+        // delivers the same notes again; both are idempotent).
         let storage = self.state.storage();
         let queue = self.env.queue(env::ROOM_LOG).ok();
-        self.state
-            .wait_until(async move { flush_outbox(storage, queue).await });
+        let env = self.env.clone();
+        self.state.wait_until(async move {
+            let (_, woken) = join(flush_outbox(storage, queue), users::notify_all(&env, notes)).await;
+            if woken.is_err() {
+                platform::log_error("room: direct sync notification failed; the log will deliver");
+            }
+        });
+        if typing {
+            self.schedule_typing_expiry().await;
+        }
         let response = match answer {
             Ok(value) => HttpResponse::ok(&value),
             Err(f) => {
@@ -94,6 +123,12 @@ impl DurableObject for Room {
 
     async fn alarm(&self) -> Result<Response> {
         flush_outbox(self.state.storage(), self.env.queue(env::ROOM_LOG).ok()).await;
+        // Typing that timed out: tell the members' streams.
+        let notes = self.expire_typing();
+        if !notes.is_empty() && users::notify_all(&self.env, notes).await.is_err() {
+            platform::log_error("room: typing expiry notification failed");
+        }
+        self.schedule_typing_expiry().await;
         Response::ok("")
     }
 }
@@ -125,6 +160,71 @@ impl Room {
             self.cache.clear();
         }
         answer
+    }
+
+    fn server_name(&self) -> Option<String> {
+        platform::config(&self.env).ok().map(|c| c.server_name.clone())
+    }
+
+    /// The notes a successful request produces for local users' streams: the log
+    /// records it wrote (any still in the outbox), or its typing/receipt serial.
+    fn notes(&self, answer: &serde_json::Value, kind: NoteKind) -> BTreeMap<String, Vec<Note>> {
+        let mut out = BTreeMap::new();
+        let Some(server_name) = self.server_name() else {
+            return out;
+        };
+        let db = DoSql(self.state.storage().sql());
+        let Ok(mut room) = engine::Engine::open(&db, &self.cache) else {
+            return out;
+        };
+        let joined = local_joined(&mut room, &server_name);
+        if kind != NoteKind::Event {
+            return match answer["serial"].as_i64() {
+                Some(serial) => fanout::ephemeral_notes(room.info.room_id.as_str(), kind, serial, &joined),
+                None => out,
+            };
+        }
+        for (_, payload) in store::outbox(&db, 100).unwrap_or_default() {
+            if let Ok(record) = serde_json::from_str::<LogRecord>(&payload) {
+                fanout::notes_for(&record, &joined, &server_name, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Drops expired typing entries; the notes for members if any expired.
+    fn expire_typing(&self) -> BTreeMap<String, Vec<Note>> {
+        let db = DoSql(self.state.storage().sql());
+        let (Some(server_name), Ok(mut room)) = (self.server_name(), engine::Engine::open(&db, &self.cache))
+        else {
+            return BTreeMap::new();
+        };
+        if ephemeral::init(&db).is_err() {
+            return BTreeMap::new();
+        }
+        match ephemeral::expire_typing(&db, platform::now_ms()) {
+            Ok(Some(serial)) => {
+                let joined = local_joined(&mut room, &server_name);
+                fanout::ephemeral_notes(room.info.room_id.as_str(), NoteKind::Typing, serial, &joined)
+            }
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// Sets the alarm for the next typing expiry, unless an earlier one is set.
+    async fn schedule_typing_expiry(&self) {
+        let db = DoSql(self.state.storage().sql());
+        let Ok(Some(expiry)) = ephemeral::next_expiry(&db) else {
+            return;
+        };
+        let storage = self.state.storage();
+        if let Ok(Some(current)) = storage.get_alarm().await {
+            if current <= expiry {
+                return;
+            }
+        }
+        let now = platform::now_ms() as i64;
+        let _ = storage.set_alarm((expiry - now).max(0) + 10).await;
     }
 }
 
@@ -160,6 +260,20 @@ async fn flush_outbox(storage: worker::Storage, queue: Option<worker::Queue>) {
     }
 }
 
-/// Unused-import guard for the error type the edge shares with the room.
-#[allow(dead_code)]
-fn _error_type(_: MatrixError) {}
+/// The room's local joined members, from its current state.
+fn local_joined(room: &mut engine::Engine<'_>, server_name: &str) -> Vec<String> {
+    let Ok(state) = room.current_state_pdus() else {
+        return Vec::new();
+    };
+    let mut members: Vec<String> = state
+        .iter()
+        .filter(|((t, key), pdu)| {
+            t.to_string() == "m.room.member"
+                && key.split_once(':').is_some_and(|(_, s)| s == server_name)
+                && engine::membership_of(pdu).as_deref() == Some("join")
+        })
+        .map(|((_, key), _)| key.clone())
+        .collect();
+    members.sort();
+    members
+}

@@ -31,3 +31,5 @@ mod e2ee;
 
 #[path = "system/e2ee_cross_signing_backup.rs"]
 mod e2ee_cross_signing_backup;
+#[path = "system/sync.rs"]
+mod sync;

@@ -104,6 +104,16 @@ pub enum Endpoint {
     BackupPutSession,
     BackupGetSession,
     BackupDeleteSession,
+    // Sync
+    Sync,
+    PostFilter,
+    GetFilter,
+    SendToDevice,
+    Typing,
+    Receipt,
+    ReadMarkers,
+    GetPresence,
+    PutPresence,
 }
 
 use Endpoint as E;
@@ -409,6 +419,36 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
         E::BackupDeleteSession,
     ),
+    // Sync
+    (Get, "/_matrix/client/v3/sync", E::Sync),
+    (Post, "/_matrix/client/v3/user/{userId}/filter", E::PostFilter),
+    (
+        Get,
+        "/_matrix/client/v3/user/{userId}/filter/{filterId}",
+        E::GetFilter,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/sendToDevice/{eventType}/{txnId}",
+        E::SendToDevice,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/rooms/{roomId}/typing/{userId}",
+        E::Typing,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}",
+        E::Receipt,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/rooms/{roomId}/read_markers",
+        E::ReadMarkers,
+    ),
+    (Get, "/_matrix/client/v3/presence/{userId}/status", E::GetPresence),
+    (Put, "/_matrix/client/v3/presence/{userId}/status", E::PutPresence),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use crate::core::verify::check_pdu;
 use crate::storage::sql::Sql;
 
 use super::engine::{membership_of, room_info, Cache, Engine, Outcome, RoomError};
+use super::ephemeral;
 use super::protocol::{Dir, EventSpec, InputKind, RoomFailure, RoomRequest};
 use super::store::{self, EventRow};
 
@@ -34,7 +35,7 @@ impl Host<'_> {
     }
 }
 
-fn fail(status: u16, errcode: &str, error: impl Into<String>) -> RoomFailure {
+pub(super) fn fail(status: u16, errcode: &str, error: impl Into<String>) -> RoomFailure {
     RoomFailure {
         status,
         errcode: errcode.to_owned(),
@@ -414,7 +415,7 @@ fn client_events(room: &mut Engine<'_>, rows: &[EventRow], now_ms: u64) -> Resul
     Ok(out)
 }
 
-fn token(pos: i64) -> String {
+pub(super) fn token(pos: i64) -> String {
     format!("r{pos}")
 }
 
@@ -693,6 +694,58 @@ fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Val
         RoomRequest::Create { .. } | RoomRequest::Send { .. } | RoomRequest::Input { .. } => {
             Err(fail(500, "M_UNKNOWN", "not a query"))
         }
+        RoomRequest::SyncSlice {
+            user_id,
+            device_id,
+            slice,
+        } => super::sync_slice::slice(room, host, &user_id, device_id.as_deref(), &slice),
+        RoomRequest::Typing {
+            user_id,
+            typing,
+            timeout_ms,
+        } => {
+            joined_only(room, &user_id)?;
+            ephemeral::init(room.db).map_err(RoomError::from)?;
+            let serial = ephemeral::set_typing(room.db, &user_id, typing, timeout_ms, host.now_ms)
+                .map_err(RoomError::from)?;
+            Ok(json!({ "serial": serial }))
+        }
+        RoomRequest::Receipt {
+            user_id,
+            receipt_type,
+            event_id,
+            thread_id,
+        } => {
+            joined_only(room, &user_id)?;
+            ephemeral::init(room.db).map_err(RoomError::from)?;
+            room.pdu(&event_id)?
+                .filter(|(r, _)| r.stream_pos.is_some())
+                .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            let serial = ephemeral::put_receipt(
+                room.db,
+                &user_id,
+                &receipt_type,
+                thread_id.as_deref(),
+                &event_id,
+                host.now_ms,
+            )
+            .map_err(RoomError::from)?;
+            Ok(json!({ "serial": serial }))
+        }
+    }
+}
+
+/// Typing and receipts are for joined members only.
+fn joined_only(room: &mut Engine<'_>, user: &str) -> Result<(), RoomFailure> {
+    let state = room.current_state_pdus()?;
+    let joined = state
+        .get(&("m.room.member".into(), user.to_owned()))
+        .and_then(membership_of)
+        .is_some_and(|m| m == "join");
+    if joined {
+        Ok(())
+    } else {
+        Err(forbidden("You are not joined to this room"))
     }
 }
 
@@ -704,7 +757,7 @@ fn filter_list(filter: Option<&Value>, field: &str) -> Option<Vec<String>> {
 }
 
 /// The state after the last accepted event at or before stream position `pos`.
-fn state_at(room: &mut Engine<'_>, pos: i64) -> Result<super::engine::StatePdus, RoomFailure> {
+pub(super) fn state_at(room: &mut Engine<'_>, pos: i64) -> Result<super::engine::StatePdus, RoomFailure> {
     let latest = store::latest_stream_pos(room.db).map_err(RoomError::from)?;
     if pos >= latest {
         return Ok(room.current_state_pdus()?);

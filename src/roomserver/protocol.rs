@@ -119,6 +119,49 @@ pub enum RoomRequest {
     /// Name, topic, member count and the like, for the directory and previews. An
     /// empty `user_id` is the server itself (the directory).
     Summary { user_id: String },
+    /// The room's part of a /sync for a user (`sync_slice`).
+    SyncSlice {
+        user_id: String,
+        #[serde(default)]
+        device_id: Option<String>,
+        slice: SliceSpec,
+    },
+    /// Starts or stops typing; answers `{serial}` when the list changed.
+    Typing {
+        user_id: String,
+        typing: bool,
+        #[serde(default)]
+        timeout_ms: u64,
+    },
+    /// A read receipt (`m.read`, `m.read.private`); answers `{serial}`.
+    Receipt {
+        user_id: String,
+        receipt_type: String,
+        event_id: String,
+        #[serde(default)]
+        thread_id: Option<String>,
+    },
+}
+
+/// What a /sync wants from a room: the range of its stream, and what is new to the
+/// client (see `sync::protocol::RoomPlan`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SliceSpec {
+    pub from: i64,
+    pub to: i64,
+    #[serde(default)]
+    pub full: bool,
+    #[serde(default)]
+    pub full_state: bool,
+    #[serde(default)]
+    pub receipts_from: i64,
+    #[serde(default)]
+    pub receipts_to: i64,
+    #[serde(default)]
+    pub typing: bool,
+    /// The filter's `room` part (`core::filter::RoomFilter`).
+    #[serde(default)]
+    pub filter: Option<Value>,
 }
 
 /// An error answer from the room: the edge turns it back into a `MatrixError`.

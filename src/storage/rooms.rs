@@ -57,6 +57,22 @@ pub async fn joined_rooms(db: &Db, user_id: &str) -> Result<Vec<String>> {
 }
 
 #[derive(Debug, Deserialize)]
+struct UserRow {
+    user_id: String,
+}
+
+/// The local users joined to a room (for the sync fan-out).
+pub async fn joined_members(db: &Db, room_id: &str) -> Result<Vec<String>> {
+    let rows: Vec<UserRow> = db
+        .all(
+            "SELECT user_id FROM room_memberships WHERE room_id = ?1 AND membership = 'join' ORDER BY user_id",
+            args![room_id],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.user_id).collect())
+}
+
+#[derive(Debug, Deserialize)]
 struct MembershipRow {
     membership: String,
 }

@@ -70,6 +70,7 @@ pub async fn put(
     if text.len() > MAX_CONTENT {
         return Err(MatrixError::too_large(MAX_CONTENT));
     }
-    account_data::put(&ctx.db()?, user_id, room_id, kind, &text).await?;
+    let pos = account_data::put(&ctx.db()?, user_id, room_id, kind, &text).await?;
+    super::receipts::notify_account_data(ctx, user_id, pos).await?;
     Ok(json!({}))
 }

@@ -1,0 +1,261 @@
+//! `/sync`: the edge asks the user's Durable Object what changed since the token
+//! (waiting for it, for a long-poll), then fetches each changed room's slice from its
+//! Room Durable Object and the account data from D1, concurrently, and assembles the
+//! answer.
+
+use futures_util::future::join_all;
+use serde_json::{json, Map, Value};
+
+use crate::api::auth::require_user;
+use crate::api::http::HttpRequest;
+use crate::api::MatrixError;
+use crate::core::filter::{select_fields, Filter};
+use crate::platform::{rooms, users, Ctx};
+use crate::roomserver::protocol::{RoomRequest, SliceSpec};
+use crate::storage::account_data;
+use crate::sync::protocol::{RoomPlan, SyncPlan, UserRequest};
+use crate::sync::token::SyncToken;
+
+/// Longest long-poll we hold.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// The `filter` parameter: inline JSON, or the id of a stored filter.
+enum FilterParam {
+    Inline(Box<Filter>),
+    Stored(String),
+    None,
+}
+
+fn filter_param(req: &HttpRequest) -> Result<FilterParam, MatrixError> {
+    match req.query_param("filter") {
+        None | Some("") => Ok(FilterParam::None),
+        Some(text) if text.trim_start().starts_with('{') => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|_| MatrixError::invalid_param("filter is not valid JSON"))?;
+            Filter::parse(&value)
+                .map(|f| FilterParam::Inline(Box::new(f)))
+                .map_err(MatrixError::invalid_param)
+        }
+        Some(id) => Ok(FilterParam::Stored(id.to_owned())),
+    }
+}
+
+/// `GET /_matrix/client/v3/sync`
+pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
+    let session = require_user(ctx, req).await?;
+    let since = match req.query_param("since") {
+        Some(t) => {
+            Some(SyncToken::decode(t).ok_or_else(|| MatrixError::invalid_param("Invalid since token"))?)
+        }
+        None => None,
+    };
+    let timeout_ms = match req.query_param("timeout") {
+        Some(t) => t
+            .parse::<u64>()
+            .map_err(|_| MatrixError::invalid_param("Invalid timeout"))?
+            .min(MAX_TIMEOUT_MS),
+        None => 0,
+    };
+    let full_state = match req.query_param("full_state") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(MatrixError::invalid_param("full_state must be true or false")),
+    };
+    match req.query_param("set_presence") {
+        None | Some("online") | Some("offline") | Some("unavailable") => {}
+        Some(_) => return Err(MatrixError::invalid_param("Invalid set_presence")),
+    }
+    let param = filter_param(req)?;
+    let filter_id = match &param {
+        FilterParam::Stored(id) => Some(id.clone()),
+        _ => None,
+    };
+    let request = UserRequest::Sync {
+        device_id: session.device_id.clone(),
+        since,
+        timeout_ms: if full_state { 0 } else { timeout_ms },
+        filter_id,
+    };
+    let plan = match users::call(&ctx.env, &session.user_id, &request).await {
+        Ok(answer) => serde_json::from_value::<SyncPlan>(answer).map_err(crate::api::error::internal)?,
+        Err(e) if e.status() == 404 => return Err(MatrixError::invalid_param("Unknown filter")),
+        Err(e) => return Err(e),
+    };
+    let filter = match param {
+        FilterParam::Inline(f) => *f,
+        FilterParam::Stored(_) => plan
+            .filter
+            .as_ref()
+            .map(Filter::parse)
+            .transpose()
+            .map_err(MatrixError::invalid_param)?
+            .unwrap_or_default(),
+        FilterParam::None => Filter::default(),
+    };
+    assemble(
+        ctx,
+        &session.user_id,
+        &session.device_id,
+        since,
+        full_state,
+        plan,
+        &filter,
+    )
+    .await
+}
+
+async fn assemble(
+    ctx: &Ctx,
+    user_id: &str,
+    device_id: &str,
+    since: Option<SyncToken>,
+    full_state: bool,
+    plan: SyncPlan,
+    filter: &Filter,
+) -> Result<Value, MatrixError> {
+    let mut next = plan.next;
+    let room_filter = serde_json::to_value(&filter.room).ok();
+    let wanted: Vec<&RoomPlan> = plan
+        .rooms
+        .iter()
+        .filter(|r| filter.room.allows_room(&r.room_id))
+        .collect();
+    let slices = join_all(wanted.iter().map(|r| {
+        let request = RoomRequest::SyncSlice {
+            user_id: user_id.to_owned(),
+            device_id: Some(device_id.to_owned()),
+            slice: SliceSpec {
+                from: r.from,
+                to: r.to,
+                full: r.full,
+                full_state,
+                receipts_from: r.receipts_from,
+                receipts_to: r.receipts_to,
+                typing: r.typing,
+                filter: room_filter.clone(),
+            },
+        };
+        async move { rooms::call(ctx, &r.room_id, &request).await }
+    }));
+    // Account data, from D1, while the rooms answer.
+    let account = async {
+        if plan.account_data {
+            let from = since.map_or(0, |s| s.account_data);
+            account_data::changed_since(&ctx.db()?, user_id, from)
+                .await
+                .map_err(MatrixError::from)
+        } else {
+            Ok(Vec::new())
+        }
+    };
+    let (slices, account) = futures_util::future::join(slices, account).await;
+    let account = account?;
+
+    let mut join = Map::new();
+    let mut invite = Map::new();
+    let mut knock = Map::new();
+    let mut leave = Map::new();
+    let mut global_account = Vec::new();
+    let mut room_account: Map<String, Value> = Map::new();
+    for entry in &account {
+        next.account_data = next.account_data.max(entry.stream_id);
+        let content: Value = serde_json::from_str(&entry.content).unwrap_or_else(|_| json!({}));
+        let event = json!({ "type": entry.kind, "content": content });
+        if entry.room_id.is_empty() {
+            if filter.account_data.allows(&entry.kind, "") && !filter.account_data.excludes_all() {
+                global_account.push(event);
+            }
+        } else if filter.room.account_data.allows(&entry.kind, "") && !filter.room.account_data.excludes_all()
+        {
+            if let Some(list) = room_account
+                .entry(entry.room_id.clone())
+                .or_insert_with(|| json!([]))
+                .as_array_mut()
+            {
+                list.push(event);
+            }
+        }
+    }
+    let fields = filter.event_fields.as_deref();
+    for (room_plan, slice) in wanted.iter().zip(slices) {
+        let slice = match slice {
+            Ok(s) => s,
+            Err(e) => {
+                crate::platform::log_error(&format!("sync: room {} skipped: {e}", room_plan.room_id));
+                continue;
+            }
+        };
+        let room_id = room_plan.room_id.clone();
+        let events_of = |v: &Value| -> Value {
+            let list = v.as_array().cloned().unwrap_or_default();
+            match fields {
+                Some(f) => Value::Array(list.iter().map(|e| select_fields(e, f)).collect()),
+                None => Value::Array(list),
+            }
+        };
+        let mut timeline = slice["timeline"].clone();
+        if timeline.is_object() {
+            timeline["events"] = events_of(&timeline["events"]);
+        }
+        let account_events = room_account.remove(&room_id).unwrap_or_else(|| json!([]));
+        match slice["membership"].as_str() {
+            Some("join") => {
+                join.insert(
+                    room_id,
+                    json!({
+                        "timeline": timeline,
+                        "state": { "events": events_of(&slice["state"]) },
+                        "ephemeral": slice["ephemeral"],
+                        "account_data": { "events": account_events },
+                        "summary": slice["summary"],
+                        "unread_notifications": slice["unread_notifications"],
+                    }),
+                );
+            }
+            Some("invite") => {
+                invite.insert(
+                    room_id,
+                    json!({ "invite_state": { "events": slice["invite_state"] } }),
+                );
+            }
+            Some("knock") => {
+                knock.insert(
+                    room_id,
+                    json!({ "knock_state": { "events": slice["invite_state"] } }),
+                );
+            }
+            Some("leave") | Some("ban") if since.is_some() || filter.room.include_leave => {
+                leave.insert(
+                    room_id,
+                    json!({
+                        "timeline": timeline,
+                        "state": { "events": events_of(&slice["state"]) },
+                        "account_data": { "events": account_events },
+                    }),
+                );
+            }
+            _ => {}
+        }
+    }
+    // Room account data for rooms with nothing else new.
+    for (room_id, events) in room_account {
+        if let Some(Value::Object(room)) = join.get_mut(&room_id) {
+            room.insert("account_data".into(), json!({ "events": events }));
+            continue;
+        }
+        let membership = crate::storage::rooms::membership(&ctx.db()?, &room_id, user_id).await?;
+        if membership.as_deref() == Some("join") && filter.room.allows_room(&room_id) {
+            join.insert(room_id, json!({ "account_data": { "events": events } }));
+        }
+    }
+    Ok(json!({
+        "next_batch": next.encode(),
+        "rooms": { "join": join, "invite": invite, "knock": knock, "leave": leave },
+        "account_data": { "events": global_account },
+        "to_device": { "events": plan.to_device },
+        "presence": { "events": [] },
+        "device_lists": { "changed": [], "left": [] },
+        "device_one_time_keys_count": {},
+        "device_unused_fallback_key_types": [],
+    }))
+}

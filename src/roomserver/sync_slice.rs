@@ -1,0 +1,367 @@
+//! The room's part of a /sync: for one user, the timeline in a range of the room's
+//! stream (with `limited` and a `prev_batch` that `/messages?from=` accepts), the state
+//! before it (full, or the change since the client's position, so state stays correct
+//! across gaps), invite state, the summary, ephemeral events and unread counts.
+//! Synchronous over the room's tables.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ruma::events::StateEventType;
+use serde_json::{json, Map, Value};
+
+use crate::core::filter::RoomFilter;
+use crate::core::pdu::Pdu;
+use crate::params;
+
+use super::dispatch::{fail, state_at, token, Host};
+use super::engine::{membership_of, Engine, RoomError, StatePdus};
+use super::ephemeral;
+use super::protocol::{RoomFailure, SliceSpec};
+use super::store::{self, EventRow};
+
+/// Default timeline length, as other servers use.
+pub const DEFAULT_LIMIT: u32 = 10;
+/// Hard cap on timeline length, and on rows scanned past filtered-out events.
+const MAX_LIMIT: u32 = 100;
+const MAX_SCAN: usize = 2000;
+
+/// State types an invite or knock shows (spec: "stripped state").
+const STRIPPED: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+fn sql(e: crate::storage::sql::SqlError) -> RoomFailure {
+    RoomError::from(e).into()
+}
+
+fn sync_event(row: &EventRow, pdu: &Pdu, now_ms: u64, txn: Option<String>) -> Value {
+    let mut unsigned = Map::new();
+    unsigned.insert("age".into(), json!(now_ms.saturating_sub(pdu.origin_server_ts())));
+    if let Some(by) = &row.redacted_by {
+        unsigned.insert("redacted_because".into(), json!({ "event_id": by }));
+    }
+    if let Some(txn) = txn {
+        unsigned.insert("transaction_id".into(), json!(txn));
+    }
+    pdu.to_sync_event(Some(Value::Object(unsigned)))
+}
+
+fn sorted(state: &StatePdus) -> Vec<&Pdu> {
+    let mut events: Vec<&Pdu> = state.values().collect();
+    events.sort_by(|a, b| a.kind().cmp(&b.kind()).then(a.state_key().cmp(&b.state_key())));
+    events
+}
+
+fn stream_pos_of(room: &Engine<'_>, pdu: &Pdu) -> Result<Option<i64>, RoomFailure> {
+    Ok(store::event_by_id(room.db, pdu.event_id().as_str())
+        .map_err(sql)?
+        .and_then(|r| r.stream_pos))
+}
+
+/// Answers `RoomRequest::SyncSlice`.
+pub fn slice(
+    room: &mut Engine<'_>,
+    host: &Host<'_>,
+    user: &str,
+    device: Option<&str>,
+    spec: &SliceSpec,
+) -> Result<Value, RoomFailure> {
+    ephemeral::init(room.db).map_err(sql)?;
+    let filter: RoomFilter = match &spec.filter {
+        Some(f) => serde_json::from_value(f.clone()).map_err(|e| fail(400, "M_BAD_JSON", e.to_string()))?,
+        None => RoomFilter::default(),
+    };
+    let latest = store::latest_stream_pos(room.db).map_err(sql)?;
+    let to = if spec.to <= 0 { latest } else { spec.to.min(latest) };
+    let state_to = state_at(room, to)?;
+    let member = state_to.get(&("m.room.member".into(), user.to_owned())).cloned();
+    let membership = member.as_ref().and_then(membership_of);
+    match membership.as_deref() {
+        Some("invite") | Some("knock") => {
+            let mut events: Vec<Value> = sorted(&state_to)
+                .into_iter()
+                .filter(|p| STRIPPED.contains(&p.kind().as_str()))
+                .map(Pdu::to_stripped_state)
+                .collect();
+            if let Some(m) = &member {
+                let inviter = m.sender().to_string();
+                if let Some(inv) = state_to.get(&("m.room.member".into(), inviter.clone())) {
+                    if inviter != user {
+                        events.push(inv.to_stripped_state());
+                    }
+                }
+                events.push(m.to_stripped_state());
+            }
+            return Ok(json!({ "membership": membership, "invite_state": events }));
+        }
+        Some("join") | Some("leave") | Some("ban") => {}
+        _ => return Ok(json!({ "membership": membership })),
+    }
+    let joined = membership.as_deref() == Some("join");
+    let mut ceiling = to;
+    if !joined {
+        // Former members see up to their leave, and only if they had ever joined.
+        if let Some(pos) = member
+            .as_ref()
+            .map(|m| stream_pos_of(room, m))
+            .transpose()?
+            .flatten()
+        {
+            ceiling = ceiling.min(pos);
+        }
+        let was_joined = room
+            .db
+            .query_opt(
+                "SELECT 1 FROM events WHERE type = 'm.room.member' AND state_key = ? AND status = 0 \
+                 AND json LIKE '%\"membership\":\"join\"%' LIMIT 1",
+                params![user],
+            )
+            .map_err(sql)?
+            .is_some();
+        if !was_joined {
+            return Ok(json!({
+                "membership": membership,
+                "timeline": { "events": [], "limited": false, "prev_batch": token(ceiling) },
+                "state": [],
+            }));
+        }
+    }
+    let from = spec.from.max(0);
+
+    // 1. The timeline: the last `limit` matching events in (from, ceiling].
+    let limit = filter.timeline.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT) as usize;
+    let mut picked: Vec<EventRow> = Vec::new();
+    let mut limited = false;
+    let mut cursor = ceiling + 1;
+    let mut scanned = 0usize;
+    'scan: loop {
+        let rows = store::events_before(room.db, cursor, 100).map_err(sql)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            let pos = row.stream_pos.unwrap_or(0);
+            if pos <= from {
+                break 'scan;
+            }
+            cursor = pos;
+            scanned += 1;
+            if filter.timeline.allows(&row.event_type, &row.sender) {
+                if picked.len() >= limit {
+                    limited = true;
+                    break 'scan;
+                }
+                picked.push(row);
+            }
+            if scanned >= MAX_SCAN {
+                limited = true;
+                break 'scan;
+            }
+        }
+    }
+    picked.reverse();
+    let start = picked
+        .first()
+        .and_then(|r| r.stream_pos)
+        .map_or(ceiling, |p| p - 1);
+    let mut timeline = Vec::with_capacity(picked.len());
+    let mut senders = BTreeSet::new();
+    for row in &picked {
+        let Some((_, pdu)) = room.pdu(&row.event_id)? else {
+            continue;
+        };
+        let txn = match device {
+            Some(d) if row.sender == user => room
+                .db
+                .query_opt(
+                    "SELECT txn_id FROM txns WHERE user_id = ? AND device_id = ? AND event_id = ?",
+                    params![user, d, row.event_id.as_str()],
+                )
+                .map_err(sql)?
+                .map(|r| r.text(0).map(str::to_owned))
+                .transpose()
+                .map_err(sql)?,
+            _ => None,
+        };
+        senders.insert(row.sender.clone());
+        timeline.push(sync_event(row, &pdu, host.now_ms, txn));
+    }
+
+    // 2. State before the timeline: all of it for a room new to the client, else what
+    //    changed in the gap between the client's position and the timeline.
+    let full = spec.full || spec.full_state || from == 0;
+    let at_start = state_at(room, start)?;
+    let mut state: Vec<&Pdu> = if full {
+        sorted(&at_start)
+    } else if start > from {
+        let before = state_at(room, from)?;
+        sorted(&at_start)
+            .into_iter()
+            .filter(|p| {
+                let key: (StateEventType, String) = (
+                    p.kind().as_str().into(),
+                    p.state_key().unwrap_or_default().to_owned(),
+                );
+                before.get(&key).map(|b| b.event_id()) != Some(p.event_id())
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let lazy = filter.state.lazy_load_members;
+    if lazy {
+        let wanted = |p: &Pdu| {
+            p.state_key()
+                .is_some_and(|k| senders.contains(k) || (full && k == user))
+        };
+        state.retain(|p| p.kind() != "m.room.member" || wanted(p));
+        // Members of timeline senders the client may not have yet.
+        let present: BTreeSet<String> = state
+            .iter()
+            .filter(|p| p.kind() == "m.room.member")
+            .filter_map(|p| p.state_key().map(str::to_owned))
+            .collect();
+        for sender in &senders {
+            if present.contains(sender) {
+                continue;
+            }
+            if let Some(p) = at_start.get(&("m.room.member".into(), sender.clone())) {
+                state.push(p);
+            }
+        }
+    }
+    let none = filter.state.excludes_all();
+    let state: Vec<Value> = state
+        .into_iter()
+        .filter(|p| !none && filter.state.allows(&p.kind(), p.sender().as_str()))
+        .map(|p| p.to_sync_event(None))
+        .collect();
+
+    let mut body = json!({
+        "membership": membership,
+        "timeline": { "events": timeline, "limited": limited, "prev_batch": token(start) },
+        "state": state,
+    });
+    if !joined {
+        return Ok(body);
+    }
+
+    // 3. Summary from the state at `to`.
+    let mut joined_n = 0;
+    let mut invited_n = 0;
+    let mut heroes = Vec::new();
+    for ((t, key), p) in &state_to {
+        if t.to_string() != "m.room.member" {
+            continue;
+        }
+        match membership_of(p).as_deref() {
+            Some("join") => joined_n += 1,
+            Some("invite") => invited_n += 1,
+            _ => continue,
+        }
+        if key != user {
+            heroes.push(key.clone());
+        }
+    }
+    heroes.sort();
+    heroes.truncate(5);
+    body["summary"] = json!({
+        "m.heroes": heroes,
+        "m.joined_member_count": joined_n,
+        "m.invited_member_count": invited_n,
+    });
+
+    // 4. Ephemeral: typing (whole list) and receipts in the range.
+    let mut ephemeral_events = Vec::new();
+    if spec.typing {
+        let users = ephemeral::typing_users(room.db, host.now_ms).map_err(sql)?;
+        ephemeral_events.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
+    }
+    if spec.receipts_to > spec.receipts_from {
+        if let Some(content) =
+            ephemeral::receipts_between(room.db, spec.receipts_from, spec.receipts_to, user).map_err(sql)?
+        {
+            ephemeral_events.push(json!({ "type": "m.receipt", "content": content }));
+        }
+    }
+    ephemeral_events.retain(|e| {
+        filter
+            .ephemeral
+            .allows(e["type"].as_str().unwrap_or_default(), "")
+            && !filter.ephemeral.excludes_all()
+    });
+    body["ephemeral"] = json!({ "events": ephemeral_events });
+    body["unread_notifications"] = unread(room, user, member.as_ref())?;
+    Ok(body)
+}
+
+/// Notification and highlight counts since the user's read receipt (or their join),
+/// per the default push rules that matter for counting: messages and encrypted events
+/// from others notify (`.m.rule.message`, `.m.rule.encrypted`), notices do not
+/// (`.m.rule.suppress_notices`), mentions of the user's localpart or display name
+/// highlight (`.m.rule.contains_user_name`, `.m.rule.contains_display_name`).
+fn unread(room: &mut Engine<'_>, user: &str, member: Option<&Pdu>) -> Result<Value, RoomFailure> {
+    let mut read_pos = match member {
+        Some(m) => stream_pos_of(room, m)?.unwrap_or(0),
+        None => 0,
+    };
+    for event_id in ephemeral::own_read_event(room.db, user).map_err(sql)? {
+        if let Some(pos) = store::event_by_id(room.db, &event_id)
+            .map_err(sql)?
+            .and_then(|r| r.stream_pos)
+        {
+            read_pos = read_pos.max(pos);
+        }
+    }
+    let base = "FROM events WHERE stream_pos > ? AND status = 0 AND sender != ? \
+                AND type IN ('m.room.message', 'm.room.encrypted') \
+                AND json NOT LIKE '%\"msgtype\":\"m.notice\"%'";
+    let count = |extra: &str, params: &[crate::storage::sql::SqlValue]| -> Result<i64, RoomFailure> {
+        room.db
+            .query_opt(&format!("SELECT count(*) {base}{extra}"), params)
+            .map_err(sql)?
+            .map(|r| r.int(0))
+            .transpose()
+            .map_err(sql)
+            .map(|n| n.unwrap_or(0))
+    };
+    let notifications = count("", params![read_pos, user])?;
+    let localpart = user
+        .trim_start_matches('@')
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let display = member
+        .and_then(|m| {
+            m.content()
+                .get("displayname")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| localpart.clone());
+    let highlights = if localpart.is_empty() {
+        0
+    } else {
+        count(
+            " AND type = 'm.room.message' AND (json LIKE ? OR json LIKE ? OR json LIKE ?)",
+            params![
+                read_pos,
+                user,
+                format!("%\"body\":\"%{localpart}%"),
+                format!("%\"body\":\"%{display}%"),
+                format!("%\"user_ids\":[%\"{user}\"%")
+            ],
+        )?
+    };
+    let mut counts = BTreeMap::new();
+    counts.insert("notification_count", notifications);
+    counts.insert("highlight_count", highlights);
+    Ok(json!(counts))
+}

@@ -1,0 +1,474 @@
+//! The user's sync stream, to-device inbox, filters and presence: the User Durable
+//! Object's tables behind plain synchronous functions over `Sql`.
+//!
+//! `stream` has one row per thing that happened for the user, in arrival order
+//! (`pos`), each pointing at a position in a room's own stream (`room_pos`: an event
+//! position, a receipt serial or a typing serial). A row is only added when it moves
+//! its room forward, so notes are idempotent and late or duplicate notes (the queue is
+//! at-least-once, and the direct wake-up races it) add nothing. A sync from `since`
+//! sends, per room, the room's range `(max room_pos at since, max room_pos now]`:
+//! every event exactly once, in the room's order.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::params;
+use crate::storage::sql::{Sql, SqlError};
+
+use super::protocol::{Note, NoteKind, RoomPlan, SyncPlan};
+use super::token::SyncToken;
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stream (
+    pos      INTEGER PRIMARY KEY,
+    room_id  TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    room_pos INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stream_by_room ON stream (room_id, kind, pos);
+CREATE TABLE IF NOT EXISTS rooms (
+    room_id    TEXT PRIMARY KEY,
+    membership TEXT NOT NULL,
+    member_pos INTEGER NOT NULL,
+    joined_pos INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS to_device (
+    pos           INTEGER PRIMARY KEY,
+    device_id     TEXT NOT NULL,
+    sender        TEXT NOT NULL,
+    sender_device TEXT NOT NULL,
+    txn_id        TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    content       TEXT NOT NULL,
+    UNIQUE (device_id, sender, sender_device, txn_id)
+);
+CREATE INDEX IF NOT EXISTS to_device_by_device ON to_device (device_id, pos);
+CREATE TABLE IF NOT EXISTS filters (
+    id   INTEGER PRIMARY KEY,
+    json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS presence (
+    id          INTEGER PRIMARY KEY CHECK (id = 0),
+    presence    TEXT NOT NULL,
+    status_msg  TEXT,
+    last_active INTEGER NOT NULL
+)
+";
+
+/// Most to-device messages sent in one sync.
+pub const TO_DEVICE_LIMIT: i64 = 100;
+
+pub fn init(db: &dyn Sql) -> Result<(), SqlError> {
+    db.execute_batch(SCHEMA)
+}
+
+fn counter(db: &dyn Sql, key: &str) -> Result<i64, SqlError> {
+    Ok(db
+        .query_opt("SELECT value FROM meta WHERE key = ?", params![key])?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// Takes the next value of a counter (never reused, even after deletes).
+fn next(db: &dyn Sql, key: &str) -> Result<i64, SqlError> {
+    let value = counter(db, key)? + 1;
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(value)
+}
+
+/// The highest `room_pos` of `(room, kind)` at or before stream position `at` (a
+/// position within JavaScript's safe integers: the Durable Object binds numbers).
+fn room_pos_at(db: &dyn Sql, room_id: &str, kind: NoteKind, at: i64) -> Result<i64, SqlError> {
+    Ok(db
+        .query_opt(
+            "SELECT MAX(room_pos) FROM stream WHERE room_id = ? AND kind = ? AND pos <= ?",
+            params![room_id, kind.as_str(), at],
+        )?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}
+
+/// Records notes; returns whether the stream moved (so waiting syncs should wake).
+pub fn notify(db: &dyn Sql, notes: &[Note]) -> Result<bool, SqlError> {
+    let mut moved = false;
+    for note in notes {
+        if let Some(m) = &note.membership {
+            let prev = db
+                .query_opt(
+                    "SELECT membership, member_pos, joined_pos FROM rooms WHERE room_id = ?",
+                    params![note.room_id.as_str()],
+                )?
+                .map(|r| Ok::<_, SqlError>((r.text(0)?.to_owned(), r.int(1)?, r.int(2)?)))
+                .transpose()?;
+            let newer = prev.as_ref().is_none_or(|(_, pos, _)| note.pos > *pos);
+            if newer {
+                // `joined_pos` moves only when the user becomes joined (not on a
+                // profile change while joined).
+                let joined_pos = match &prev {
+                    Some((old, _, jp)) if old == "join" || m != "join" => *jp,
+                    _ if m == "join" => note.pos,
+                    _ => 0,
+                };
+                db.execute(
+                    "INSERT INTO rooms (room_id, membership, member_pos, joined_pos) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (room_id) DO UPDATE SET membership = excluded.membership, \
+                     member_pos = excluded.member_pos, joined_pos = excluded.joined_pos",
+                    params![note.room_id.as_str(), m.as_str(), note.pos, joined_pos],
+                )?;
+            }
+        }
+        let latest = room_pos_at(db, &note.room_id, note.kind, counter(db, "stream")?)?;
+        if note.pos > latest {
+            let pos = next(db, "stream")?;
+            db.execute(
+                "INSERT INTO stream (pos, room_id, kind, room_pos) VALUES (?, ?, ?, ?)",
+                params![pos, note.room_id.as_str(), note.kind.as_str(), note.pos],
+            )?;
+            moved = true;
+        }
+    }
+    Ok(moved)
+}
+
+/// What a sync from `since` (or an initial sync) must send. Deletes the to-device
+/// messages `since` acknowledges.
+pub fn plan(db: &dyn Sql, device_id: &str, since: Option<SyncToken>) -> Result<SyncPlan, SqlError> {
+    let now = counter(db, "stream")?;
+    let base = since.unwrap_or_default();
+    let at = base.stream;
+    let memberships: BTreeMap<String, (String, i64)> = db
+        .query("SELECT room_id, membership, joined_pos FROM rooms", params![])?
+        .iter()
+        .map(|r| Ok((r.text(0)?.to_owned(), (r.text(1)?.to_owned(), r.int(2)?))))
+        .collect::<Result<_, SqlError>>()?;
+    let room_ids: Vec<String> = match since {
+        None => memberships
+            .iter()
+            .filter(|(_, (m, _))| matches!(m.as_str(), "join" | "invite" | "knock"))
+            .map(|(r, _)| r.clone())
+            .collect(),
+        Some(_) => db
+            .query(
+                "SELECT DISTINCT room_id FROM stream WHERE pos > ? AND room_id != '' ORDER BY room_id",
+                params![at],
+            )?
+            .iter()
+            .map(|r| r.text(0).map(str::to_owned))
+            .collect::<Result<_, _>>()?,
+    };
+    let mut rooms = Vec::with_capacity(room_ids.len());
+    for room_id in room_ids {
+        let (membership, joined_pos) = memberships
+            .get(&room_id)
+            .cloned()
+            .unwrap_or_else(|| ("join".to_owned(), 0));
+        let mut from = if since.is_some() {
+            room_pos_at(db, &room_id, NoteKind::Event, at)?
+        } else {
+            0
+        };
+        let to = room_pos_at(db, &room_id, NoteKind::Event, now)?;
+        // Joined since the token: the room is new to the client.
+        let full = since.is_none() || (membership == "join" && joined_pos > from);
+        if full {
+            from = 0;
+        }
+        let receipts_from = if full {
+            0
+        } else {
+            room_pos_at(db, &room_id, NoteKind::Receipt, at)?
+        };
+        let receipts_to = room_pos_at(db, &room_id, NoteKind::Receipt, now)?;
+        let typing = full
+            || room_pos_at(db, &room_id, NoteKind::Typing, now)?
+                > room_pos_at(db, &room_id, NoteKind::Typing, at)?;
+        if !full && to <= from && receipts_to <= receipts_from && !typing {
+            continue;
+        }
+        rooms.push(RoomPlan {
+            room_id,
+            membership,
+            from,
+            to,
+            full,
+            receipts_from,
+            receipts_to,
+            typing,
+        });
+    }
+    // To-device: what `since` acknowledges is gone; the rest is sent (again, until acked).
+    db.execute(
+        "DELETE FROM to_device WHERE device_id = ? AND pos <= ?",
+        params![device_id, base.to_device],
+    )?;
+    let mut to_device = Vec::new();
+    let mut to_device_pos = base.to_device;
+    for row in db.query(
+        "SELECT pos, sender, type, content FROM to_device WHERE device_id = ? AND pos > ? ORDER BY pos LIMIT ?",
+        params![device_id, base.to_device, TO_DEVICE_LIMIT],
+    )? {
+        to_device_pos = row.int(0)?;
+        let content: Value = serde_json::from_str(row.text(3)?).unwrap_or_else(|_| json!({}));
+        to_device.push(json!({ "sender": row.text(1)?, "type": row.text(2)?, "content": content }));
+    }
+    let account_data_pos = room_pos_at(db, "", NoteKind::AccountData, now)?;
+    let account_data = since.is_none() || account_data_pos > base.account_data;
+    Ok(SyncPlan {
+        next: base.max(SyncToken {
+            stream: now,
+            to_device: to_device_pos,
+            account_data: account_data_pos,
+        }),
+        rooms,
+        to_device,
+        account_data,
+        filter: None,
+    })
+}
+
+/// Queues to-device messages (`device id → content`); duplicates of a transaction are
+/// ignored. Returns whether anything new was queued.
+pub fn queue_to_device(
+    db: &dyn Sql,
+    sender: &str,
+    sender_device: &str,
+    txn_id: &str,
+    event_type: &str,
+    messages: &BTreeMap<String, Value>,
+) -> Result<bool, SqlError> {
+    let mut added = false;
+    for (device, content) in messages {
+        let seen = db
+            .query_opt(
+                "SELECT 1 FROM to_device WHERE device_id = ? AND sender = ? AND sender_device = ? AND txn_id = ?",
+                params![device.as_str(), sender, sender_device, txn_id],
+            )?
+            .is_some();
+        if seen {
+            continue;
+        }
+        let pos = next(db, "to_device")?;
+        db.execute(
+            "INSERT INTO to_device (pos, device_id, sender, sender_device, txn_id, type, content) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            params![
+                pos,
+                device.as_str(),
+                sender,
+                sender_device,
+                txn_id,
+                event_type,
+                content.to_string()
+            ],
+        )?;
+        added = true;
+    }
+    Ok(added)
+}
+
+pub fn put_filter(db: &dyn Sql, filter: &Value) -> Result<i64, SqlError> {
+    let id = next(db, "filter")?;
+    db.execute(
+        "INSERT INTO filters (id, json) VALUES (?, ?)",
+        params![id, filter.to_string()],
+    )?;
+    Ok(id)
+}
+
+pub fn get_filter(db: &dyn Sql, id: &str) -> Result<Option<Value>, SqlError> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(None);
+    };
+    db.query_opt("SELECT json FROM filters WHERE id = ?", params![id])?
+        .map(|r| r.text(0).map(|t| serde_json::from_str(t).unwrap_or(Value::Null)))
+        .transpose()
+}
+
+pub fn set_presence(
+    db: &dyn Sql,
+    presence: &str,
+    status_msg: Option<&str>,
+    now_ms: u64,
+) -> Result<(), SqlError> {
+    db.execute(
+        "INSERT INTO presence (id, presence, status_msg, last_active) VALUES (0, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET presence = excluded.presence, status_msg = excluded.status_msg, \
+         last_active = excluded.last_active",
+        params![presence, status_msg, now_ms],
+    )
+}
+
+pub fn get_presence(db: &dyn Sql, now_ms: u64) -> Result<Value, SqlError> {
+    let row = db.query_opt(
+        "SELECT presence, status_msg, last_active FROM presence WHERE id = 0",
+        params![],
+    )?;
+    Ok(match row {
+        Some(r) => {
+            let ago = now_ms.saturating_sub(u64::try_from(r.int(2)?).unwrap_or(0));
+            let presence = r.text(0)?.to_owned();
+            let mut body = json!({
+                "presence": presence,
+                "last_active_ago": ago,
+                "currently_active": presence == "online",
+            });
+            if let Some(msg) = r.opt_text(1)? {
+                body["status_msg"] = json!(msg);
+            }
+            body
+        }
+        None => json!({ "presence": "offline" }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::sql::testing::MemorySql;
+
+    fn db() -> MemorySql {
+        let db = MemorySql::new();
+        init(&db).expect("schema");
+        init(&db).expect("idempotent");
+        db
+    }
+
+    fn ev(room: &str, pos: i64, membership: Option<&str>) -> Note {
+        Note {
+            room_id: room.into(),
+            kind: NoteKind::Event,
+            pos,
+            membership: membership.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn incremental_ranges_are_exactly_once_despite_duplicates_and_reordering() {
+        let db = db();
+        assert!(notify(&db, &[ev("!a", 3, Some("join"))]).expect("notify"));
+        let initial = plan(&db, "D", None).expect("plan");
+        assert_eq!(initial.rooms.len(), 1);
+        assert_eq!((initial.rooms[0].from, initial.rooms[0].to), (0, 3));
+        let t1 = initial.next;
+        // Nothing new: an empty plan.
+        assert!(plan(&db, "D", Some(t1)).expect("plan").is_empty());
+        // 5 arrives before 4; a duplicate 5 and a late 4 add nothing.
+        assert!(notify(&db, &[ev("!a", 5, None)]).expect("notify"));
+        assert!(!notify(&db, &[ev("!a", 5, None), ev("!a", 4, None)]).expect("notify"));
+        let p = plan(&db, "D", Some(t1)).expect("plan");
+        assert_eq!((p.rooms[0].from, p.rooms[0].to, p.rooms[0].full), (3, 5, false));
+        assert!(p.next.stream > t1.stream);
+        assert!(plan(&db, "D", Some(p.next)).expect("plan").is_empty());
+    }
+
+    #[test]
+    fn joins_since_the_token_are_full_and_leaves_are_listed() {
+        let db = db();
+        notify(&db, &[ev("!a", 2, Some("invite"))]).expect("invite");
+        let t = plan(&db, "D", None).expect("plan");
+        assert_eq!(t.rooms[0].membership, "invite");
+        notify(&db, &[ev("!a", 9, Some("join"))]).expect("join");
+        let p = plan(&db, "D", Some(t.next)).expect("plan");
+        assert_eq!(
+            (p.rooms[0].membership.as_str(), p.rooms[0].full, p.rooms[0].from),
+            ("join", true, 0)
+        );
+        // A profile change while joined is not a new join.
+        notify(&db, &[ev("!a", 10, Some("join"))]).expect("displayname");
+        let p2 = plan(&db, "D", Some(p.next)).expect("plan");
+        assert_eq!(
+            (p2.rooms[0].full, p2.rooms[0].from, p2.rooms[0].to),
+            (false, 9, 10)
+        );
+        let p = p2;
+        notify(&db, &[ev("!a", 12, Some("leave"))]).expect("leave");
+        let q = plan(&db, "D", Some(p.next)).expect("plan");
+        assert_eq!(
+            (q.rooms[0].membership.as_str(), q.rooms[0].from, q.rooms[0].to),
+            ("leave", 10, 12)
+        );
+        // Initial syncs leave left rooms out.
+        assert!(plan(&db, "D", None).expect("plan").rooms.is_empty());
+    }
+
+    #[test]
+    fn to_device_is_resent_until_acknowledged_then_deleted() {
+        let db = db();
+        let mut msgs = BTreeMap::new();
+        msgs.insert("D".to_owned(), json!({"n": 1}));
+        msgs.insert("E".to_owned(), json!({"n": 2}));
+        assert!(queue_to_device(&db, "@s:hs", "S", "t1", "m.x", &msgs).expect("queue"));
+        assert!(!queue_to_device(&db, "@s:hs", "S", "t1", "m.x", &msgs).expect("dup"));
+        let first = plan(&db, "D", None).expect("plan");
+        assert_eq!(first.to_device.len(), 1);
+        assert_eq!(first.to_device[0]["content"]["n"], 1);
+        let since = SyncToken {
+            to_device: 0,
+            ..first.next
+        };
+        assert_eq!(plan(&db, "D", Some(since)).expect("again").to_device.len(), 1);
+        let acked = plan(&db, "D", Some(first.next)).expect("acked");
+        assert!(acked.to_device.is_empty());
+        assert_eq!(plan(&db, "D", Some(since)).expect("gone").to_device.len(), 0);
+        assert_eq!(plan(&db, "E", None).expect("other device").to_device.len(), 1);
+    }
+
+    #[test]
+    fn account_data_and_ephemeral_notes_show_up() {
+        let db = db();
+        notify(&db, &[ev("!a", 1, Some("join"))]).expect("join");
+        let t = plan(&db, "D", None).expect("plan").next;
+        notify(
+            &db,
+            &[
+                Note {
+                    room_id: String::new(),
+                    kind: NoteKind::AccountData,
+                    pos: 4,
+                    membership: None,
+                },
+                Note {
+                    room_id: "!a".into(),
+                    kind: NoteKind::Receipt,
+                    pos: 2,
+                    membership: None,
+                },
+            ],
+        )
+        .expect("notes");
+        let p = plan(&db, "D", Some(t)).expect("plan");
+        assert!(p.account_data);
+        assert_eq!(p.next.account_data, 4);
+        assert_eq!((p.rooms[0].receipts_from, p.rooms[0].receipts_to), (0, 2));
+        assert!(!p.rooms[0].typing);
+    }
+
+    #[test]
+    fn filters_and_presence() {
+        let db = db();
+        let id = put_filter(&db, &json!({"room": {"timeline": {"limit": 3}}})).expect("put");
+        assert_eq!(
+            get_filter(&db, &id.to_string()).expect("get"),
+            Some(json!({"room": {"timeline": {"limit": 3}}}))
+        );
+        assert_eq!(get_filter(&db, "nope").expect("get"), None);
+        assert_eq!(get_presence(&db, 5).expect("get")["presence"], "offline");
+        set_presence(&db, "online", Some("hi"), 100).expect("set");
+        let p = get_presence(&db, 150).expect("get");
+        assert_eq!(
+            (p["presence"].clone(), p["last_active_ago"].clone()),
+            (json!("online"), json!(50))
+        );
+    }
+}
