@@ -303,9 +303,8 @@ pub fn backup_replaces(new: BackupKeyMeta, old: BackupKeyMeta) -> bool {
     new.forwarded_count < old.forwarded_count
 }
 
-/// The device-list position in a sync token. Until the sync engine defines its token
-/// format, a token is the plain decimal position; the sync engineer replaces this with
-/// the token's device-list component.
+/// A device-list position given as a plain decimal number (the edge also accepts a sync
+/// token, whose last part is this position).
 pub fn device_list_position(token: &str) -> Option<i64> {
     token.parse::<i64>().ok().filter(|p| *p >= 0)
 }

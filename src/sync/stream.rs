@@ -229,6 +229,8 @@ pub fn plan(db: &dyn Sql, device_id: &str, since: Option<SyncToken>) -> Result<S
             stream: now,
             to_device: to_device_pos,
             account_data: account_data_pos,
+            // Kept by the edge (device lists live in D1).
+            device_lists: 0,
         }),
         rooms,
         to_device,

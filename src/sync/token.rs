@@ -11,22 +11,33 @@ pub struct SyncToken {
     pub to_device: i64,
     /// The highest account-data stream id delivered.
     pub account_data: i64,
+    /// Position in the user's device-list changes (D1), for `device_lists`.
+    #[serde(default)]
+    pub device_lists: i64,
 }
 
 impl SyncToken {
     pub fn encode(&self) -> String {
-        format!("s{}_{}_{}", self.stream, self.to_device, self.account_data)
+        format!(
+            "s{}_{}_{}_{}",
+            self.stream, self.to_device, self.account_data, self.device_lists
+        )
     }
 
     /// Parses a token; `None` for anything this server did not issue.
     pub fn decode(text: &str) -> Option<Self> {
         let mut parts = text.strip_prefix('s')?.split('_');
         let mut next = || -> Option<i64> { parts.next()?.parse::<i64>().ok().filter(|n| *n >= 0) };
-        let token = Self {
+        let mut token = Self {
             stream: next()?,
             to_device: next()?,
             account_data: next()?,
+            device_lists: 0,
         };
+        // Tokens from before device lists had three parts.
+        if let Some(part) = parts.next() {
+            token.device_lists = part.parse::<i64>().ok().filter(|n| *n >= 0)?;
+        }
         parts.next().is_none().then_some(token)
     }
 
@@ -36,6 +47,7 @@ impl SyncToken {
             stream: self.stream.max(other.stream),
             to_device: self.to_device.max(other.to_device),
             account_data: self.account_data.max(other.account_data),
+            device_lists: self.device_lists.max(other.device_lists),
         }
     }
 }
@@ -50,10 +62,25 @@ mod tests {
             stream: 12,
             to_device: 3,
             account_data: 40,
+            device_lists: 7,
         };
-        assert_eq!(t.encode(), "s12_3_40");
-        assert_eq!(SyncToken::decode("s12_3_40"), Some(t));
-        for bad in ["", "s", "12_3_40", "s1_2", "s1_2_3_4", "s-1_2_3", "sx_1_2", "r5"] {
+        assert_eq!(t.encode(), "s12_3_40_7");
+        assert_eq!(SyncToken::decode("s12_3_40_7"), Some(t));
+        assert_eq!(
+            SyncToken::decode("s12_3_40"),
+            Some(SyncToken { device_lists: 0, ..t })
+        );
+        for bad in [
+            "",
+            "s",
+            "12_3_40",
+            "s1_2",
+            "s1_2_3_4_5",
+            "s1_2_3_-4",
+            "s-1_2_3",
+            "sx_1_2",
+            "r5",
+        ] {
             assert_eq!(SyncToken::decode(bad), None, "{bad}");
         }
     }
@@ -64,18 +91,21 @@ mod tests {
             stream: 5,
             to_device: 9,
             account_data: 1,
+            device_lists: 0,
         };
         let b = SyncToken {
             stream: 7,
             to_device: 2,
             account_data: 1,
+            device_lists: 0,
         };
         assert_eq!(
             a.max(b),
             SyncToken {
                 stream: 7,
                 to_device: 9,
-                account_data: 1
+                account_data: 1,
+                device_lists: 0,
             }
         );
     }

@@ -6,6 +6,8 @@
 //! The to-device leg (Alice's pre-key message delivered to Bob through /sync) comes
 //! with the sync engine; here Bob decrypts the message handed over directly.
 
+use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+use base64::Engine as _;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
@@ -249,6 +251,36 @@ fn olm_session_from_a_claimed_one_time_key() {
         .create_outbound_session(SessionConfig::version_1(), bob_curve, otk_key);
     let (kind, body) = outbound.encrypt("hello bob").to_parts();
     let alice_curve = Curve25519PublicKey::from_base64(&alice.curve25519()).expect("curve");
+
+    // Alice sends it to Bob's device as an encrypted to-device message; Bob's /sync
+    // delivers it, with his device's one-time key count.
+    let content = json!({
+        "algorithm": "m.olm.v1.curve25519-aes-sha2",
+        "sender_key": alice.curve25519(),
+        "ciphertext": { bob.curve25519(): { "type": kind, "body": B64.encode(&body) } },
+    });
+    alice
+        .client
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.room.encrypted/olm1",
+            &json!({ "messages": { &bob.user_id: { &bob.device_id: content } } }),
+        )
+        .expect(200);
+    let sync = bob.client.get("/_matrix/client/v3/sync?timeout=0").expect(200);
+    assert_eq!(
+        sync["device_one_time_keys_count"]["signed_curve25519"], 4,
+        "{sync}"
+    );
+    let events = sync["to_device"]["events"].as_array().expect("to_device events");
+    let delivered = events
+        .iter()
+        .find(|e| e["type"] == "m.room.encrypted" && e["sender"] == alice.user_id.as_str())
+        .expect("the encrypted message reaches Bob's device");
+    let cipher = &delivered["content"]["ciphertext"][bob.curve25519()];
+    let kind = cipher["type"].as_u64().expect("type") as usize;
+    let body = B64
+        .decode(cipher["body"].as_str().expect("body"))
+        .expect("base64 body");
     let OlmMessage::PreKey(prekey) = OlmMessage::from_parts(kind, &body).expect("message") else {
         panic!("first message must be a pre-key message");
     };
@@ -488,4 +520,66 @@ fn device_list_changes_follow_shared_rooms() {
     other.upload(0, false);
     assert_eq!(changes(&alice)["left"], json!([bob.user_id]));
     assert_eq!(changes(&alice)["changed"], json!([]));
+}
+
+#[test]
+fn device_lists_appear_in_incremental_sync() {
+    let alice = Device::register("e2es");
+    let mut bob = Device::register("e2et");
+    let room = alice
+        .client
+        .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .replace('!', "%21")
+        .replace(':', "%3A");
+    bob.client
+        .post(&format!("/_matrix/client/v3/rooms/{room}/join"), &json!({}))
+        .expect(200);
+    let first = alice.client.get("/_matrix/client/v3/sync?timeout=0").expect(200);
+    assert_eq!(
+        first["device_lists"]["changed"],
+        json!([]),
+        "initial sync lists nothing"
+    );
+    let since = first["next_batch"].as_str().expect("next_batch").to_owned();
+    // Bob uploads device keys: Alice's next sync names him.
+    bob.upload(1, true);
+    let next = alice
+        .client
+        .get(&format!("/_matrix/client/v3/sync?timeout=0&since={since}"))
+        .expect(200);
+    assert!(
+        next["device_lists"]["changed"]
+            .as_array()
+            .expect("changed")
+            .contains(&json!(bob.user_id)),
+        "{}",
+        next["device_lists"]
+    );
+    // Bob's own sync reports his fallback key as unused.
+    let own = bob.client.get("/_matrix/client/v3/sync?timeout=0").expect(200);
+    assert_eq!(
+        own["device_unused_fallback_key_types"],
+        json!(["signed_curve25519"]),
+        "{own}"
+    );
+    // Bob leaves: Alice's following sync says so.
+    let since = next["next_batch"].as_str().expect("next_batch").to_owned();
+    bob.client
+        .post(&format!("/_matrix/client/v3/rooms/{room}/leave"), &json!({}))
+        .expect(200);
+    let after = alice
+        .client
+        .get(&format!("/_matrix/client/v3/sync?timeout=0&since={since}"))
+        .expect(200);
+    assert!(
+        after["device_lists"]["left"]
+            .as_array()
+            .expect("left")
+            .contains(&json!(bob.user_id)),
+        "{}",
+        after["device_lists"]
+    );
 }

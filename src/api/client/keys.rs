@@ -278,13 +278,20 @@ pub async fn changes(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError>
     let from = req
         .query_param("from")
         .ok_or_else(|| MatrixError::missing_param("Missing from"))?;
-    let from =
-        e2ee::device_list_position(from).ok_or_else(|| MatrixError::invalid_param("Invalid from token"))?;
+    let from = device_list_position(from).ok_or_else(|| MatrixError::invalid_param("Invalid from token"))?;
     if let Some(to) = req.query_param("to") {
-        e2ee::device_list_position(to).ok_or_else(|| MatrixError::invalid_param("Invalid to token"))?;
+        device_list_position(to).ok_or_else(|| MatrixError::invalid_param("Invalid to token"))?;
     }
     let changes = device_lists::changes(&ctx.db()?, &session.user_id, from).await?;
     Ok(json!({ "changed": changes.changed, "left": changes.left }))
+}
+
+/// The device-list position in a `/keys/changes` token: a sync token's device-list
+/// part, or a plain position.
+fn device_list_position(token: &str) -> Option<i64> {
+    crate::sync::token::SyncToken::decode(token)
+        .map(|t| t.device_lists)
+        .or_else(|| e2ee::device_list_position(token))
 }
 
 #[cfg(test)]

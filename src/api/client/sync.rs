@@ -12,7 +12,7 @@ use crate::api::MatrixError;
 use crate::core::filter::{select_fields, Filter};
 use crate::platform::{rooms, users, Ctx};
 use crate::roomserver::protocol::{RoomRequest, SliceSpec};
-use crate::storage::account_data;
+use crate::storage::{account_data, device_lists, e2e_keys};
 use crate::sync::protocol::{RoomPlan, SyncPlan, UserRequest};
 use crate::sync::token::SyncToken;
 
@@ -248,14 +248,30 @@ async fn assemble(
             join.insert(room_id, json!({ "account_data": { "events": events } }));
         }
     }
+    // End-to-end encryption: device-list changes since the token (none on an initial
+    // sync, which starts from the current position), and this device's key counts.
+    let db = ctx.db()?;
+    let (changed, left) = match since {
+        Some(s) => {
+            let changes = device_lists::changes(&db, user_id, s.device_lists).await?;
+            next.device_lists = next.device_lists.max(changes.position);
+            (changes.changed, changes.left)
+        }
+        None => {
+            next.device_lists = device_lists::position(&db, user_id).await?;
+            (Vec::new(), Vec::new())
+        }
+    };
+    let otk_counts = e2e_keys::one_time_key_counts(&db, user_id, device_id).await?;
+    let fallback_types = e2e_keys::unused_fallback_key_types(&db, user_id, device_id).await?;
     Ok(json!({
         "next_batch": next.encode(),
         "rooms": { "join": join, "invite": invite, "knock": knock, "leave": leave },
         "account_data": { "events": global_account },
         "to_device": { "events": plan.to_device },
         "presence": { "events": [] },
-        "device_lists": { "changed": [], "left": [] },
-        "device_one_time_keys_count": {},
-        "device_unused_fallback_key_types": [],
+        "device_lists": { "changed": changed, "left": left },
+        "device_one_time_keys_count": otk_counts,
+        "device_unused_fallback_key_types": fallback_types,
     }))
 }
