@@ -1,0 +1,502 @@
+//! The read side of the room: queries, with the history-visibility checks that decide
+//! what a user may see.
+
+use serde_json::{json, Map, Value};
+
+use crate::core::pdu::Pdu;
+
+use super::super::engine::{membership_of, Engine, RoomError};
+use super::super::ephemeral;
+use super::super::protocol::{Dir, RoomFailure, RoomRequest};
+use super::super::store::{self, EventRow};
+use super::{fail, forbidden, Host};
+
+/// What a user may read: everything up to `until` (a stream position), or nothing.
+struct Visibility {
+    until: Option<i64>,
+}
+
+/// Who may read the room at all: members, former members up to when they left, and
+/// anyone for `world_readable` rooms. Each event is then checked by [`may_see`].
+fn visibility(room: &mut Engine<'_>, user: &str) -> Result<Visibility, RoomFailure> {
+    let state = room.current_state_pdus()?;
+    let world_readable = state
+        .get(&("m.room.history_visibility".into(), String::new()))
+        .and_then(|p| {
+            p.content()["history_visibility"]
+                .as_str()
+                .map(|v| v == "world_readable")
+        })
+        .unwrap_or(false);
+    let member = state.get(&("m.room.member".into(), user.to_owned()));
+    let membership = member.and_then(membership_of);
+    match membership.as_deref() {
+        Some("join") => Ok(Visibility { until: None }),
+        _ if world_readable => Ok(Visibility { until: None }),
+        Some("leave") | Some("ban") => {
+            let pos = match member {
+                Some(m) => store::event_by_id(room.db, m.event_id().as_str())
+                    .map_err(RoomError::from)?
+                    .and_then(|r| r.stream_pos),
+                None => None,
+            };
+            // Only if they had been joined (a rejected invite shows nothing).
+            let was_joined = room
+                .db
+                .query_opt(
+                    "SELECT 1 FROM events WHERE type = 'm.room.member' AND state_key = ? AND status = 0 \
+                     AND json LIKE '%\"membership\":\"join\"%' LIMIT 1",
+                    crate::params![user],
+                )
+                .map_err(RoomError::from)?
+                .is_some();
+            if was_joined {
+                Ok(Visibility { until: pos })
+            } else {
+                Err(forbidden("You are not a member of this room"))
+            }
+        }
+        _ => Err(forbidden("You are not a member of this room")),
+    }
+}
+
+/// Whether `user` may see one event, per the spec's history visibility rules: the
+/// room's `m.room.history_visibility` at the event and the user's membership then.
+fn may_see(room: &mut Engine<'_>, row: &EventRow, user: &str, joined_now: bool) -> Result<bool, RoomFailure> {
+    // Their own membership changes are always theirs to see.
+    if row.event_type == "m.room.member" && row.state_key.as_deref() == Some(user) {
+        return Ok(true);
+    }
+    let visibility = match row.state_before {
+        Some(g) => room
+            .state_event_in_group(g, "m.room.history_visibility", "")?
+            .and_then(|p| p.content()["history_visibility"].as_str().map(str::to_owned)),
+        None => None,
+    };
+    let visibility = visibility.as_deref().unwrap_or("shared");
+    if visibility == "world_readable" {
+        return Ok(true);
+    }
+    let membership = match row.state_after.or(row.state_before) {
+        Some(g) => room
+            .state_event_in_group(g, "m.room.member", user)?
+            .as_ref()
+            .and_then(membership_of),
+        None => None,
+    };
+    Ok(match membership.as_deref() {
+        Some("join") => true,
+        Some("invite") if visibility == "invited" || visibility == "shared" => {
+            visibility == "invited" || joined_now
+        }
+        _ => visibility == "shared" && joined_now,
+    })
+}
+
+/// Keeps the rows `user` may see.
+fn visible_rows(
+    room: &mut Engine<'_>,
+    rows: Vec<EventRow>,
+    user: &str,
+) -> Result<Vec<EventRow>, RoomFailure> {
+    let joined_now = room
+        .current_state_pdus()?
+        .get(&("m.room.member".into(), user.to_owned()))
+        .and_then(membership_of)
+        .as_deref()
+        == Some("join");
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if may_see(room, &row, user, joined_now)? {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+fn client_event(row: &EventRow, pdu: &Pdu, now_ms: u64) -> Value {
+    let age = now_ms.saturating_sub(pdu.origin_server_ts());
+    let mut unsigned = Map::new();
+    unsigned.insert("age".into(), json!(age));
+    if let Some(by) = &row.redacted_by {
+        unsigned.insert("redacted_because".into(), json!({ "event_id": by }));
+    }
+    pdu.to_client_event(Some(Value::Object(unsigned)))
+}
+
+/// Rows in the client format (rows whose event cannot be read are skipped).
+fn client_events(room: &mut Engine<'_>, rows: &[EventRow], now_ms: u64) -> Result<Vec<Value>, RoomFailure> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some((_, pdu)) = room.pdu(&row.event_id)? {
+            out.push(client_event(row, &pdu, now_ms));
+        }
+    }
+    Ok(out)
+}
+
+pub(in crate::roomserver) fn token(pos: i64) -> String {
+    format!("r{pos}")
+}
+
+fn parse_token(t: &str) -> Result<i64, RoomFailure> {
+    t.strip_prefix('r')
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| fail(400, "M_INVALID_PARAM", "Invalid pagination token"))
+}
+
+pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Value, RoomFailure> {
+    let latest = store::latest_stream_pos(room.db).map_err(RoomError::from)?;
+    match req {
+        RoomRequest::Membership { user_id } => {
+            let state = room.current_state_pdus()?;
+            let member = state.get(&("m.room.member".into(), user_id.clone()));
+            let membership = member.and_then(membership_of);
+            let event_id = member.map(|m| m.event_id().to_string());
+            let stream_pos = match &event_id {
+                Some(id) => store::event_by_id(room.db, id)
+                    .map_err(RoomError::from)?
+                    .and_then(|r| r.stream_pos),
+                None => None,
+            };
+            Ok(json!({
+                "membership": membership,
+                "event_id": event_id,
+                "stream_pos": stream_pos,
+                "room_version": room.info.version,
+            }))
+        }
+        RoomRequest::Summary { user_id } => {
+            let state = room.current_state_pdus()?;
+            let get = |t: &str, field: &str| {
+                state
+                    .get(&(t.into(), String::new()))
+                    .and_then(|p| p.content().get(field).cloned())
+            };
+            let join_rule = get("m.room.join_rules", "join_rule");
+            let world_readable =
+                get("m.room.history_visibility", "history_visibility") == Some(json!("world_readable"));
+            let public = join_rule == Some(json!("public"));
+            // Previews are for public or world-readable rooms and for members.
+            let member = state
+                .get(&("m.room.member".into(), user_id.clone()))
+                .and_then(membership_of);
+            if !public && !world_readable && member.is_none() && !user_id.is_empty() {
+                return Err(forbidden("You cannot see this room"));
+            }
+            let joined = state
+                .iter()
+                .filter(|((t, _), p)| {
+                    t.to_string() == "m.room.member" && membership_of(p).as_deref() == Some("join")
+                })
+                .count();
+            let room_type = state
+                .get(&("m.room.create".into(), String::new()))
+                .and_then(|p| p.content().get("type").cloned());
+            Ok(json!({
+                "room_id": room.info.room_id,
+                "name": get("m.room.name", "name"),
+                "topic": get("m.room.topic", "topic"),
+                "avatar_url": get("m.room.avatar", "url"),
+                "canonical_alias": get("m.room.canonical_alias", "alias"),
+                "num_joined_members": joined,
+                "world_readable": world_readable,
+                "guest_can_join": get("m.room.guest_access", "guest_access") == Some(json!("can_join")),
+                "join_rule": join_rule,
+                "room_type": room_type,
+                "room_version": room.info.version,
+                "membership": member,
+            }))
+        }
+        RoomRequest::State { user_id } => {
+            let vis = visibility(room, &user_id)?;
+            let state = match vis.until {
+                None => room.current_state_pdus()?,
+                Some(pos) => state_at(room, pos)?,
+            };
+            let mut events: Vec<&Pdu> = state.values().collect();
+            events.sort_by(|a, b| a.kind().cmp(&b.kind()).then(a.state_key().cmp(&b.state_key())));
+            let list: Vec<Value> = events.into_iter().map(|p| p.to_client_event(None)).collect();
+            Ok(Value::Array(list))
+        }
+        RoomRequest::StateEvent {
+            user_id,
+            event_type,
+            state_key,
+        } => {
+            let vis = visibility(room, &user_id)?;
+            let state = match vis.until {
+                None => room.current_state_pdus()?,
+                Some(pos) => state_at(room, pos)?,
+            };
+            let pdu = state
+                .get(&(event_type.as_str().into(), state_key))
+                .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            Ok(pdu.content())
+        }
+        RoomRequest::Members {
+            user_id,
+            at,
+            membership,
+            not_membership,
+        } => {
+            let vis = visibility(room, &user_id)?;
+            let mut pos = match at.as_deref() {
+                Some(t) => parse_token(t)?,
+                None => latest,
+            };
+            if let Some(until) = vis.until {
+                pos = pos.min(until);
+            }
+            let state = state_at(room, pos)?;
+            let mut members: Vec<&Pdu> = state
+                .iter()
+                .filter(|((t, _), _)| t.to_string() == "m.room.member")
+                .map(|(_, p)| p)
+                .filter(|p| {
+                    let m = membership_of(p);
+                    membership.as_ref().is_none_or(|want| m.as_ref() == Some(want))
+                        && not_membership.as_ref().is_none_or(|not| m.as_ref() != Some(not))
+                })
+                .collect();
+            members.sort_by(|a, b| a.state_key().cmp(&b.state_key()));
+            let chunk: Vec<Value> = members.into_iter().map(|p| p.to_client_event(None)).collect();
+            Ok(json!({ "chunk": chunk }))
+        }
+        RoomRequest::JoinedMembers { user_id } => {
+            let vis = visibility(room, &user_id)?;
+            if vis.until.is_some() {
+                return Err(forbidden("You are not joined to this room"));
+            }
+            let state = room.current_state_pdus()?;
+            let mut joined = Map::new();
+            for ((t, key), pdu) in &state {
+                if t.to_string() == "m.room.member" && membership_of(pdu).as_deref() == Some("join") {
+                    let c = pdu.content();
+                    joined.insert(
+                        key.clone(),
+                        json!({ "display_name": c.get("displayname"), "avatar_url": c.get("avatar_url") }),
+                    );
+                }
+            }
+            Ok(json!({ "joined": joined }))
+        }
+        RoomRequest::Messages {
+            user_id,
+            from,
+            to,
+            dir,
+            limit,
+            filter,
+        } => {
+            let vis = visibility(room, &user_id)?;
+            let ceiling = vis.until.unwrap_or(latest);
+            let limit = i64::from(limit.clamp(1, 1000));
+            let types = filter_list(filter.as_ref(), "types");
+            let not_types = filter_list(filter.as_ref(), "not_types");
+            let keep = |row: &EventRow| {
+                types
+                    .as_ref()
+                    .is_none_or(|t| t.iter().any(|x| x == &row.event_type))
+                    && !not_types
+                        .as_ref()
+                        .is_some_and(|t| t.iter().any(|x| x == &row.event_type))
+            };
+            let (rows, start, end) = match dir {
+                Dir::Backward => {
+                    let from = from
+                        .as_deref()
+                        .map(parse_token)
+                        .transpose()?
+                        .unwrap_or(ceiling)
+                        .min(ceiling);
+                    let stop = to.as_deref().map(parse_token).transpose()?.unwrap_or(0);
+                    let rows = store::events_before(room.db, from + 1, limit).map_err(RoomError::from)?;
+                    let rows: Vec<EventRow> = rows
+                        .into_iter()
+                        .filter(|r| r.stream_pos.unwrap_or(0) > stop)
+                        .collect();
+                    let end = rows.last().and_then(|r| r.stream_pos).map(|p| p - 1);
+                    (rows, from, end.filter(|e| *e > stop))
+                }
+                Dir::Forward => {
+                    let from = from.as_deref().map(parse_token).transpose()?.unwrap_or(0);
+                    let stop = to
+                        .as_deref()
+                        .map(parse_token)
+                        .transpose()?
+                        .unwrap_or(ceiling)
+                        .min(ceiling);
+                    let rows = store::events_after(room.db, from, stop, limit).map_err(RoomError::from)?;
+                    let end = rows.last().and_then(|r| r.stream_pos);
+                    let more = end.is_some_and(|e| e < stop);
+                    (rows, from, end.filter(|_| more))
+                }
+            };
+            let kept: Vec<EventRow> = rows.iter().filter(|r| keep(r)).cloned().collect();
+            let kept = visible_rows(room, kept, &user_id)?;
+            let chunk = client_events(room, &kept, host.now_ms)?;
+            let mut body = json!({ "chunk": chunk, "start": token(start) });
+            // Lazy-loading: the member events of the chunk's senders.
+            if filter
+                .as_ref()
+                .and_then(|f| f.get("lazy_load_members"))
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                let senders: std::collections::BTreeSet<String> =
+                    kept.iter().map(|r| r.sender.clone()).collect();
+                let state = room.current_state_pdus()?;
+                let members: Vec<Value> = senders
+                    .iter()
+                    .filter_map(|s| state.get(&("m.room.member".into(), s.clone())))
+                    .map(|p| p.to_client_event(None))
+                    .collect();
+                body["state"] = Value::Array(members);
+            }
+            if let Some(end) = end {
+                body["end"] = json!(token(end));
+            }
+            Ok(body)
+        }
+        RoomRequest::Context {
+            user_id,
+            event_id,
+            limit,
+        } => {
+            let vis = visibility(room, &user_id)?;
+            let ceiling = vis.until.unwrap_or(latest);
+            let (row, pdu) = room
+                .pdu(&event_id)?
+                .filter(|(r, _)| r.stream_pos.is_some_and(|p| p <= ceiling))
+                .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            let pos = row.stream_pos.unwrap_or(0);
+            let half = i64::from(limit.min(100)) / 2 + i64::from(limit.min(100)) % 2;
+            let before = store::events_before(room.db, pos, half).map_err(RoomError::from)?;
+            let after = store::events_after(room.db, pos, ceiling, i64::from(limit.min(100)) / 2)
+                .map_err(RoomError::from)?;
+            if !may_see(room, &row, &user_id, vis.until.is_none())? {
+                return Err(fail(404, "M_NOT_FOUND", "Event not found"));
+            }
+            let before_rows = visible_rows(room, before.clone(), &user_id)?;
+            let before_json = client_events(room, &before_rows, host.now_ms)?;
+            let after_rows = visible_rows(room, after.clone(), &user_id)?;
+            let after_json = client_events(room, &after_rows, host.now_ms)?;
+            let start = before
+                .last()
+                .and_then(|r| r.stream_pos)
+                .map_or(pos - 1, |p| p - 1);
+            let end = after.last().and_then(|r| r.stream_pos).unwrap_or(pos);
+            let state = state_at(room, pos)?;
+            let state_json: Vec<Value> = state.values().map(|p| p.to_client_event(None)).collect();
+            Ok(json!({
+                "event": client_event(&row, &pdu, host.now_ms),
+                "events_before": before_json,
+                "events_after": after_json,
+                "start": token(start.max(0)),
+                "end": token(end),
+                "state": state_json,
+            }))
+        }
+        RoomRequest::Event { user_id, event_id } => {
+            let vis = visibility(room, &user_id)?;
+            let ceiling = vis.until.unwrap_or(latest);
+            let (row, pdu) = room
+                .pdu(&event_id)?
+                .filter(|(r, _)| r.stream_pos.is_some_and(|p| p <= ceiling))
+                .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            if !may_see(room, &row, &user_id, vis.until.is_none())? {
+                return Err(fail(404, "M_NOT_FOUND", "Event not found"));
+            }
+            Ok(client_event(&row, &pdu, host.now_ms))
+        }
+        RoomRequest::Create { .. } | RoomRequest::Send { .. } | RoomRequest::Input { .. } => {
+            Err(fail(500, "M_UNKNOWN", "not a query"))
+        }
+        RoomRequest::SyncSlice {
+            user_id,
+            device_id,
+            slice,
+        } => super::super::sync_slice::slice(room, host, &user_id, device_id.as_deref(), &slice),
+        RoomRequest::Typing {
+            user_id,
+            typing,
+            timeout_ms,
+        } => {
+            joined_only(room, &user_id)?;
+            ephemeral::init(room.db).map_err(RoomError::from)?;
+            let serial = ephemeral::set_typing(room.db, &user_id, typing, timeout_ms, host.now_ms)
+                .map_err(RoomError::from)?;
+            Ok(json!({ "serial": serial }))
+        }
+        RoomRequest::Receipt {
+            user_id,
+            receipt_type,
+            event_id,
+            thread_id,
+        } => {
+            joined_only(room, &user_id)?;
+            ephemeral::init(room.db).map_err(RoomError::from)?;
+            room.pdu(&event_id)?
+                .filter(|(r, _)| r.stream_pos.is_some())
+                .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            let serial = ephemeral::put_receipt(
+                room.db,
+                &user_id,
+                &receipt_type,
+                thread_id.as_deref(),
+                &event_id,
+                host.now_ms,
+            )
+            .map_err(RoomError::from)?;
+            Ok(json!({ "serial": serial }))
+        }
+    }
+}
+
+/// Typing and receipts are for joined members only.
+fn joined_only(room: &mut Engine<'_>, user: &str) -> Result<(), RoomFailure> {
+    let state = room.current_state_pdus()?;
+    let joined = state
+        .get(&("m.room.member".into(), user.to_owned()))
+        .and_then(membership_of)
+        .is_some_and(|m| m == "join");
+    if joined {
+        Ok(())
+    } else {
+        Err(forbidden("You are not joined to this room"))
+    }
+}
+
+fn filter_list(filter: Option<&Value>, field: &str) -> Option<Vec<String>> {
+    filter?
+        .get(field)?
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+}
+
+/// The state after the last accepted event at or before stream position `pos`.
+pub(in crate::roomserver) fn state_at(
+    room: &mut Engine<'_>,
+    pos: i64,
+) -> Result<super::super::engine::StatePdus, RoomFailure> {
+    let latest = store::latest_stream_pos(room.db).map_err(RoomError::from)?;
+    if pos >= latest {
+        return Ok(room.current_state_pdus()?);
+    }
+    let row = room
+        .db
+        .query_opt(
+            "SELECT event_id FROM events WHERE stream_pos <= ? AND status = 0 ORDER BY stream_pos DESC LIMIT 1",
+            crate::params![pos],
+        )
+        .map_err(RoomError::from)?;
+    match row {
+        Some(r) => {
+            let id = r.text(0).map_err(RoomError::from)?.to_owned();
+            Ok(room.state_after_pdus(&id)?.unwrap_or_default())
+        }
+        None => Ok(Default::default()),
+    }
+}
