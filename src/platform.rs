@@ -49,6 +49,47 @@ pub fn clock_ms() -> f64 {
     js_sys::Date::now()
 }
 
+/// POSTs a JSON body to the Durable Object named `name` in `binding` and returns its
+/// JSON answer, or the Matrix error it answered with (5xx are logged and hidden).
+pub async fn call_object(
+    binding: &str,
+    env: &worker::Env,
+    name: &str,
+    body: String,
+) -> Result<serde_json::Value, crate::api::MatrixError> {
+    use crate::api::MatrixError;
+    let internal = |detail: String| {
+        log_error(&format!("{binding} {name}: {detail}"));
+        MatrixError::internal()
+    };
+    let namespace = env.durable_object(binding).map_err(|e| internal(e.to_string()))?;
+    let stub = namespace
+        .id_from_name(name)
+        .and_then(|id| id.get_stub())
+        .map_err(|e| internal(e.to_string()))?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
+    let req =
+        worker::Request::new_with_init("https://object/", &init).map_err(|e| internal(e.to_string()))?;
+    let mut resp = stub
+        .fetch_with_request(req)
+        .await
+        .map_err(|e| internal(e.to_string()))?;
+    let status = resp.status_code();
+    let text = resp.text().await.map_err(|e| internal(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| internal(e.to_string()))?;
+    if status == 200 {
+        return Ok(value);
+    }
+    let errcode = value["errcode"].as_str().unwrap_or("M_UNKNOWN");
+    let error = value["error"].as_str().unwrap_or("");
+    if status >= 500 {
+        return Err(internal(error.to_owned()));
+    }
+    Err(MatrixError::from_parts(status, errcode, error))
+}
+
 /// Fills `buf` from the platform's cryptographic RNG.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), String> {
     getrandom::fill(buf).map_err(|e| e.to_string())

@@ -354,3 +354,35 @@ pub fn unique(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}{n}x{nanos:x}")
 }
+
+/// Percent-encodes the characters Matrix ids and JSON filters put in paths and queries.
+pub fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '-' | '_' | '.' | '~' => out.push(c),
+            _ => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Registers a user with a unique name on the shared server.
+pub fn new_user(prefix: &str) -> (Client, String) {
+    shared()
+        .client()
+        .register(&unique(prefix), "correct horse battery")
+}
+
+/// Creates a room and returns its id.
+pub fn create_room(c: &Client, body: Value) -> String {
+    c.post("/_matrix/client/v3/createRoom", &body).expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned()
+}

@@ -2,23 +2,14 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::{shared, unique, Client};
+use crate::harness::{create_room, enc, new_user, shared, unique, Client};
 
 fn user(name: &str) -> (Client, String) {
-    shared().client().register(&unique(name), "correct horse battery")
-}
-
-fn enc(s: &str) -> String {
-    s.replace('!', "%21")
-        .replace(':', "%3A")
-        .replace('#', "%23")
-        .replace('$', "%24")
-        .replace('@', "%40")
+    new_user(name)
 }
 
 fn create(c: &Client, body: Value) -> String {
-    let resp = c.post("/_matrix/client/v3/createRoom", &body).expect(200);
-    resp["room_id"].as_str().expect("room_id").to_owned()
+    create_room(c, body)
 }
 
 fn send(c: &Client, room: &str, txn: &str, body: &str) -> String {

@@ -6,25 +6,14 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::harness::{shared, unique, Client};
+use crate::harness::{create_room, enc, new_user, shared, unique, Client};
 
 fn user(name: &str) -> (Client, String) {
-    shared().client().register(&unique(name), "correct horse battery")
-}
-
-fn enc(s: &str) -> String {
-    s.replace('!', "%21")
-        .replace(':', "%3A")
-        .replace('#', "%23")
-        .replace('$', "%24")
-        .replace('@', "%40")
+    new_user(name)
 }
 
 fn create(c: &Client, body: Value) -> String {
-    c.post("/_matrix/client/v3/createRoom", &body).expect(200)["room_id"]
-        .as_str()
-        .expect("room_id")
-        .to_owned()
+    create_room(c, body)
 }
 
 fn all_messages(c: &Client, room: &str) -> Vec<Value> {

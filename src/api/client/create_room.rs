@@ -251,6 +251,19 @@ pub async fn profile_fields(ctx: &Ctx, user_id: &str) -> Result<Value, MatrixErr
     Ok(Value::Object(out))
 }
 
+/// A fresh `!opaque:server` id for versions before 12; `None` from v12 on, where the
+/// create event's hash names the room.
+pub fn new_room_id(ctx: &Ctx, rules: &RoomVersionRules) -> Result<Option<OwnedRoomId>, MatrixError> {
+    if rules.authorization.room_create_event_id_as_room_id {
+        return Ok(None);
+    }
+    let bytes = platform::random_array::<12>().map_err(|_| MatrixError::internal())?;
+    let local: String = bytes.iter().map(|b| (b'a' + b % 26) as char).collect();
+    OwnedRoomId::try_from(format!("!{local}:{}", ctx.config.server_name))
+        .map(Some)
+        .map_err(|_| MatrixError::internal())
+}
+
 /// `POST /_matrix/client/v3/createRoom`
 pub async fn create_room(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
@@ -269,16 +282,7 @@ pub async fn create_room(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixEr
         key: &ctx.config.signing_key,
         now_ms: ctx.now_ms(),
     };
-    let room_id = if plan.rules.authorization.room_create_event_id_as_room_id {
-        None
-    } else {
-        let bytes = platform::random_array::<12>().map_err(|_| MatrixError::internal())?;
-        let local: String = bytes.iter().map(|b| (b'a' + b % 26) as char).collect();
-        Some(
-            OwnedRoomId::try_from(format!("!{local}:{}", ctx.config.server_name))
-                .map_err(|_| MatrixError::internal())?,
-        )
-    };
+    let room_id = new_room_id(ctx, &plan.rules)?;
     let create = build_create_event(
         &plan.version,
         &plan.rules,

@@ -2,7 +2,7 @@
 //! carries over the old room's state, a tombstone in the old room, aliases and the
 //! directory entry moved across.
 
-use ruma::{OwnedRoomId, UserId};
+use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -15,7 +15,7 @@ use crate::platform::{self, rooms, Ctx};
 use crate::roomserver::protocol::{EventSpec, RoomRequest};
 use crate::storage;
 
-use super::create_room::profile_fields;
+use super::create_room::{new_room_id, profile_fields};
 use super::membership::{project_own, valid_room_id};
 
 /// State copied into the new room, as the spec lists it.
@@ -126,16 +126,7 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
         key: &ctx.config.signing_key,
         now_ms: ctx.now_ms(),
     };
-    let new_id = if rules.authorization.room_create_event_id_as_room_id {
-        None
-    } else {
-        let bytes = platform::random_array::<12>().map_err(|_| MatrixError::internal())?;
-        let local: String = bytes.iter().map(|b| (b'a' + b % 26) as char).collect();
-        Some(
-            OwnedRoomId::try_from(format!("!{local}:{}", ctx.config.server_name))
-                .map_err(|_| MatrixError::internal())?,
-        )
-    };
+    let new_id = new_room_id(ctx, &rules)?;
     let create = build_create_event(
         &version,
         &rules,
