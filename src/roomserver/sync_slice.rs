@@ -119,7 +119,7 @@ pub fn slice(
             .db
             .query_opt(
                 "SELECT 1 FROM events WHERE type = 'm.room.member' AND state_key = ? AND status = 0 \
-                 AND json LIKE '%\"membership\":\"join\"%' LIMIT 1",
+                 AND instr(json, '\"membership\":\"join\"') > 0 LIMIT 1",
                 params![user],
             )
             .map_err(sql)?
@@ -321,7 +321,7 @@ fn unread(room: &mut Engine<'_>, user: &str, member: Option<&Pdu>) -> Result<Val
     }
     let base = "FROM events WHERE stream_pos > ? AND status = 0 AND sender != ? \
                 AND type IN ('m.room.message', 'm.room.encrypted') \
-                AND json NOT LIKE '%\"msgtype\":\"m.notice\"%'";
+                AND instr(json, '\"msgtype\":\"m.notice\"') = 0";
     let count = |extra: &str, params: &[crate::storage::sql::SqlValue]| -> Result<i64, RoomFailure> {
         room.db
             .query_opt(&format!("SELECT count(*) {base}{extra}"), params)
@@ -350,14 +350,9 @@ fn unread(room: &mut Engine<'_>, user: &str, member: Option<&Pdu>) -> Result<Val
         0
     } else {
         count(
-            " AND type = 'm.room.message' AND (json LIKE ? OR json LIKE ? OR json LIKE ?)",
-            params![
-                read_pos,
-                user,
-                format!("%\"body\":\"%{localpart}%"),
-                format!("%\"body\":\"%{display}%"),
-                format!("%\"user_ids\":[%\"{user}\"%")
-            ],
+            // `instr`, not LIKE: the Durable Object's SQLite caps LIKE pattern length.
+            " AND type = 'm.room.message' AND (instr(json, ?) > 0 OR instr(json, ?) > 0 OR instr(json, ?) > 0)",
+            params![read_pos, user, localpart.as_str(), display.as_str(), format!("\"{user}\"")],
         )?
     };
     let mut counts = BTreeMap::new();

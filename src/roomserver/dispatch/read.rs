@@ -45,7 +45,7 @@ fn visibility(room: &mut Engine<'_>, user: &str) -> Result<Visibility, RoomFailu
                 .db
                 .query_opt(
                     "SELECT 1 FROM events WHERE type = 'm.room.member' AND state_key = ? AND status = 0 \
-                     AND json LIKE '%\"membership\":\"join\"%' LIMIT 1",
+                     AND instr(json, '\"membership\":\"join\"') > 0 LIMIT 1",
                     crate::params![user],
                 )
                 .map_err(RoomError::from)?
