@@ -16,7 +16,7 @@ use super::store;
 
 mod read;
 use read::query;
-pub(super) use read::{state_at, token};
+pub(super) use read::{may_see, state_at, token};
 
 /// What the room needs from its host to build events.
 pub struct Host<'a> {

@@ -120,6 +120,18 @@ pub fn latest_stream_pos(db: &dyn Sql) -> Result<i64, SqlError> {
         .unwrap_or(0))
 }
 
+/// Whether `user` was ever accepted as joined to the room (former members who never
+/// joined, such as rejected invitees, see no history).
+pub fn ever_joined(db: &dyn Sql, user: &str) -> Result<bool, SqlError> {
+    Ok(db
+        .query_opt(
+            "SELECT 1 FROM events WHERE type = 'm.room.member' AND state_key = ? AND status = 0 \
+             AND instr(json, '\"membership\":\"join\"') > 0 LIMIT 1",
+            params![user],
+        )?
+        .is_some())
+}
+
 pub fn insert_event(db: &dyn Sql, e: &NewEvent<'_>) -> Result<i64, SqlError> {
     let row = db.query_opt(
         "INSERT INTO events (event_id, stream_pos, depth, type, state_key, sender, origin_ts, kind, status, \

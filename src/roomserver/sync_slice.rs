@@ -13,7 +13,7 @@ use crate::core::filter::RoomFilter;
 use crate::core::pdu::Pdu;
 use crate::params;
 
-use super::dispatch::{fail, state_at, token, Host};
+use super::dispatch::{fail, may_see, state_at, token, Host};
 use super::engine::{membership_of, Engine, RoomError, StatePdus};
 use super::ephemeral;
 use super::protocol::{RoomFailure, SliceSpec};
@@ -115,16 +115,7 @@ pub fn slice(
         {
             ceiling = ceiling.min(pos);
         }
-        let was_joined = room
-            .db
-            .query_opt(
-                "SELECT 1 FROM events WHERE type = 'm.room.member' AND state_key = ? AND status = 0 \
-                 AND instr(json, '\"membership\":\"join\"') > 0 LIMIT 1",
-                params![user],
-            )
-            .map_err(sql)?
-            .is_some();
-        if !was_joined {
+        if !store::ever_joined(room.db, user).map_err(sql)? {
             return Ok(json!({
                 "membership": membership,
                 "timeline": { "events": [], "limited": false, "prev_batch": token(ceiling) },
@@ -152,7 +143,7 @@ pub fn slice(
             }
             cursor = pos;
             scanned += 1;
-            if filter.timeline.allows(&row.event_type, &row.sender) {
+            if filter.timeline.allows(&row.event_type, &row.sender) && may_see(room, &row, user, joined)? {
                 if picked.len() >= limit {
                     limited = true;
                     break 'scan;

@@ -11,9 +11,11 @@ use super::super::protocol::{Dir, RoomFailure, RoomRequest};
 use super::super::store::{self, EventRow};
 use super::{fail, forbidden, Host};
 
-/// What a user may read: everything up to `until` (a stream position), or nothing.
+/// What a user may read: everything up to `until` (a stream position), subject to
+/// [`may_see`] per event; `joined` says whether they are a member now.
 struct Visibility {
     until: Option<i64>,
+    joined: bool,
 }
 
 /// Who may read the room at all: members, former members up to when they left, and
@@ -31,8 +33,14 @@ fn visibility(room: &mut Engine<'_>, user: &str) -> Result<Visibility, RoomFailu
     let member = state.get(&("m.room.member".into(), user.to_owned()));
     let membership = member.and_then(membership_of);
     match membership.as_deref() {
-        Some("join") => Ok(Visibility { until: None }),
-        _ if world_readable => Ok(Visibility { until: None }),
+        Some("join") => Ok(Visibility {
+            until: None,
+            joined: true,
+        }),
+        _ if world_readable => Ok(Visibility {
+            until: None,
+            joined: false,
+        }),
         Some("leave") | Some("ban") => {
             let pos = match member {
                 Some(m) => store::event_by_id(room.db, m.event_id().as_str())
@@ -40,18 +48,11 @@ fn visibility(room: &mut Engine<'_>, user: &str) -> Result<Visibility, RoomFailu
                     .and_then(|r| r.stream_pos),
                 None => None,
             };
-            // Only if they had been joined (a rejected invite shows nothing).
-            let was_joined = room
-                .db
-                .query_opt(
-                    "SELECT 1 FROM events WHERE type = 'm.room.member' AND state_key = ? AND status = 0 \
-                     AND instr(json, '\"membership\":\"join\"') > 0 LIMIT 1",
-                    crate::params![user],
-                )
-                .map_err(RoomError::from)?
-                .is_some();
-            if was_joined {
-                Ok(Visibility { until: pos })
+            if store::ever_joined(room.db, user).map_err(RoomError::from)? {
+                Ok(Visibility {
+                    until: pos,
+                    joined: false,
+                })
             } else {
                 Err(forbidden("You are not a member of this room"))
             }
@@ -62,7 +63,12 @@ fn visibility(room: &mut Engine<'_>, user: &str) -> Result<Visibility, RoomFailu
 
 /// Whether `user` may see one event, per the spec's history visibility rules: the
 /// room's `m.room.history_visibility` at the event and the user's membership then.
-fn may_see(room: &mut Engine<'_>, row: &EventRow, user: &str, joined_now: bool) -> Result<bool, RoomFailure> {
+pub(in crate::roomserver) fn may_see(
+    room: &mut Engine<'_>,
+    row: &EventRow,
+    user: &str,
+    joined_now: bool,
+) -> Result<bool, RoomFailure> {
     // Their own membership changes are always theirs to see.
     if row.event_type == "m.room.member" && row.state_key.as_deref() == Some(user) {
         return Ok(true);
@@ -98,20 +104,34 @@ fn visible_rows(
     room: &mut Engine<'_>,
     rows: Vec<EventRow>,
     user: &str,
+    vis: &Visibility,
 ) -> Result<Vec<EventRow>, RoomFailure> {
-    let joined_now = room
-        .current_state_pdus()?
-        .get(&("m.room.member".into(), user.to_owned()))
-        .and_then(membership_of)
-        .as_deref()
-        == Some("join");
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        if may_see(room, &row, user, joined_now)? {
+        if may_see(room, &row, user, vis.joined)? {
             out.push(row);
         }
     }
     Ok(out)
+}
+
+/// One timeline event the user may see, or 404 (unknown and invisible look the same).
+fn visible_event(
+    room: &mut Engine<'_>,
+    event_id: &str,
+    user: &str,
+    vis: &Visibility,
+    ceiling: i64,
+) -> Result<(EventRow, Pdu), RoomFailure> {
+    let not_found = || fail(404, "M_NOT_FOUND", "Event not found");
+    let (row, pdu) = room
+        .pdu(event_id)?
+        .filter(|(r, _)| r.stream_pos.is_some_and(|p| p <= ceiling))
+        .ok_or_else(not_found)?;
+    if !may_see(room, &row, user, vis.joined)? {
+        return Err(not_found());
+    }
+    Ok((row, pdu))
 }
 
 fn client_event(row: &EventRow, pdu: &Pdu, now_ms: u64) -> Value {
@@ -335,7 +355,7 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
                 }
             };
             let kept: Vec<EventRow> = rows.iter().filter(|r| keep(r)).cloned().collect();
-            let kept = visible_rows(room, kept, &user_id)?;
+            let kept = visible_rows(room, kept, &user_id, &vis)?;
             let chunk = client_events(room, &kept, host.now_ms)?;
             let mut body = json!({ "chunk": chunk, "start": token(start) });
             // Lazy-loading: the member events of the chunk's senders.
@@ -367,21 +387,15 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
         } => {
             let vis = visibility(room, &user_id)?;
             let ceiling = vis.until.unwrap_or(latest);
-            let (row, pdu) = room
-                .pdu(&event_id)?
-                .filter(|(r, _)| r.stream_pos.is_some_and(|p| p <= ceiling))
-                .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            let (row, pdu) = visible_event(room, &event_id, &user_id, &vis, ceiling)?;
             let pos = row.stream_pos.unwrap_or(0);
             let half = i64::from(limit.min(100)) / 2 + i64::from(limit.min(100)) % 2;
             let before = store::events_before(room.db, pos, half).map_err(RoomError::from)?;
             let after = store::events_after(room.db, pos, ceiling, i64::from(limit.min(100)) / 2)
                 .map_err(RoomError::from)?;
-            if !may_see(room, &row, &user_id, vis.until.is_none())? {
-                return Err(fail(404, "M_NOT_FOUND", "Event not found"));
-            }
-            let before_rows = visible_rows(room, before.clone(), &user_id)?;
+            let before_rows = visible_rows(room, before.clone(), &user_id, &vis)?;
             let before_json = client_events(room, &before_rows, host.now_ms)?;
-            let after_rows = visible_rows(room, after.clone(), &user_id)?;
+            let after_rows = visible_rows(room, after.clone(), &user_id, &vis)?;
             let after_json = client_events(room, &after_rows, host.now_ms)?;
             let start = before
                 .last()
@@ -402,13 +416,7 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
         RoomRequest::Event { user_id, event_id } => {
             let vis = visibility(room, &user_id)?;
             let ceiling = vis.until.unwrap_or(latest);
-            let (row, pdu) = room
-                .pdu(&event_id)?
-                .filter(|(r, _)| r.stream_pos.is_some_and(|p| p <= ceiling))
-                .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
-            if !may_see(room, &row, &user_id, vis.until.is_none())? {
-                return Err(fail(404, "M_NOT_FOUND", "Event not found"));
-            }
+            let (row, pdu) = visible_event(room, &event_id, &user_id, &vis, ceiling)?;
             Ok(client_event(&row, &pdu, host.now_ms))
         }
         RoomRequest::Create { .. } | RoomRequest::Send { .. } | RoomRequest::Input { .. } => {
