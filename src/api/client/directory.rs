@@ -156,17 +156,15 @@ pub async fn public_rooms(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixE
         None => 0,
     };
     let (ids, total) = storage::rooms::public_rooms(&ctx.db()?, limit, offset).await?;
+    // One Durable Object per room: fetch the summaries concurrently.
+    let directory = RoomRequest::Summary {
+        user_id: String::new(),
+    };
+    let summaries =
+        futures_util::future::join_all(ids.iter().map(|id| rooms::call(ctx, id, &directory))).await;
     let mut chunk = Vec::new();
-    for id in &ids {
-        if let Ok(summary) = rooms::call(
-            ctx,
-            id,
-            &RoomRequest::Summary {
-                user_id: String::new(),
-            },
-        )
-        .await
-        {
+    for (id, summary) in ids.iter().zip(summaries) {
+        if let Ok(summary) = summary {
             let mut entry = json!({
                 "room_id": id,
                 "num_joined_members": summary["num_joined_members"],

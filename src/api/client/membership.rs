@@ -57,6 +57,28 @@ pub async fn project_own(ctx: &Ctx, room_id: &str, user_id: &str) -> Result<(), 
     Ok(())
 }
 
+/// Records a member event the room just accepted (its answer carries the event id
+/// and stream position) in D1, for local targets; no second call to the room.
+pub async fn project_sent(
+    ctx: &Ctx,
+    room_id: &str,
+    target: &str,
+    membership: &str,
+    answer: &Value,
+) -> Result<(), MatrixError> {
+    if !is_local(ctx, target) {
+        return Ok(());
+    }
+    match (answer["event_id"].as_str(), answer["stream_pos"].as_i64()) {
+        (Some(event_id), Some(pos)) if !membership.is_empty() => {
+            storage::rooms::record_membership(&ctx.db()?, room_id, target, membership, event_id, pos).await?;
+            Ok(())
+        }
+        // An answer without a position (a repeated transaction): ask the room.
+        _ => project_own(ctx, room_id, target).await,
+    }
+}
+
 fn is_local(ctx: &Ctx, user_id: &str) -> bool {
     user_id
         .split_once(':')
@@ -71,6 +93,7 @@ async fn member_event(
     target: &str,
     content: Value,
 ) -> Result<Value, MatrixError> {
+    let membership = content["membership"].as_str().unwrap_or_default().to_owned();
     let request = RoomRequest::Send {
         sender: session.user_id.clone(),
         device_id: None,
@@ -78,9 +101,7 @@ async fn member_event(
         event: EventSpec::state("m.room.member", target, content),
     };
     let answer = rooms::call(ctx, room_id, &request).await?;
-    if is_local(ctx, target) {
-        project_own(ctx, room_id, target).await?;
-    }
+    project_sent(ctx, room_id, target, &membership, &answer).await?;
     Ok(answer)
 }
 
@@ -247,14 +268,16 @@ pub async fn propagate_profile(ctx: &Ctx, user_id: &str) {
         return;
     };
     content["membership"] = json!("join");
-    for room_id in rooms {
-        let request = RoomRequest::Send {
-            sender: user_id.to_owned(),
-            device_id: None,
-            txn_id: None,
-            event: EventSpec::state("m.room.member", user_id, content.clone()),
-        };
-        if let Err(e) = rooms::call(ctx, &room_id, &request).await {
+    let request = RoomRequest::Send {
+        sender: user_id.to_owned(),
+        device_id: None,
+        txn_id: None,
+        event: EventSpec::state("m.room.member", user_id, content),
+    };
+    // Each room is its own Durable Object: ask them all at once.
+    let calls = rooms.iter().map(|room_id| rooms::call(ctx, room_id, &request));
+    for (room_id, result) in rooms.iter().zip(futures_util::future::join_all(calls).await) {
+        if let Err(e) = result {
             crate::platform::log_error(&format!("profile propagation to {room_id}: {e}"));
         }
     }

@@ -10,7 +10,7 @@ use crate::api::MatrixError;
 use crate::platform::{rooms, Ctx};
 use crate::roomserver::protocol::{Dir, EventSpec, RoomRequest};
 
-use super::membership::{project_own, valid_room_id};
+use super::membership::{project_sent, valid_room_id};
 
 /// Longest event type / state key we accept, in bytes (the PDU format's limit).
 const MAX_ID_FIELD: usize = 255;
@@ -108,6 +108,7 @@ pub async fn put_state(
     if event_type == "m.room.canonical_alias" {
         check_canonical_alias(ctx, room_id, &content).await?;
     }
+    let membership = content["membership"].as_str().unwrap_or_default().to_owned();
     let request = RoomRequest::Send {
         sender: session.user_id.clone(),
         device_id: None,
@@ -116,7 +117,7 @@ pub async fn put_state(
     };
     let answer = rooms::call(ctx, room_id, &request).await?;
     if event_type == "m.room.member" {
-        project_own(ctx, room_id, state_key).await?;
+        project_sent(ctx, room_id, state_key, &membership, &answer).await?;
     }
     Ok(json!({ "event_id": answer["event_id"] }))
 }

@@ -250,20 +250,27 @@ async fn assemble(
     }
     // End-to-end encryption: device-list changes since the token (none on an initial
     // sync, which starts from the current position), and this device's key counts.
+    // The three D1 reads are independent: one round of concurrent queries.
     let db = ctx.db()?;
-    let (changed, left) = match since {
-        Some(s) => {
-            let changes = device_lists::changes(&db, user_id, s.device_lists).await?;
-            next.device_lists = next.device_lists.max(changes.position);
-            (changes.changed, changes.left)
-        }
-        None => {
-            next.device_lists = device_lists::position(&db, user_id).await?;
-            (Vec::new(), Vec::new())
+    let lists = async {
+        match since {
+            Some(s) => device_lists::changes(&db, user_id, s.device_lists)
+                .await
+                .map(|c| (c.changed, c.left, c.position)),
+            None => device_lists::position(&db, user_id)
+                .await
+                .map(|p| (Vec::new(), Vec::new(), p)),
         }
     };
-    let otk_counts = e2e_keys::one_time_key_counts(&db, user_id, device_id).await?;
-    let fallback_types = e2e_keys::unused_fallback_key_types(&db, user_id, device_id).await?;
+    let (lists, otk_counts, fallback_types) = futures_util::future::join3(
+        lists,
+        e2e_keys::one_time_key_counts(&db, user_id, device_id),
+        e2e_keys::unused_fallback_key_types(&db, user_id, device_id),
+    )
+    .await;
+    let (changed, left, position) = lists?;
+    next.device_lists = next.device_lists.max(position);
+    let (otk_counts, fallback_types) = (otk_counts?, fallback_types?);
     Ok(json!({
         "next_batch": next.encode(),
         "rooms": { "join": join, "invite": invite, "knock": knock, "leave": leave },
