@@ -386,3 +386,15 @@ pub fn create_room(c: &Client, body: Value) -> String {
         .expect("room_id")
         .to_owned()
 }
+
+/// Sends an `m.text` message and returns its event id.
+pub fn send_text(c: &Client, room: &str, txn: &str, body: &str) -> String {
+    c.put(
+        &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room)),
+        &json!({"msgtype": "m.text", "body": body}),
+    )
+    .expect(200)["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_owned()
+}

@@ -2,25 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::harness::{create_room, enc, new_user, shared, unique, Client};
-
-fn user(name: &str) -> (Client, String) {
-    new_user(name)
-}
-
-fn create(c: &Client, body: Value) -> String {
-    create_room(c, body)
-}
-
-fn send(c: &Client, room: &str, txn: &str, body: &str) -> String {
-    let resp = c
-        .put(
-            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room)),
-            &json!({"msgtype": "m.text", "body": body}),
-        )
-        .expect(200);
-    resp["event_id"].as_str().expect("event_id").to_owned()
-}
+use crate::harness::{create_room, enc, new_user, send_text, shared, unique, Client};
 
 fn messages(c: &Client, room: &str, query: &str) -> Value {
     c.get(&format!(
@@ -42,8 +24,8 @@ fn bodies(page: &Value) -> Vec<String> {
 
 #[test]
 fn create_room_with_defaults_is_v12_with_preset_state() {
-    let (alice, alice_id) = user("alice");
-    let room = create(&alice, json!({"name": "Lobby", "topic": "Hello"}));
+    let (alice, alice_id) = new_user("alice");
+    let room = create_room(&alice, json!({"name": "Lobby", "topic": "Hello"}));
     assert!(room.starts_with('!'));
     assert!(
         !room.contains(':'),
@@ -93,9 +75,9 @@ fn create_room_with_defaults_is_v12_with_preset_state() {
 
 #[test]
 fn create_room_versions_and_bad_requests() {
-    let (alice, _) = user("alice");
+    let (alice, _) = new_user("alice");
     for v in ["10", "11"] {
-        let room = create(&alice, json!({"room_version": v}));
+        let room = create_room(&alice, json!({"room_version": v}));
         assert!(room.contains(':'), "v{v} room ids carry the server name");
     }
     alice
@@ -115,16 +97,16 @@ fn create_room_versions_and_bad_requests() {
 
 #[test]
 fn send_is_idempotent_per_transaction_and_messages_page_both_ways() {
-    let (alice, _) = user("alice");
-    let room = create(&alice, json!({}));
-    let first = send(&alice, &room, "t1", "one");
+    let (alice, _) = new_user("alice");
+    let room = create_room(&alice, json!({}));
+    let first = send_text(&alice, &room, "t1", "one");
     assert_eq!(
-        send(&alice, &room, "t1", "one again"),
+        send_text(&alice, &room, "t1", "one again"),
         first,
         "same txn, same event"
     );
-    send(&alice, &room, "t2", "two");
-    send(&alice, &room, "t3", "three");
+    send_text(&alice, &room, "t2", "two");
+    send_text(&alice, &room, "t3", "three");
     let page = messages(&alice, &room, "dir=b&limit=2");
     assert_eq!(bodies(&page), ["three", "two"]);
     let end = page["end"].as_str().expect("end token");
@@ -155,9 +137,9 @@ fn send_is_idempotent_per_transaction_and_messages_page_both_ways() {
 
 #[test]
 fn membership_flow_invite_join_kick_ban() {
-    let (alice, _) = user("alice");
-    let (bob, bob_id) = user("bob");
-    let room = create(&alice, json!({"preset": "private_chat"}));
+    let (alice, _) = new_user("alice");
+    let (bob, bob_id) = new_user("bob");
+    let room = create_room(&alice, json!({"preset": "private_chat"}));
     let r = enc(&room);
     // Private: bob cannot join uninvited, cannot read.
     bob.post(&format!("/_matrix/client/v3/rooms/{r}/join"), &json!({}))
@@ -172,7 +154,7 @@ fn membership_flow_invite_join_kick_ban() {
         .expect(200);
     bob.post(&format!("/_matrix/client/v3/join/{r}"), &json!({}))
         .expect(200);
-    send(&bob, &room, "b1", "hi from bob");
+    send_text(&bob, &room, "b1", "hi from bob");
     let members = alice
         .get(&format!("/_matrix/client/v3/rooms/{r}/joined_members"))
         .expect(200);
@@ -231,10 +213,10 @@ fn membership_flow_invite_join_kick_ban() {
 
 #[test]
 fn public_rooms_aliases_and_leave() {
-    let (alice, _) = user("alice");
-    let (bob, _) = user("bob");
+    let (alice, _) = new_user("alice");
+    let (bob, _) = new_user("bob");
     let local = unique("lobby");
-    let room = create(
+    let room = create_room(
         &alice,
         json!({"visibility": "public", "room_alias_name": local, "name": "Public"}),
     );
@@ -275,9 +257,9 @@ fn public_rooms_aliases_and_leave() {
 
 #[test]
 fn state_permissions_and_unknown_rooms() {
-    let (alice, _) = user("alice");
-    let (bob, _) = user("bob");
-    let room = create(&alice, json!({"preset": "public_chat"}));
+    let (alice, _) = new_user("alice");
+    let (bob, _) = new_user("bob");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
     let r = enc(&room);
     bob.post(&format!("/_matrix/client/v3/rooms/{r}/join"), &json!({}))
         .expect(200);
@@ -314,7 +296,7 @@ fn state_permissions_and_unknown_rooms() {
         .get("/_matrix/client/v3/rooms/nope/state")
         .expect_err(400, "M_INVALID_PARAM");
     // Redaction by the sender.
-    let ev = send(&bob, &room, "r1", "oops");
+    let ev = send_text(&bob, &room, "r1", "oops");
     bob.put(
         &format!("/_matrix/client/v3/rooms/{r}/redact/{}/red1", enc(&ev)),
         &json!({"reason": "typo"}),

@@ -8,14 +8,6 @@ use serde_json::{json, Value};
 
 use crate::harness::{create_room, enc, new_user, shared, unique, Client};
 
-fn user(name: &str) -> (Client, String) {
-    new_user(name)
-}
-
-fn create(c: &Client, body: Value) -> String {
-    create_room(c, body)
-}
-
 fn all_messages(c: &Client, room: &str) -> Vec<Value> {
     let page = c
         .get(&format!(
@@ -28,11 +20,11 @@ fn all_messages(c: &Client, room: &str) -> Vec<Value> {
 
 #[test]
 fn concurrent_senders_lose_and_duplicate_nothing() {
-    let (alice, _) = user("alice");
-    let room = create(&alice, json!({"preset": "public_chat"}));
+    let (alice, _) = new_user("alice");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
     let mut senders = vec![alice.clone()];
     for _ in 0..3 {
-        let (c, _) = user("sender");
+        let (c, _) = new_user("sender");
         c.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
             .expect(200);
         senders.push(c);
@@ -97,8 +89,8 @@ fn concurrent_senders_lose_and_duplicate_nothing() {
 
 #[test]
 fn profile_changes_reach_joined_rooms() {
-    let (alice, alice_id) = user("alice");
-    let room = create(&alice, json!({}));
+    let (alice, alice_id) = new_user("alice");
+    let room = create_room(&alice, json!({}));
     alice
         .put(
             &format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice_id)),
@@ -118,10 +110,10 @@ fn profile_changes_reach_joined_rooms() {
 
 #[test]
 fn canonical_alias_must_point_to_the_room() {
-    let (alice, _) = user("alice");
+    let (alice, _) = new_user("alice");
     let local = unique("canon");
-    let room = create(&alice, json!({"room_alias_name": local}));
-    let other = create(&alice, json!({}));
+    let room = create_room(&alice, json!({"room_alias_name": local}));
+    let other = create_room(&alice, json!({}));
     let alias = format!("#{local}:{}", shared().server_name);
     let path = |r: &str| {
         format!(
@@ -143,10 +135,10 @@ fn canonical_alias_must_point_to_the_room() {
 
 #[test]
 fn lazy_loaded_members_and_directory_search() {
-    let (alice, alice_id) = user("alice");
-    let (bob, bob_id) = user("bob");
+    let (alice, alice_id) = new_user("alice");
+    let (bob, bob_id) = new_user("bob");
     let name = unique("Searchable");
-    let room = create(&alice, json!({"visibility": "public", "name": name}));
+    let room = create_room(&alice, json!({"visibility": "public", "name": name}));
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
         .expect(200);
     bob.put(
@@ -186,9 +178,9 @@ fn lazy_loaded_members_and_directory_search() {
 
 #[test]
 fn joined_history_hides_what_happened_before_joining() {
-    let (alice, _) = user("alice");
-    let (bob, bob_id) = user("bob");
-    let room = create(
+    let (alice, _) = new_user("alice");
+    let (bob, bob_id) = new_user("bob");
+    let room = create_room(
         &alice,
         json!({"initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}]}),
     );
@@ -226,10 +218,10 @@ fn joined_history_hides_what_happened_before_joining() {
 
 #[test]
 fn upgrade_tombstones_the_old_room_and_carries_state_over() {
-    let (alice, _) = user("alice");
-    let (bob, _) = user("bob");
+    let (alice, _) = new_user("alice");
+    let (bob, _) = new_user("bob");
     let local = unique("upg");
-    let old = create(
+    let old = create_room(
         &alice,
         json!({"room_version": "11", "preset": "public_chat", "name": "Old name", "topic": "T", "room_alias_name": local}),
     );

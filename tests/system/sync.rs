@@ -6,25 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{create_room, enc, new_user, shared, unique, Client};
-
-fn user(name: &str) -> (Client, String) {
-    new_user(name)
-}
-
-fn create(c: &Client, body: Value) -> String {
-    create_room(c, body)
-}
-
-fn send(c: &Client, room: &str, txn: &str, body: &str) -> String {
-    let resp = c
-        .put(
-            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room)),
-            &json!({"msgtype": "m.text", "body": body}),
-        )
-        .expect(200);
-    resp["event_id"].as_str().expect("event_id").to_owned()
-}
+use crate::harness::{create_room, enc, new_user, send_text, shared, unique, Client};
 
 fn join(c: &Client, room: &str) {
     c.post(
@@ -95,9 +77,9 @@ fn collect_until(c: &Client, since: &str, room: &str, want: usize) -> (Vec<Strin
 
 #[test]
 fn initial_sync_shows_joined_rooms_with_state_and_timeline() {
-    let (alice, alice_id) = user("alice");
-    let room = create(&alice, json!({"name": "Sync room", "topic": "t"}));
-    send(&alice, &room, "t1", "hello");
+    let (alice, alice_id) = new_user("alice");
+    let room = create_room(&alice, json!({"name": "Sync room", "topic": "t"}));
+    send_text(&alice, &room, "t1", "hello");
     let body = sync(&alice, None, "");
     let joined = &body["rooms"]["join"][&room];
     assert!(joined.is_object(), "room missing: {body}");
@@ -146,9 +128,9 @@ fn initial_sync_shows_joined_rooms_with_state_and_timeline() {
 
 #[test]
 fn long_poll_wakes_on_each_message_exactly_once_in_order() {
-    let (alice, _) = user("alice");
-    let (bob, _) = user("bob");
-    let room = create(&alice, json!({"preset": "public_chat"}));
+    let (alice, _) = new_user("alice");
+    let (bob, _) = new_user("bob");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
     join(&bob, &room);
     let mut token = next(&sync(&alice, None, ""));
     let mut seen = Vec::new();
@@ -163,7 +145,7 @@ fn long_poll_wakes_on_each_message_exactly_once_in_order() {
             })
         };
         std::thread::sleep(Duration::from_millis(300));
-        send(&bob, &room, &format!("m{i}"), &format!("message {i}"));
+        send_text(&bob, &room, &format!("m{i}"), &format!("message {i}"));
         let (body, took) = waiting.join().expect("sync thread");
         assert!(took < Duration::from_secs(5), "long-poll took {took:?}");
         assert_forward(&token, &next(&body));
@@ -172,7 +154,7 @@ fn long_poll_wakes_on_each_message_exactly_once_in_order() {
     }
     // Several at once, then read back.
     for i in 5..10 {
-        send(&bob, &room, &format!("m{i}"), &format!("message {i}"));
+        send_text(&bob, &room, &format!("m{i}"), &format!("message {i}"));
     }
     let (more, _) = collect_until(&alice, &token, &room, 5);
     seen.extend(more);
@@ -184,11 +166,11 @@ fn long_poll_wakes_on_each_message_exactly_once_in_order() {
 fn concurrent_senders_reach_a_random_reader_once_in_order() {
     const SENDERS: usize = 4;
     const EACH: usize = 100;
-    let (reader, _) = user("reader");
-    let room = create(&reader, json!({"preset": "public_chat"}));
+    let (reader, _) = new_user("reader");
+    let room = create_room(&reader, json!({"preset": "public_chat"}));
     let senders: Vec<Client> = (0..SENDERS)
         .map(|_| {
-            let (c, _) = user("sender");
+            let (c, _) = new_user("sender");
             join(&c, &room);
             c
         })
@@ -201,7 +183,7 @@ fn concurrent_senders_reach_a_random_reader_once_in_order() {
             let room = room.clone();
             std::thread::spawn(move || {
                 for i in 0..EACH {
-                    send(&c, &room, &format!("t{i}"), &format!("{s}:{i}"));
+                    send_text(&c, &room, &format!("t{i}"), &format!("{s}:{i}"));
                 }
             })
         })
@@ -260,14 +242,14 @@ fn concurrent_senders_reach_a_random_reader_once_in_order() {
 
 #[test]
 fn limited_timeline_paginates_from_prev_batch_and_keeps_state_across_the_gap() {
-    let (alice, _) = user("alice");
-    let (bob, _) = user("bob");
-    let room = create(&alice, json!({"preset": "public_chat"}));
+    let (alice, _) = new_user("alice");
+    let (bob, _) = new_user("bob");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
     join(&bob, &room);
     let filter = enc(r#"{"room":{"timeline":{"limit":3}}}"#);
     let token = next(&sync(&bob, None, &format!("filter={filter}")));
     for i in 0..6 {
-        send(&alice, &room, &format!("g{i}"), &format!("gap {i}"));
+        send_text(&alice, &room, &format!("g{i}"), &format!("gap {i}"));
     }
     alice
         .put(
@@ -276,7 +258,7 @@ fn limited_timeline_paginates_from_prev_batch_and_keeps_state_across_the_gap() {
         )
         .expect(200);
     for i in 6..9 {
-        send(&alice, &room, &format!("g{i}"), &format!("gap {i}"));
+        send_text(&alice, &room, &format!("g{i}"), &format!("gap {i}"));
     }
     std::thread::sleep(Duration::from_millis(300));
     let body = sync(&bob, Some(&token), &format!("filter={filter}&timeout=5000"));
@@ -311,9 +293,9 @@ fn limited_timeline_paginates_from_prev_batch_and_keeps_state_across_the_gap() {
 
 #[test]
 fn invites_and_leaves_have_their_sections() {
-    let (alice, _) = user("alice");
-    let (bob, bob_id) = user("bob");
-    let room = create(&alice, json!({"preset": "private_chat", "name": "Secret"}));
+    let (alice, _) = new_user("alice");
+    let (bob, bob_id) = new_user("bob");
+    let room = create_room(&alice, json!({"preset": "private_chat", "name": "Secret"}));
     let token = next(&sync(&bob, None, ""));
     alice
         .post(
@@ -344,14 +326,14 @@ fn invites_and_leaves_have_their_sections() {
         has_create(&r["state"]["events"]) || has_create(&r["timeline"]["events"]),
         "full state on join: {r}"
     );
-    send(&alice, &room, "x1", "before leave");
+    send_text(&alice, &room, "x1", "before leave");
     let t2 = next(&sync(&bob, Some(&next(&joined)), "timeout=5000"));
     bob.post(
         &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
         &json!({}),
     )
     .expect(200);
-    send(&alice, &room, "x2", "after leave");
+    send_text(&alice, &room, "x2", "after leave");
     let left = sync(&bob, Some(&t2), "timeout=5000");
     let leave = &left["rooms"]["leave"][&room];
     let events = leave["timeline"]["events"].as_array().expect("leave timeline");
@@ -381,13 +363,13 @@ fn invites_and_leaves_have_their_sections() {
 
 #[test]
 fn filters_select_events_and_lazy_load_members() {
-    let (alice, alice_id) = user("alice");
-    let (bob, bob_id) = user("bob");
-    let (carol, carol_id) = user("carol");
-    let room = create(&alice, json!({"preset": "public_chat"}));
+    let (alice, alice_id) = new_user("alice");
+    let (bob, bob_id) = new_user("bob");
+    let (carol, carol_id) = new_user("carol");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
     join(&bob, &room);
     join(&carol, &room);
-    send(&bob, &room, "b1", "from bob");
+    send_text(&bob, &room, "b1", "from bob");
     alice
         .put(
             &format!("/_matrix/client/v3/rooms/{}/send/m.reaction/r1", enc(&room)),
@@ -452,8 +434,8 @@ fn filters_select_events_and_lazy_load_members() {
 
 #[test]
 fn to_device_is_delivered_until_acknowledged_then_gone() {
-    let (alice, _) = user("alice");
-    let (bob, bob_id) = user("bob");
+    let (alice, _) = new_user("alice");
+    let (bob, bob_id) = new_user("bob");
     let t0 = next(&sync(&bob, None, ""));
     let msg = json!({"messages": {bob_id.clone(): {"*": {"secret": 42}}}});
     alice
@@ -494,9 +476,9 @@ fn to_device_is_delivered_until_acknowledged_then_gone() {
 
 #[test]
 fn typing_receipts_and_unread_counts_appear() {
-    let (alice, alice_id) = user("alice");
-    let (bob, bob_id) = user("bob");
-    let room = create(&alice, json!({"preset": "public_chat"}));
+    let (alice, alice_id) = new_user("alice");
+    let (bob, bob_id) = new_user("bob");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
     join(&bob, &room);
     let t0 = next(&sync(&alice, None, ""));
     let r = enc(&room);
@@ -522,8 +504,8 @@ fn typing_receipts_and_unread_counts_appear() {
         .expect("m.typing after expiry");
     assert_eq!(typing["content"]["user_ids"], json!([]));
     // Unread counts, then a receipt resets them.
-    let ev1 = send(&bob, &room, "u1", "hello there");
-    let ev2 = send(
+    let ev1 = send_text(&bob, &room, "u1", "hello there");
+    let ev2 = send_text(
         &bob,
         &room,
         &unique("u"),
@@ -609,7 +591,7 @@ fn typing_receipts_and_unread_counts_appear() {
 
 #[test]
 fn account_data_and_presence() {
-    let (alice, alice_id) = user("alice");
+    let (alice, alice_id) = new_user("alice");
     let t0 = next(&sync(&alice, None, ""));
     let waiting = {
         let alice = alice.clone();
@@ -658,7 +640,7 @@ fn account_data_and_presence() {
     alice
         .put(&p, &json!({"presence": "dancing"}))
         .expect_err(400, "M_INVALID_PARAM");
-    let (bob, _) = user("bob");
+    let (bob, _) = new_user("bob");
     bob.put(&p, &json!({"presence": "online"}))
         .expect_err(403, "M_FORBIDDEN");
     let _ = shared();
