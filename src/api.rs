@@ -37,6 +37,10 @@ pub async fn handle(ctx: &Ctx, req: HttpRequest) -> HttpResponse {
             }
         }
     };
+    let response = match ctx.timings.header() {
+        Some(value) => response.with_header("Server-Timing", &value),
+        None => response,
+    };
     with_cors(&req.path, response)
 }
 

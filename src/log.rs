@@ -28,7 +28,30 @@ pub enum LogRecord {
         /// so consumers never recompute state.
         #[serde(default)]
         state: Vec<StateChange>,
+        /// Set at publication when the room had already delivered this record's notes
+        /// to every local user's stream (the direct wake-up succeeded): the consumer
+        /// then only projects, with no second fan-out.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        delivered: bool,
     },
+}
+
+impl LogRecord {
+    /// The record as published: marked delivered when the room's direct fan-out
+    /// covered it.
+    pub fn published(payload: &str, delivered: bool) -> String {
+        if !delivered {
+            return payload.to_owned();
+        }
+        match serde_json::from_str::<LogRecord>(payload) {
+            Ok(mut record) => {
+                let LogRecord::Event { delivered, .. } = &mut record;
+                *delivered = true;
+                serde_json::to_string(&record).unwrap_or_else(|_| payload.to_owned())
+            }
+            Err(_) => payload.to_owned(),
+        }
+    }
 }
 
 /// One current-state entry that changed.
@@ -63,7 +86,13 @@ pub async fn consume(
         match serde_json::from_str::<LogRecord>(&body) {
             Ok(record) => match project(&db, &config.server_name, &record).await {
                 Ok(()) => {
-                    let LogRecord::Event { room_id, .. } = &record;
+                    let LogRecord::Event {
+                        room_id, delivered, ..
+                    } = &record;
+                    if *delivered {
+                        message.ack();
+                        continue;
+                    }
                     if !members.contains_key(room_id) {
                         match crate::storage::rooms::joined_members(&db, room_id).await {
                             Ok(joined) => {
@@ -170,8 +199,16 @@ mod tests {
                     membership: None,
                 },
             ],
+            delivered: false,
         };
         let text = serde_json::to_string(&record).expect("json");
+        assert!(!text.contains("delivered"));
+        let marked = LogRecord::published(&text, true);
+        assert!(matches!(
+            serde_json::from_str::<LogRecord>(&marked),
+            Ok(LogRecord::Event { delivered: true, .. })
+        ));
+        assert_eq!(LogRecord::published(&text, false), text);
         assert!(text.contains("\"v\":\"1\""));
         let back: LogRecord = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, record);

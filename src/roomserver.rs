@@ -19,7 +19,6 @@ pub mod sync_slice;
 
 use std::collections::BTreeMap;
 
-use futures_util::future::join;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::api::http::HttpResponse;
@@ -74,7 +73,7 @@ impl DurableObject for Room {
                 let answer = self.answer(request);
                 let notes = match (&answer, kind) {
                     (Ok(value), Some(kind)) => self.notes(value, kind),
-                    _ => BTreeMap::new(),
+                    _ => (BTreeMap::new(), 0),
                 };
                 if writes {
                     // A safety net first: if this isolate dies before the publish below
@@ -89,21 +88,28 @@ impl DurableObject for Room {
                     errcode: "M_BAD_JSON".into(),
                     error: format!("bad room request: {e}"),
                 }),
-                BTreeMap::new(),
+                (BTreeMap::new(), 0),
                 false,
             ),
         };
-        // After the synchronous section, without holding the answer back: publish what
-        // it wrote to the log, and wake the members' streams directly (the log consumer
-        // delivers the same notes again; both are idempotent).
+        let (notes, covered) = notes;
+        // After the synchronous section, without holding the answer back: wake the
+        // members' streams directly, then publish what the section wrote to the log.
+        // Records whose notes were all delivered are marked so, and the consumer skips
+        // its own fan-out for them; otherwise it delivers them (idempotently).
         let storage = self.state.storage();
         let queue = self.env.queue(env::ROOM_LOG).ok();
         let env = self.env.clone();
         self.state.wait_until(async move {
-            let (_, woken) = join(flush_outbox(storage, queue), users::notify_all(&env, notes)).await;
-            if woken.is_err() {
+            let delivered_up_to = if notes.is_empty() {
+                0
+            } else if users::notify_all(&env, notes).await.is_ok() {
+                covered
+            } else {
                 platform::log_error("room: direct sync notification failed; the log will deliver");
-            }
+                0
+            };
+            flush_outbox(storage, queue, delivered_up_to).await;
         });
         if typing {
             self.schedule_typing_expiry().await;
@@ -122,7 +128,7 @@ impl DurableObject for Room {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        flush_outbox(self.state.storage(), self.env.queue(env::ROOM_LOG).ok()).await;
+        flush_outbox(self.state.storage(), self.env.queue(env::ROOM_LOG).ok(), 0).await;
         // Typing that timed out: tell the members' streams.
         let notes = self.expire_typing();
         if !notes.is_empty() && users::notify_all(&self.env, notes).await.is_err() {
@@ -167,29 +173,38 @@ impl Room {
     }
 
     /// The notes a successful request produces for local users' streams: the log
-    /// records it wrote (any still in the outbox), or its typing/receipt serial.
-    fn notes(&self, answer: &serde_json::Value, kind: NoteKind) -> BTreeMap<String, Vec<Note>> {
+    /// records it wrote (any still in the outbox), or its typing/receipt serial. Also
+    /// the last outbox position the notes cover (0 for none).
+    fn notes(&self, answer: &serde_json::Value, kind: NoteKind) -> (BTreeMap<String, Vec<Note>>, i64) {
         let mut out = BTreeMap::new();
         let Some(server_name) = self.server_name() else {
-            return out;
+            return (out, 0);
         };
         let db = DoSql(self.state.storage().sql());
         let Ok(mut room) = engine::Engine::open(&db, &self.cache) else {
-            return out;
+            return (out, 0);
         };
         let joined = local_joined(&mut room, &server_name);
         if kind != NoteKind::Event {
             return match answer["serial"].as_i64() {
-                Some(serial) => fanout::ephemeral_notes(room.info.room_id.as_str(), kind, serial, &joined),
-                None => out,
+                Some(serial) => (
+                    fanout::ephemeral_notes(room.info.room_id.as_str(), kind, serial, &joined),
+                    0,
+                ),
+                None => (out, 0),
             };
         }
-        for (_, payload) in store::outbox(&db, 100).unwrap_or_default() {
-            if let Ok(record) = serde_json::from_str::<LogRecord>(&payload) {
-                fanout::notes_for(&record, &joined, &server_name, &mut out);
+        let mut covered = 0;
+        for (pos, payload) in store::outbox(&db, 100).unwrap_or_default() {
+            match serde_json::from_str::<LogRecord>(&payload) {
+                Ok(record) => {
+                    fanout::notes_for(&record, &joined, &server_name, &mut out);
+                    covered = pos;
+                }
+                Err(_) => break,
             }
         }
-        out
+        (out, covered)
     }
 
     /// Drops expired typing entries; the notes for members if any expired.
@@ -230,8 +245,9 @@ impl Room {
 
 /// Sends pending outbox records to the Queue and deletes them once sent. On failure
 /// an alarm retries (invariant 4: nothing is lost between the room and the log).
-/// Records may be sent twice (consumers are idempotent), never lost.
-async fn flush_outbox(storage: worker::Storage, queue: Option<worker::Queue>) {
+/// Records may be sent twice (consumers are idempotent), never lost. Records at or
+/// below `delivered_up_to` are published marked as already fanned out.
+async fn flush_outbox(storage: worker::Storage, queue: Option<worker::Queue>, delivered_up_to: i64) {
     let db = DoSql(storage.sql());
     loop {
         let pending = match store::outbox(&db, 100) {
@@ -244,7 +260,10 @@ async fn flush_outbox(storage: worker::Storage, queue: Option<worker::Queue>) {
         let sent = match &queue {
             Some(queue) => {
                 // Each message is the record's JSON text.
-                let batch: Vec<String> = pending.iter().map(|(_, payload)| payload.clone()).collect();
+                let batch: Vec<String> = pending
+                    .iter()
+                    .map(|(pos, payload)| LogRecord::published(payload, *pos <= delivered_up_to))
+                    .collect();
                 queue.send_batch(batch).await.is_ok()
             }
             None => false,

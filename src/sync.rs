@@ -19,15 +19,24 @@ use futures_util::future::{select, Either};
 use serde_json::{json, Value};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
+use crate::sync::protocol::{Note, NoteKind};
+
 use crate::api::http::HttpResponse;
 use crate::platform::sql::DoSql;
 use crate::storage::sql::SqlError;
 use protocol::{SyncPlan, UserRequest};
 
+/// A user with no /sync running for this long goes offline (longer than the longest
+/// long-poll, so a client that keeps syncing stays online).
+pub const OFFLINE_AFTER_MS: u64 = 120_000;
+
 /// The User Durable Object (binding `USERS`).
 #[durable_object]
 pub struct User {
     state: State,
+    env: Env,
+    /// Whether an alarm is set to time out an online presence.
+    alarm_set: Cell<bool>,
     /// Long-polls waiting for the next note.
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
     /// Whether the schema was applied in this instance.
@@ -39,9 +48,11 @@ fn failure(status: u16, errcode: &str, error: &str) -> HttpResponse {
 }
 
 impl DurableObject for User {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         Self {
             state,
+            env,
+            alarm_set: Cell::new(false),
             waiters: RefCell::new(Vec::new()),
             ready: Cell::new(false),
         }
@@ -61,6 +72,29 @@ impl DurableObject for User {
         };
         crate::platform::http::to_worker(response)
     }
+
+    /// Presence time-out: a user online with no /sync for `OFFLINE_AFTER_MS` goes
+    /// offline, and the users sharing a room hear of it.
+    async fn alarm(&self) -> Result<Response> {
+        self.alarm_set.set(false);
+        let db = self.db().map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let now = crate::platform::now_ms();
+        if let Ok(Some((presence, last_active))) = stream::presence_state(&db) {
+            if presence != "offline" {
+                let idle = now.saturating_sub(last_active);
+                if idle >= OFFLINE_AFTER_MS && self.waiters.borrow().is_empty() {
+                    let user_id = stream::own_user_id(&db).unwrap_or_default();
+                    if let Ok(Some(change)) = stream::touch_presence(&db, "offline", now) {
+                        self.fan_out_presence(user_id, change);
+                    }
+                } else {
+                    self.schedule_offline(OFFLINE_AFTER_MS.saturating_sub(idle).max(1_000))
+                        .await;
+                }
+            }
+        }
+        Response::ok("")
+    }
 }
 
 impl User {
@@ -71,6 +105,47 @@ impl User {
             self.ready.set(true);
         }
         Ok(db)
+    }
+
+    /// Tells the users sharing a room (and the user) of a presence change, after the
+    /// answer: one D1 read and one note per user, only when presence changes.
+    fn fan_out_presence(&self, user_id: String, change: stream::PresenceChange) {
+        if user_id.is_empty() {
+            return;
+        }
+        let env = self.env.clone();
+        self.state.wait_until(async move {
+            let mates = match crate::storage::Db::open(&env) {
+                Ok(db) => crate::storage::rooms::room_mates(&db, &user_id).await,
+                Err(e) => Err(e),
+            };
+            let Ok(mates) = mates else {
+                crate::platform::log_error("user: presence fan-out: room mates lookup failed");
+                return;
+            };
+            let note = Note {
+                room_id: user_id.clone(),
+                kind: NoteKind::Presence,
+                pos: change.serial,
+                membership: None,
+                content: Some(change.content),
+            };
+            let notes = mates.into_iter().map(|m| (m, vec![note.clone()])).collect();
+            if crate::platform::users::notify_all(&env, notes).await.is_err() {
+                crate::platform::log_error("user: presence fan-out failed for some users");
+            }
+        });
+    }
+
+    /// Sets the presence time-out alarm unless one is set.
+    async fn schedule_offline(&self, after_ms: u64) {
+        if self.alarm_set.get() {
+            return;
+        }
+        let after = i64::try_from(after_ms).unwrap_or(i64::MAX);
+        if self.state.storage().set_alarm(after).await.is_ok() {
+            self.alarm_set.set(true);
+        }
     }
 
     fn wake(&self) {
@@ -92,7 +167,20 @@ impl User {
                 since,
                 timeout_ms,
                 filter_id,
+                user_id,
+                set_presence,
+                now_ms,
             } => {
+                // Syncing is activity: online unless the client said otherwise.
+                let presence = set_presence.as_deref().unwrap_or("online");
+                if presence != "offline" && !user_id.is_empty() {
+                    let db = self.db()?;
+                    stream::remember_user_id(&db, &user_id)?;
+                    if let Some(change) = stream::touch_presence(&db, presence, now_ms)? {
+                        self.fan_out_presence(user_id.clone(), change);
+                    }
+                    self.schedule_offline(OFFLINE_AFTER_MS).await;
+                }
                 let filter = match &filter_id {
                     Some(id) => match stream::get_filter(&self.db()?, id)? {
                         Some(f) => Some(f),
@@ -128,8 +216,18 @@ impl User {
                 presence,
                 status_msg,
                 now_ms,
+                user_id,
             } => {
-                stream::set_presence(&self.db()?, &presence, status_msg.as_deref(), now_ms)?;
+                let db = self.db()?;
+                if !user_id.is_empty() {
+                    stream::remember_user_id(&db, &user_id)?;
+                }
+                if let Some(change) = stream::set_presence(&db, &presence, status_msg.as_deref(), now_ms)? {
+                    self.fan_out_presence(user_id, change);
+                }
+                if presence != "offline" {
+                    self.schedule_offline(OFFLINE_AFTER_MS).await;
+                }
                 Ok(Some(json!({})))
             }
             UserRequest::GetPresence { now_ms } => Ok(Some(stream::get_presence(&self.db()?, now_ms)?)),
@@ -145,7 +243,7 @@ impl User {
     ) -> std::result::Result<SyncPlan, SqlError> {
         let deadline = crate::platform::now_ms().saturating_add(timeout_ms);
         loop {
-            let plan = stream::plan(&self.db()?, device_id, since)?;
+            let plan = stream::plan(&self.db()?, device_id, since, crate::platform::now_ms())?;
             let now = crate::platform::now_ms();
             if since.is_none() || !plan.is_empty() || now >= deadline {
                 return Ok(plan);
@@ -155,7 +253,7 @@ impl User {
             let delay = worker::Delay::from(Duration::from_millis(deadline - now));
             if let Either::Right(_) = select(rx, Box::pin(delay)).await {
                 // Timed out: one last look, then answer.
-                return stream::plan(&self.db()?, device_id, since);
+                return stream::plan(&self.db()?, device_id, since, crate::platform::now_ms());
             }
         }
     }

@@ -30,6 +30,7 @@ pub fn notes_for(
             kind: NoteKind::Event,
             pos,
             membership: None,
+            content: None,
         });
     }
     for (user, membership, _) in changed {
@@ -38,6 +39,7 @@ pub fn notes_for(
             kind: NoteKind::Event,
             pos,
             membership: Some(membership.to_owned()),
+            content: None,
         });
     }
 }
@@ -59,6 +61,7 @@ pub fn ephemeral_notes(
                     kind,
                     pos: serial,
                     membership: None,
+                    content: None,
                 }],
             )
         })
@@ -86,6 +89,7 @@ mod tests {
                 event_id: Some("$e".into()),
                 membership: Some("leave".into()),
             }],
+            delivered: false,
         };
         let mut out = BTreeMap::new();
         notes_for(&record, &["@a:hs".into()], "hs", &mut out);

@@ -85,12 +85,16 @@ pub type StatePdus = HashMap<(StateEventType, String), Pdu>;
 pub struct Cache {
     /// Events by id, for the auth and state-resolution fetches.
     by_id: RefCell<HashMap<String, Pdu>>,
+    /// Events by nid, for state maps (redactions replace their entry).
+    by_nid: RefCell<HashMap<i64, Pdu>>,
     /// Loaded state groups (a group never changes once written).
     groups: RefCell<HashMap<i64, Arc<StateNids>>>,
     /// Event id → the state group after it.
     after: RefCell<HashMap<String, i64>>,
     /// The room's head: stream position, current state group, forward extremities.
     head: RefCell<Option<Head>>,
+    /// The room's identity (never changes once the room exists).
+    info: RefCell<Option<RoomInfo>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -108,9 +112,11 @@ impl Cache {
     /// Forgets everything (after a failed request, whose writes may be partial).
     pub fn clear(&self) {
         self.by_id.borrow_mut().clear();
+        self.by_nid.borrow_mut().clear();
         self.groups.borrow_mut().clear();
         self.after.borrow_mut().clear();
         *self.head.borrow_mut() = None;
+        *self.info.borrow_mut() = None;
     }
 }
 
@@ -120,7 +126,7 @@ pub struct Engine<'a> {
     pub db: &'a dyn Sql,
     pub info: RoomInfo,
     /// Events read or written by this engine, by nid.
-    pdus: HashMap<i64, Pdu>,
+    pdus: &'a RefCell<HashMap<i64, Pdu>>,
     by_id: &'a RefCell<HashMap<String, Pdu>>,
     groups: &'a RefCell<HashMap<i64, Arc<StateNids>>>,
     after: &'a RefCell<HashMap<String, i64>>,
@@ -145,11 +151,19 @@ pub fn room_info(db: &dyn Sql) -> Result<Option<RoomInfo>, RoomError> {
 impl<'a> Engine<'a> {
     /// Opens the room stored in `db`.
     pub fn open(db: &'a dyn Sql, cache: &'a Cache) -> Result<Self, RoomError> {
-        let info = room_info(db)?.ok_or(RoomError::NoRoom)?;
+        let cached = cache.info.borrow().clone();
+        let info = match cached {
+            Some(info) => info,
+            None => {
+                let info = room_info(db)?.ok_or(RoomError::NoRoom)?;
+                *cache.info.borrow_mut() = Some(info.clone());
+                info
+            }
+        };
         Ok(Self {
             db,
             info,
-            pdus: HashMap::new(),
+            pdus: &cache.by_nid,
             by_id: &cache.by_id,
             groups: &cache.groups,
             after: &cache.after,
@@ -177,7 +191,7 @@ impl<'a> Engine<'a> {
                 version,
                 rules,
             },
-            pdus: HashMap::new(),
+            pdus: &cache.by_nid,
             by_id: &cache.by_id,
             groups: &cache.groups,
             after: &cache.after,
@@ -205,14 +219,14 @@ impl<'a> Engine<'a> {
 
     /// An event by nid (cached for the life of this engine).
     pub fn pdu_by_nid(&mut self, nid: i64) -> Result<Option<Pdu>, RoomError> {
-        if let Some(p) = self.pdus.get(&nid) {
+        if let Some(p) = self.pdus.borrow().get(&nid) {
             return Ok(Some(p.clone()));
         }
         let Some(row) = store::event_by_nid(self.db, nid)? else {
             return Ok(None);
         };
         let pdu = self.pdu_from_row(&row)?;
-        self.pdus.insert(nid, pdu.clone());
+        self.keep(nid, pdu.clone());
         Ok(Some(pdu))
     }
 
@@ -221,11 +235,12 @@ impl<'a> Engine<'a> {
         let Some(row) = store::event_by_id(self.db, event_id)? else {
             return Ok(None);
         };
-        let pdu = match self.pdus.get(&row.nid) {
-            Some(p) => p.clone(),
+        let cached = self.pdus.borrow().get(&row.nid).cloned();
+        let pdu = match cached {
+            Some(p) => p,
             None => {
                 let p = self.pdu_from_row(&row)?;
-                self.pdus.insert(row.nid, p.clone());
+                self.keep(row.nid, p.clone());
                 p
             }
         };
@@ -236,18 +251,21 @@ impl<'a> Engine<'a> {
     fn state_pdus(&mut self, state: &StateNids) -> Result<StatePdus, RoomError> {
         let missing: Vec<i64> = state
             .values()
-            .filter(|n| !self.pdus.contains_key(n))
+            .filter(|n| !self.pdus.borrow().contains_key(n))
             .copied()
             .collect();
+        let mut loaded = HashMap::with_capacity(missing.len());
         for row in store::events_by_nids(self.db, &missing)? {
             let pdu = self.pdu_from_row(&row)?;
-            self.pdus.insert(row.nid, pdu);
+            loaded.insert(row.nid, pdu.clone());
+            self.keep(row.nid, pdu);
         }
+        let cached = self.pdus.borrow();
         let mut out = HashMap::with_capacity(state.len());
         for ((t, k), nid) in state {
-            let pdu = self
-                .pdus
+            let pdu = loaded
                 .get(nid)
+                .or_else(|| cached.get(nid))
                 .cloned()
                 .ok_or_else(|| RoomError::Corrupt(format!("state event {nid}")))?;
             out.insert((StateEventType::from(t.as_str()), k.clone()), pdu);
@@ -372,7 +390,16 @@ impl<'a> Engine<'a> {
         }
         cache.insert(pdu.event_id().as_str().to_owned(), pdu.clone());
         drop(cache);
-        self.pdus.insert(nid, pdu.clone());
+        self.keep(nid, pdu.clone());
+    }
+
+    /// Keeps an event by nid across requests (bounded like the other caches).
+    fn keep(&self, nid: i64, pdu: Pdu) {
+        let mut cache = self.pdus.borrow_mut();
+        if cache.len() >= MAX_CACHED_EVENTS {
+            cache.clear();
+        }
+        cache.insert(nid, pdu);
     }
 
     // ---- input ----
@@ -622,6 +649,7 @@ impl<'a> Engine<'a> {
             state_key: pdu.state_key().map(str::to_owned),
             membership: membership_of(&pdu),
             state: changes,
+            delivered: false,
         };
         let payload = serde_json::to_string(&record).map_err(|e| RoomError::Corrupt(e.to_string()))?;
         store::push_outbox(self.db, stream_pos, &payload)?;

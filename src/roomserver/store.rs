@@ -90,7 +90,8 @@ pub struct NewEvent<'a> {
 }
 
 pub fn init(db: &dyn Sql) -> Result<(), SqlError> {
-    db.execute_batch(SCHEMA)
+    db.execute_batch(SCHEMA)?;
+    super::ephemeral::init(db)
 }
 
 pub fn meta(db: &dyn Sql, key: &str) -> Result<Option<String>, SqlError> {
@@ -212,6 +213,20 @@ pub fn events_after(db: &dyn Sql, from: i64, to: i64, limit: i64) -> Result<Vec<
 }
 
 /// Accepted events with a stream position below `before`, descending, at most `limit`.
+/// Accepted events with `after < stream_pos < before`, newest first, at most `limit`.
+pub fn events_between(db: &dyn Sql, after: i64, before: i64, limit: i64) -> Result<Vec<EventRow>, SqlError> {
+    db.query(
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_pos > ? AND stream_pos < ? AND status = 0 \
+             ORDER BY stream_pos DESC LIMIT ?"
+        ),
+        params![after, before, limit],
+    )?
+    .iter()
+    .map(event_row)
+    .collect()
+}
+
 pub fn events_before(db: &dyn Sql, before: i64, limit: i64) -> Result<Vec<EventRow>, SqlError> {
     db.query(
         &format!(

@@ -72,7 +72,6 @@ pub fn slice(
     device: Option<&str>,
     spec: &SliceSpec,
 ) -> Result<Value, RoomFailure> {
-    ephemeral::init(room.db).map_err(sql)?;
     let filter: RoomFilter = match &spec.filter {
         Some(f) => serde_json::from_value(f.clone()).map_err(|e| fail(400, "M_BAD_JSON", e.to_string()))?,
         None => RoomFilter::default(),
@@ -131,8 +130,11 @@ pub fn slice(
     let mut limited = false;
     let mut cursor = ceiling + 1;
     let mut scanned = 0usize;
+    // Rows come in batches just big enough to fill the timeline and see whether more
+    // match (more batches only when the filter or visibility drops events).
+    let batch = (limit as i64 + 1).min(100);
     'scan: loop {
-        let rows = store::events_before(room.db, cursor, 100).map_err(sql)?;
+        let rows = store::events_between(room.db, from, cursor, batch).map_err(sql)?;
         if rows.is_empty() {
             break;
         }

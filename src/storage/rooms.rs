@@ -72,6 +72,21 @@ pub async fn joined_members(db: &Db, room_id: &str) -> Result<Vec<String>> {
     Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
 
+/// The local users sharing a joined room with `user_id`, and the user themself (who
+/// hears of presence changes).
+pub async fn room_mates(db: &Db, user_id: &str) -> Result<Vec<String>> {
+    let rows: Vec<UserRow> = db
+        .all(
+            "SELECT ?1 AS user_id UNION \
+             SELECT m2.user_id FROM room_memberships m1 \
+               JOIN room_memberships m2 ON m2.room_id = m1.room_id AND m2.membership = 'join' \
+             WHERE m1.user_id = ?1 AND m1.membership = 'join'",
+            args![user_id],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.user_id).collect())
+}
+
 #[derive(Debug, Deserialize)]
 struct MembershipRow {
     membership: String,

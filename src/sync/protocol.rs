@@ -20,6 +20,12 @@ pub enum NoteKind {
     Typing,
     /// The user's account data changed; `pos` is its stream id, `room_id` is empty.
     AccountData,
+    /// A user who shares a room changed presence: `room_id` is that user's id, `pos`
+    /// their presence serial, `content` the new presence.
+    Presence,
+    /// Some device list the user follows changed (the changes themselves are in D1);
+    /// `room_id` is empty, `pos` a clock reading.
+    DeviceLists,
 }
 
 impl NoteKind {
@@ -29,6 +35,8 @@ impl NoteKind {
             NoteKind::Receipt => "receipt",
             NoteKind::Typing => "typing",
             NoteKind::AccountData => "account_data",
+            NoteKind::Presence => "presence",
+            NoteKind::DeviceLists => "device_lists",
         }
     }
 }
@@ -43,6 +51,10 @@ pub struct Note {
     /// The user's own membership after this event, when the event changed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub membership: Option<String>,
+    /// A presence note's content: `{presence, status_msg?, last_active, currently_active}`
+    /// with `last_active` in milliseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +70,15 @@ pub enum UserRequest {
         timeout_ms: u64,
         #[serde(default)]
         filter_id: Option<String>,
+        /// The syncing user (for presence fan-out).
+        #[serde(default)]
+        user_id: String,
+        /// `set_presence`: `online` (the default) or `unavailable` mark the user so;
+        /// `offline` leaves their presence alone.
+        #[serde(default)]
+        set_presence: Option<String>,
+        #[serde(default)]
+        now_ms: u64,
     },
     /// Queues to-device messages for this user's devices (`device id → content`).
     /// Idempotent per `(sender, sender_device, txn_id)` and device.
@@ -78,6 +99,9 @@ pub enum UserRequest {
         #[serde(default)]
         status_msg: Option<String>,
         now_ms: u64,
+        /// The user (for presence fan-out).
+        #[serde(default)]
+        user_id: String,
     },
     /// `{presence, last_active_ago, status_msg, currently_active}`.
     GetPresence { now_ms: u64 },
@@ -112,10 +136,21 @@ pub struct SyncPlan {
     /// The stored filter, when `filter_id` was given and found.
     #[serde(default)]
     pub filter: Option<Value>,
+    /// `m.presence` events of users sharing a room, changed since the token (all known
+    /// on an initial sync).
+    #[serde(default)]
+    pub presence: Vec<Value>,
+    /// Whether a followed device list changed since the token.
+    #[serde(default)]
+    pub device_lists: bool,
 }
 
 impl SyncPlan {
     pub fn is_empty(&self) -> bool {
-        self.rooms.is_empty() && self.to_device.is_empty() && !self.account_data
+        self.rooms.is_empty()
+            && self.to_device.is_empty()
+            && !self.account_data
+            && self.presence.is_empty()
+            && !self.device_lists
     }
 }

@@ -31,6 +31,12 @@ CREATE TABLE IF NOT EXISTS stream (
     room_pos INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stream_by_room ON stream (room_id, kind, pos);
+CREATE TABLE IF NOT EXISTS heads (
+    room_id  TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    room_pos INTEGER NOT NULL,
+    PRIMARY KEY (room_id, kind)
+);
 CREATE TABLE IF NOT EXISTS rooms (
     room_id    TEXT PRIMARY KEY,
     membership TEXT NOT NULL,
@@ -52,6 +58,15 @@ CREATE TABLE IF NOT EXISTS filters (
     id   INTEGER PRIMARY KEY,
     json TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS owner (
+    id      INTEGER PRIMARY KEY CHECK (id = 0),
+    user_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS presence_seen (
+    user_id TEXT PRIMARY KEY,
+    content TEXT NOT NULL,
+    pos     INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS presence (
     id          INTEGER PRIMARY KEY CHECK (id = 0),
     presence    TEXT NOT NULL,
@@ -64,7 +79,41 @@ CREATE TABLE IF NOT EXISTS presence (
 pub const TO_DEVICE_LIMIT: i64 = 100;
 
 pub fn init(db: &dyn Sql) -> Result<(), SqlError> {
-    db.execute_batch(SCHEMA)
+    db.execute_batch(SCHEMA)?;
+    // Streams written before `heads` existed: fill it once from the stream.
+    if counter(db, "heads_filled")? == 0 {
+        db.execute(
+            "INSERT OR IGNORE INTO heads (room_id, kind, room_pos) \
+             SELECT room_id, kind, MAX(room_pos) FROM stream GROUP BY room_id, kind",
+            params![],
+        )?;
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('heads_filled', 1) \
+             ON CONFLICT (key) DO UPDATE SET value = 1",
+            params![],
+        )?;
+    }
+    Ok(())
+}
+
+/// The latest `room_pos` of every `(room, kind)` in the stream (`heads` mirrors the
+/// stream's maxima, so this is one small read instead of a query per room and kind).
+fn heads(db: &dyn Sql) -> Result<BTreeMap<(String, String), i64>, SqlError> {
+    db.query("SELECT room_id, kind, room_pos FROM heads", params![])?
+        .iter()
+        .map(|r| Ok(((r.text(0)?.to_owned(), r.text(1)?.to_owned()), r.int(2)?)))
+        .collect()
+}
+
+fn head(db: &dyn Sql, room_id: &str, kind: NoteKind) -> Result<i64, SqlError> {
+    Ok(db
+        .query_opt(
+            "SELECT room_pos FROM heads WHERE room_id = ? AND kind = ?",
+            params![room_id, kind.as_str()],
+        )?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0))
 }
 
 fn counter(db: &dyn Sql, key: &str) -> Result<i64, SqlError> {
@@ -128,13 +177,26 @@ pub fn notify(db: &dyn Sql, notes: &[Note]) -> Result<bool, SqlError> {
                 )?;
             }
         }
-        let latest = room_pos_at(db, &note.room_id, note.kind, counter(db, "stream")?)?;
+        let latest = head(db, &note.room_id, note.kind)?;
         if note.pos > latest {
             let pos = next(db, "stream")?;
             db.execute(
                 "INSERT INTO stream (pos, room_id, kind, room_pos) VALUES (?, ?, ?, ?)",
                 params![pos, note.room_id.as_str(), note.kind.as_str(), note.pos],
             )?;
+            db.execute(
+                "INSERT INTO heads (room_id, kind, room_pos) VALUES (?, ?, ?) \
+                 ON CONFLICT (room_id, kind) DO UPDATE SET room_pos = excluded.room_pos",
+                params![note.room_id.as_str(), note.kind.as_str(), note.pos],
+            )?;
+            if note.kind == NoteKind::Presence {
+                let content = note.content.clone().unwrap_or_else(|| json!({}));
+                db.execute(
+                    "INSERT INTO presence_seen (user_id, content, pos) VALUES (?, ?, ?) \
+                     ON CONFLICT (user_id) DO UPDATE SET content = excluded.content, pos = excluded.pos",
+                    params![note.room_id.as_str(), content.to_string(), pos],
+                )?;
+            }
             moved = true;
         }
     }
@@ -142,8 +204,13 @@ pub fn notify(db: &dyn Sql, notes: &[Note]) -> Result<bool, SqlError> {
 }
 
 /// What a sync from `since` (or an initial sync) must send. Deletes the to-device
-/// messages `since` acknowledges.
-pub fn plan(db: &dyn Sql, device_id: &str, since: Option<SyncToken>) -> Result<SyncPlan, SqlError> {
+/// messages `since` acknowledges. `now_ms` dates presence (`last_active_ago`).
+pub fn plan(
+    db: &dyn Sql,
+    device_id: &str,
+    since: Option<SyncToken>,
+    now_ms: u64,
+) -> Result<SyncPlan, SqlError> {
     let now = counter(db, "stream")?;
     let base = since.unwrap_or_default();
     let at = base.stream;
@@ -160,12 +227,20 @@ pub fn plan(db: &dyn Sql, device_id: &str, since: Option<SyncToken>) -> Result<S
             .collect(),
         Some(_) => db
             .query(
-                "SELECT DISTINCT room_id FROM stream WHERE pos > ? AND room_id != '' ORDER BY room_id",
+                "SELECT DISTINCT room_id FROM stream WHERE pos > ? AND room_id != '' \
+                 AND kind IN ('event', 'receipt', 'typing') ORDER BY room_id",
                 params![at],
             )?
             .iter()
             .map(|r| r.text(0).map(str::to_owned))
             .collect::<Result<_, _>>()?,
+    };
+    let heads = heads(db)?;
+    let now_pos = |room_id: &str, kind: NoteKind| {
+        heads
+            .get(&(room_id.to_owned(), kind.as_str().to_owned()))
+            .copied()
+            .unwrap_or(0)
     };
     let mut rooms = Vec::with_capacity(room_ids.len());
     for room_id in room_ids {
@@ -178,7 +253,7 @@ pub fn plan(db: &dyn Sql, device_id: &str, since: Option<SyncToken>) -> Result<S
         } else {
             0
         };
-        let to = room_pos_at(db, &room_id, NoteKind::Event, now)?;
+        let to = now_pos(&room_id, NoteKind::Event);
         // Joined since the token: the room is new to the client.
         let full = since.is_none() || (membership == "join" && joined_pos > from);
         if full {
@@ -189,10 +264,9 @@ pub fn plan(db: &dyn Sql, device_id: &str, since: Option<SyncToken>) -> Result<S
         } else {
             room_pos_at(db, &room_id, NoteKind::Receipt, at)?
         };
-        let receipts_to = room_pos_at(db, &room_id, NoteKind::Receipt, now)?;
-        let typing = full
-            || room_pos_at(db, &room_id, NoteKind::Typing, now)?
-                > room_pos_at(db, &room_id, NoteKind::Typing, at)?;
+        let receipts_to = now_pos(&room_id, NoteKind::Receipt);
+        let typing =
+            full || now_pos(&room_id, NoteKind::Typing) > room_pos_at(db, &room_id, NoteKind::Typing, at)?;
         if !full && to <= from && receipts_to <= receipts_from && !typing {
             continue;
         }
@@ -222,8 +296,23 @@ pub fn plan(db: &dyn Sql, device_id: &str, since: Option<SyncToken>) -> Result<S
         let content: Value = serde_json::from_str(row.text(3)?).unwrap_or_else(|_| json!({}));
         to_device.push(json!({ "sender": row.text(1)?, "type": row.text(2)?, "content": content }));
     }
-    let account_data_pos = room_pos_at(db, "", NoteKind::AccountData, now)?;
+    let account_data_pos = now_pos("", NoteKind::AccountData);
     let account_data = since.is_none() || account_data_pos > base.account_data;
+    let mut presence = Vec::new();
+    for row in db.query(
+        "SELECT user_id, content FROM presence_seen WHERE pos > ? ORDER BY pos",
+        params![if since.is_some() { at } else { 0 }],
+    )? {
+        let content: Value = serde_json::from_str(row.text(1)?).unwrap_or_else(|_| json!({}));
+        presence.push(presence_event(row.text(0)?, &content, now_ms));
+    }
+    let device_lists = since.is_some()
+        && db
+            .query_opt(
+                "SELECT 1 FROM stream WHERE pos > ? AND kind = 'device_lists' LIMIT 1",
+                params![at],
+            )?
+            .is_some();
     Ok(SyncPlan {
         next: base.max(SyncToken {
             stream: now,
@@ -236,7 +325,24 @@ pub fn plan(db: &dyn Sql, device_id: &str, since: Option<SyncToken>) -> Result<S
         to_device,
         account_data,
         filter: None,
+        presence,
+        device_lists,
     })
+}
+
+/// An `m.presence` event from a presence note's content.
+fn presence_event(user_id: &str, content: &Value, now_ms: u64) -> Value {
+    let mut out = json!({
+        "presence": content["presence"].as_str().unwrap_or("offline"),
+        "currently_active": content["currently_active"].as_bool().unwrap_or(false),
+    });
+    if let Some(last) = content["last_active"].as_u64() {
+        out["last_active_ago"] = json!(now_ms.saturating_sub(last));
+    }
+    if let Some(msg) = content["status_msg"].as_str() {
+        out["status_msg"] = json!(msg);
+    }
+    json!({ "type": "m.presence", "sender": user_id, "content": out })
 }
 
 /// Queues to-device messages (`device id → content`); duplicates of a transaction are
@@ -297,18 +403,91 @@ pub fn get_filter(db: &dyn Sql, id: &str) -> Result<Option<Value>, SqlError> {
         .transpose()
 }
 
+/// A change of the user's own presence, to be told to the users sharing a room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceChange {
+    /// Increases with every change (the notes' position).
+    pub serial: i64,
+    /// `{presence, status_msg?, last_active, currently_active}`.
+    pub content: Value,
+}
+
+/// Sets the user's presence (and status message). Returns the change when the presence
+/// or the message differs from before: only changes fan out, never mere activity.
 pub fn set_presence(
     db: &dyn Sql,
     presence: &str,
     status_msg: Option<&str>,
     now_ms: u64,
-) -> Result<(), SqlError> {
+) -> Result<Option<PresenceChange>, SqlError> {
+    let before = db
+        .query_opt(
+            "SELECT presence, status_msg FROM presence WHERE id = 0",
+            params![],
+        )?
+        .map(|r| Ok::<_, SqlError>((r.text(0)?.to_owned(), r.opt_text(1)?.map(str::to_owned))))
+        .transpose()?;
     db.execute(
         "INSERT INTO presence (id, presence, status_msg, last_active) VALUES (0, ?, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET presence = excluded.presence, status_msg = excluded.status_msg, \
          last_active = excluded.last_active",
         params![presence, status_msg, now_ms],
+    )?;
+    let changed = match &before {
+        Some((p, m)) => p != presence || m.as_deref() != status_msg,
+        None => presence != "offline" || status_msg.is_some(),
+    };
+    if !changed {
+        return Ok(None);
+    }
+    let mut content = json!({
+        "presence": presence,
+        "last_active": now_ms,
+        "currently_active": presence == "online",
+    });
+    if let Some(msg) = status_msg {
+        content["status_msg"] = json!(msg);
+    }
+    Ok(Some(PresenceChange {
+        serial: next(db, "presence")?,
+        content,
+    }))
+}
+
+/// Activity from a /sync: marks the user `presence` (keeping their status message).
+pub fn touch_presence(db: &dyn Sql, presence: &str, now_ms: u64) -> Result<Option<PresenceChange>, SqlError> {
+    let status_msg = db
+        .query_opt("SELECT status_msg FROM presence WHERE id = 0", params![])?
+        .map(|r| r.opt_text(0).map(|m| m.map(str::to_owned)))
+        .transpose()?
+        .flatten();
+    set_presence(db, presence, status_msg.as_deref(), now_ms)
+}
+
+/// Remembers which user this stream belongs to (for work without a request, such as
+/// the presence time-out).
+pub fn remember_user_id(db: &dyn Sql, user_id: &str) -> Result<(), SqlError> {
+    db.execute(
+        "INSERT INTO owner (id, user_id) VALUES (0, ?) ON CONFLICT (id) DO NOTHING",
+        params![user_id],
     )
+}
+
+pub fn own_user_id(db: &dyn Sql) -> Option<String> {
+    db.query_opt("SELECT user_id FROM owner WHERE id = 0", params![])
+        .ok()
+        .flatten()
+        .and_then(|r| r.text(0).ok().map(str::to_owned))
+}
+
+/// The user's presence and when they were last active, if ever set.
+pub fn presence_state(db: &dyn Sql) -> Result<Option<(String, u64)>, SqlError> {
+    db.query_opt(
+        "SELECT presence, last_active FROM presence WHERE id = 0",
+        params![],
+    )?
+    .map(|r| Ok((r.text(0)?.to_owned(), u64::try_from(r.int(1)?).unwrap_or(0))))
+    .transpose()
 }
 
 pub fn get_presence(db: &dyn Sql, now_ms: u64) -> Result<Value, SqlError> {
@@ -352,6 +531,7 @@ mod tests {
             kind: NoteKind::Event,
             pos,
             membership: membership.map(str::to_owned),
+            content: None,
         }
     }
 
@@ -359,49 +539,49 @@ mod tests {
     fn incremental_ranges_are_exactly_once_despite_duplicates_and_reordering() {
         let db = db();
         assert!(notify(&db, &[ev("!a", 3, Some("join"))]).expect("notify"));
-        let initial = plan(&db, "D", None).expect("plan");
+        let initial = plan(&db, "D", None, 0).expect("plan");
         assert_eq!(initial.rooms.len(), 1);
         assert_eq!((initial.rooms[0].from, initial.rooms[0].to), (0, 3));
         let t1 = initial.next;
         // Nothing new: an empty plan.
-        assert!(plan(&db, "D", Some(t1)).expect("plan").is_empty());
+        assert!(plan(&db, "D", Some(t1), 0).expect("plan").is_empty());
         // 5 arrives before 4; a duplicate 5 and a late 4 add nothing.
         assert!(notify(&db, &[ev("!a", 5, None)]).expect("notify"));
         assert!(!notify(&db, &[ev("!a", 5, None), ev("!a", 4, None)]).expect("notify"));
-        let p = plan(&db, "D", Some(t1)).expect("plan");
+        let p = plan(&db, "D", Some(t1), 0).expect("plan");
         assert_eq!((p.rooms[0].from, p.rooms[0].to, p.rooms[0].full), (3, 5, false));
         assert!(p.next.stream > t1.stream);
-        assert!(plan(&db, "D", Some(p.next)).expect("plan").is_empty());
+        assert!(plan(&db, "D", Some(p.next), 0).expect("plan").is_empty());
     }
 
     #[test]
     fn joins_since_the_token_are_full_and_leaves_are_listed() {
         let db = db();
         notify(&db, &[ev("!a", 2, Some("invite"))]).expect("invite");
-        let t = plan(&db, "D", None).expect("plan");
+        let t = plan(&db, "D", None, 0).expect("plan");
         assert_eq!(t.rooms[0].membership, "invite");
         notify(&db, &[ev("!a", 9, Some("join"))]).expect("join");
-        let p = plan(&db, "D", Some(t.next)).expect("plan");
+        let p = plan(&db, "D", Some(t.next), 0).expect("plan");
         assert_eq!(
             (p.rooms[0].membership.as_str(), p.rooms[0].full, p.rooms[0].from),
             ("join", true, 0)
         );
         // A profile change while joined is not a new join.
         notify(&db, &[ev("!a", 10, Some("join"))]).expect("displayname");
-        let p2 = plan(&db, "D", Some(p.next)).expect("plan");
+        let p2 = plan(&db, "D", Some(p.next), 0).expect("plan");
         assert_eq!(
             (p2.rooms[0].full, p2.rooms[0].from, p2.rooms[0].to),
             (false, 9, 10)
         );
         let p = p2;
         notify(&db, &[ev("!a", 12, Some("leave"))]).expect("leave");
-        let q = plan(&db, "D", Some(p.next)).expect("plan");
+        let q = plan(&db, "D", Some(p.next), 0).expect("plan");
         assert_eq!(
             (q.rooms[0].membership.as_str(), q.rooms[0].from, q.rooms[0].to),
             ("leave", 10, 12)
         );
         // Initial syncs leave left rooms out.
-        assert!(plan(&db, "D", None).expect("plan").rooms.is_empty());
+        assert!(plan(&db, "D", None, 0).expect("plan").rooms.is_empty());
     }
 
     #[test]
@@ -412,25 +592,25 @@ mod tests {
         msgs.insert("E".to_owned(), json!({"n": 2}));
         assert!(queue_to_device(&db, "@s:hs", "S", "t1", "m.x", &msgs).expect("queue"));
         assert!(!queue_to_device(&db, "@s:hs", "S", "t1", "m.x", &msgs).expect("dup"));
-        let first = plan(&db, "D", None).expect("plan");
+        let first = plan(&db, "D", None, 0).expect("plan");
         assert_eq!(first.to_device.len(), 1);
         assert_eq!(first.to_device[0]["content"]["n"], 1);
         let since = SyncToken {
             to_device: 0,
             ..first.next
         };
-        assert_eq!(plan(&db, "D", Some(since)).expect("again").to_device.len(), 1);
-        let acked = plan(&db, "D", Some(first.next)).expect("acked");
+        assert_eq!(plan(&db, "D", Some(since), 0).expect("again").to_device.len(), 1);
+        let acked = plan(&db, "D", Some(first.next), 0).expect("acked");
         assert!(acked.to_device.is_empty());
-        assert_eq!(plan(&db, "D", Some(since)).expect("gone").to_device.len(), 0);
-        assert_eq!(plan(&db, "E", None).expect("other device").to_device.len(), 1);
+        assert_eq!(plan(&db, "D", Some(since), 0).expect("gone").to_device.len(), 0);
+        assert_eq!(plan(&db, "E", None, 0).expect("other device").to_device.len(), 1);
     }
 
     #[test]
     fn account_data_and_ephemeral_notes_show_up() {
         let db = db();
         notify(&db, &[ev("!a", 1, Some("join"))]).expect("join");
-        let t = plan(&db, "D", None).expect("plan").next;
+        let t = plan(&db, "D", None, 0).expect("plan").next;
         notify(
             &db,
             &[
@@ -439,17 +619,19 @@ mod tests {
                     kind: NoteKind::AccountData,
                     pos: 4,
                     membership: None,
+                    content: None,
                 },
                 Note {
                     room_id: "!a".into(),
                     kind: NoteKind::Receipt,
                     pos: 2,
                     membership: None,
+                    content: None,
                 },
             ],
         )
         .expect("notes");
-        let p = plan(&db, "D", Some(t)).expect("plan");
+        let p = plan(&db, "D", Some(t), 0).expect("plan");
         assert!(p.account_data);
         assert_eq!(p.next.account_data, 4);
         assert_eq!((p.rooms[0].receipts_from, p.rooms[0].receipts_to), (0, 2));
@@ -472,5 +654,72 @@ mod tests {
             (p["presence"].clone(), p["last_active_ago"].clone()),
             (json!("online"), json!(50))
         );
+    }
+
+    #[test]
+    fn presence_changes_fan_in_once_and_activity_alone_is_not_a_change() {
+        let db = db();
+        // Only a change is a change: the same presence again is mere activity.
+        let first = set_presence(&db, "online", None, 1_000)
+            .expect("set")
+            .expect("changed");
+        assert_eq!(first.content["currently_active"], true);
+        assert!(touch_presence(&db, "online", 2_000).expect("touch").is_none());
+        let away = set_presence(&db, "unavailable", Some("lunch"), 3_000)
+            .expect("set")
+            .expect("changed");
+        assert!(away.serial > first.serial);
+        // Touching keeps the status message.
+        let back = touch_presence(&db, "online", 4_000)
+            .expect("touch")
+            .expect("changed");
+        assert_eq!(back.content["status_msg"], "lunch");
+        assert_eq!(
+            presence_state(&db).expect("state"),
+            Some(("online".to_owned(), 4_000))
+        );
+
+        // Another user's stream receives the note; duplicates and old serials add nothing.
+        let other = super::tests::db();
+        let t = plan(&other, "D", None, 0).expect("plan").next;
+        let note = |serial: i64, content: &Value| Note {
+            room_id: "@a:hs".into(),
+            kind: NoteKind::Presence,
+            pos: serial,
+            membership: None,
+            content: Some(content.clone()),
+        };
+        assert!(notify(&other, &[note(back.serial, &back.content)]).expect("notify"));
+        assert!(!notify(
+            &other,
+            &[note(back.serial, &back.content), note(away.serial, &away.content)]
+        )
+        .expect("notify"));
+        let p = plan(&other, "D", Some(t), 10_000).expect("plan");
+        assert!(!p.is_empty() && p.rooms.is_empty());
+        assert_eq!(p.presence.len(), 1);
+        assert_eq!(p.presence[0]["sender"], "@a:hs");
+        assert_eq!(p.presence[0]["content"]["presence"], "online");
+        assert_eq!(p.presence[0]["content"]["last_active_ago"], 6_000);
+        assert!(plan(&other, "D", Some(p.next), 0).expect("plan").is_empty());
+        // An initial sync carries the latest presence of everyone known.
+        assert_eq!(plan(&other, "D", None, 0).expect("plan").presence.len(), 1);
+    }
+
+    #[test]
+    fn device_list_notes_wake_incremental_syncs() {
+        let db = db();
+        let t = plan(&db, "D", None, 0).expect("plan").next;
+        let note = Note {
+            room_id: String::new(),
+            kind: NoteKind::DeviceLists,
+            pos: 5,
+            membership: None,
+            content: None,
+        };
+        assert!(notify(&db, &[note]).expect("notify"));
+        let p = plan(&db, "D", Some(t), 0).expect("plan");
+        assert!(p.device_lists && p.rooms.is_empty());
+        assert!(!plan(&db, "D", Some(p.next), 0).expect("plan").device_lists);
     }
 }

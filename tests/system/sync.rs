@@ -165,7 +165,7 @@ fn long_poll_wakes_on_each_message_exactly_once_in_order() {
 #[test]
 fn concurrent_senders_reach_a_random_reader_once_in_order() {
     const SENDERS: usize = 4;
-    const EACH: usize = 100;
+    const EACH: usize = 250;
     let (reader, _) = new_user("reader");
     let room = create_room(&reader, json!({"preset": "public_chat"}));
     let senders: Vec<Client> = (0..SENDERS)
@@ -190,7 +190,7 @@ fn concurrent_senders_reach_a_random_reader_once_in_order() {
         .collect();
     let mut got: Vec<String> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(240);
     let mut n = 0u64;
     while got.len() < SENDERS * EACH && Instant::now() < deadline {
         n += 1;
@@ -644,4 +644,142 @@ fn account_data_and_presence() {
     bob.put(&p, &json!({"presence": "online"}))
         .expect_err(403, "M_FORBIDDEN");
     let _ = shared();
+}
+
+/// The `m.presence` events of `user` in a sync answer.
+fn presence_of<'a>(body: &'a Value, user: &str) -> Vec<&'a Value> {
+    body["presence"]["events"]
+        .as_array()
+        .map(|l| l.iter().filter(|e| e["sender"] == user).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn presence_changes_reach_room_mates_once() {
+    let (alice, alice_id) = new_user("alice");
+    let (bob, _) = new_user("bob");
+    let (carol, _) = new_user("carol");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
+    join(&bob, &room);
+    // Bob and Carol sync without marking themselves online.
+    let quiet = "set_presence=offline";
+    let tb = next(&sync(&bob, None, quiet));
+    let tc = next(&sync(&carol, None, quiet));
+    let waiting = {
+        let bob = bob.clone();
+        let tb = tb.clone();
+        std::thread::spawn(move || sync(&bob, Some(&tb), "timeout=10000&set_presence=offline"))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let p = format!("/_matrix/client/v3/presence/{}/status", enc(&alice_id));
+    alice
+        .put(&p, &json!({"presence": "unavailable", "status_msg": "lunch"}))
+        .expect(200);
+    // Bob's waiting sync wakes with it (his room timeline may be empty).
+    let mut body = waiting.join().expect("sync thread");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while presence_of(&body, &alice_id).is_empty() && Instant::now() < deadline {
+        body = sync(&bob, Some(&next(&body)), "timeout=2000&set_presence=offline");
+    }
+    let got = presence_of(&body, &alice_id);
+    assert_eq!(got.len(), 1, "{body}");
+    assert_eq!(got[0]["type"], "m.presence");
+    assert_eq!(got[0]["content"]["presence"], "unavailable");
+    assert_eq!(got[0]["content"]["status_msg"], "lunch");
+    assert_eq!(got[0]["content"]["currently_active"], false);
+    assert!(got[0]["content"]["last_active_ago"].is_u64());
+    // Once: the same status again is no change.
+    alice
+        .put(&p, &json!({"presence": "unavailable", "status_msg": "lunch"}))
+        .expect(200);
+    let quiet_sync = sync(&bob, Some(&next(&body)), "timeout=500&set_presence=offline");
+    assert!(presence_of(&quiet_sync, &alice_id).is_empty(), "{quiet_sync}");
+    // Alice syncing marks her online (her client's default), keeping her message.
+    sync(&alice, None, "");
+    let mut body = sync(
+        &bob,
+        Some(&next(&quiet_sync)),
+        "timeout=5000&set_presence=offline",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while presence_of(&body, &alice_id).is_empty() && Instant::now() < deadline {
+        body = sync(&bob, Some(&next(&body)), "timeout=2000&set_presence=offline");
+    }
+    let got = presence_of(&body, &alice_id);
+    assert_eq!(
+        (
+            got[0]["content"]["presence"].as_str(),
+            got[0]["content"]["status_msg"].as_str()
+        ),
+        (Some("online"), Some("lunch"))
+    );
+    // A filter can leave presence out.
+    let none = sync(
+        &bob,
+        None,
+        "filter=%7B%22presence%22%3A%7B%22types%22%3A%5B%5D%7D%7D",
+    );
+    assert!(none["presence"]["events"].as_array().expect("list").is_empty());
+    // An initial sync has the latest presence of room mates; Carol shares no room.
+    let initial = sync(&bob, None, quiet);
+    assert_eq!(presence_of(&initial, &alice_id).len(), 1);
+    let carol_view = sync(&carol, Some(&tc), "timeout=0&set_presence=offline");
+    assert!(presence_of(&carol_view, &alice_id).is_empty(), "{carol_view}");
+}
+
+#[test]
+fn device_changes_wake_a_waiting_sync() {
+    let (alice, alice_id) = new_user("alice");
+    let (bob, _) = new_user("bob");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
+    join(&bob, &room);
+    // A second device of Alice's, to delete later.
+    let second = shared()
+        .client()
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({"type": "m.login.password",
+                    "identifier": {"type": "m.id.user", "user": alice_id},
+                    "password": "correct horse battery"}),
+        )
+        .expect(200);
+    let device = second["device_id"].as_str().expect("device").to_owned();
+    // Bob waits with nothing else to come.
+    let mut token = next(&sync(&bob, None, "set_presence=offline"));
+    loop {
+        let body = sync(&bob, Some(&token), "timeout=500&set_presence=offline");
+        token = next(&body);
+        if body["device_lists"]["changed"]
+            .as_array()
+            .is_none_or(|l| l.is_empty())
+            && body["rooms"]["join"].as_object().is_none_or(|m| m.is_empty())
+        {
+            break;
+        }
+    }
+    let waiting = {
+        let bob = bob.clone();
+        let token = token.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let body = sync(&bob, Some(&token), "timeout=20000&set_presence=offline");
+            (body, start.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let auth = json!({"auth": {"type": "m.login.password",
+                               "identifier": {"type": "m.id.user", "user": alice_id},
+                               "password": "correct horse battery"}});
+    alice
+        .raw(
+            "DELETE",
+            &format!("/_matrix/client/v3/devices/{device}"),
+            Some(auth.to_string().as_bytes()),
+            &[],
+        )
+        .expect(200);
+    let (body, waited) = waiting.join().expect("sync thread");
+    assert!(waited < Duration::from_secs(15), "the long-poll was not woken");
+    let changed = body["device_lists"]["changed"].as_array().expect("changed");
+    assert!(changed.iter().any(|u| u == &json!(alice_id)), "{body}");
 }

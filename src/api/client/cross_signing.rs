@@ -80,6 +80,7 @@ pub async fn upload_keys(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixEr
     }
     stmts.push(device_lists::changed(user_id));
     db.batch(stmts).await?;
+    super::keys::wake_device_list_observers(ctx, &[user_id]).await;
     Ok(json!({}))
 }
 
@@ -194,6 +195,7 @@ pub async fn upload_signatures(ctx: &Ctx, req: &HttpRequest) -> Result<Value, Ma
     if !stmts.is_empty() {
         stmts.extend(touched.iter().map(|u| device_lists::changed(u)));
         db.batch(stmts).await?;
+        super::keys::wake_device_list_observers(ctx, &touched).await;
     }
     Ok(json!({ "failures": failures }))
 }

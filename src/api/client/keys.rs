@@ -118,6 +118,7 @@ pub async fn upload(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
         ));
     }
 
+    let keys_changed = device_keys.is_some();
     let stmts = e2e_keys::upload(&e2e_keys::Upload {
         user_id,
         device_id,
@@ -127,6 +128,9 @@ pub async fn upload(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
     });
     if !stmts.is_empty() {
         db.batch(stmts).await?;
+    }
+    if keys_changed {
+        wake_device_list_observers(ctx, &[user_id]).await;
     }
     let counts = e2e_keys::one_time_key_counts(&db, user_id, device_id).await?;
     Ok(json!({ "one_time_key_counts": counts }))
@@ -292,6 +296,34 @@ fn device_list_position(token: &str) -> Option<i64> {
     crate::sync::token::SyncToken::decode(token)
         .map(|t| t.device_lists)
         .or_else(|| e2ee::device_list_position(token))
+}
+
+/// Wakes the waiting /syncs of every local user who follows the device lists of
+/// `users` (the users themselves and everyone sharing a joined room with them), after
+/// a change was recorded in D1. Best effort: the change is in D1 either way and shows
+/// in their next /sync.
+pub async fn wake_device_list_observers(ctx: &Ctx, users: &[&str]) {
+    let Ok(db) = ctx.db() else {
+        return;
+    };
+    let mut observers = std::collections::BTreeSet::new();
+    for user in users {
+        match crate::storage::rooms::room_mates(&db, user).await {
+            Ok(mates) => observers.extend(mates),
+            Err(e) => crate::platform::log_error(&format!("device lists: observers of {user}: {e}")),
+        }
+    }
+    let note = crate::sync::protocol::Note {
+        room_id: String::new(),
+        kind: crate::sync::protocol::NoteKind::DeviceLists,
+        pos: i64::try_from(ctx.now_ms()).unwrap_or(i64::MAX),
+        membership: None,
+        content: None,
+    };
+    let notes = observers.into_iter().map(|u| (u, vec![note.clone()])).collect();
+    if crate::platform::users::notify_all(&ctx.env, notes).await.is_err() {
+        crate::platform::log_error("device lists: some observers were not woken");
+    }
 }
 
 #[cfg(test)]

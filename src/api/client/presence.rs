@@ -1,5 +1,7 @@
-//! Presence, cheap by design: a user's status is one row in their own Durable Object,
-//! written only when they set it and read only when asked. Nothing fans out.
+//! Presence, cheap by design: a user's status is one row in their own Durable Object.
+//! Activity (a /sync) only updates that row; a *change* of presence or status message
+//! is told once to each local user sharing a room, whose own object keeps the latest
+//! presence of each such user for their /sync. Nothing is computed per sync.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -36,6 +38,7 @@ pub async fn put(ctx: &Ctx, req: &HttpRequest, user_id: &str) -> Result<Value, M
         presence: body.presence,
         status_msg: body.status_msg,
         now_ms: ctx.now_ms(),
+        user_id: user_id.to_owned(),
     };
     users::call(&ctx.env, user_id, &request).await?;
     Ok(Value::Object(Default::default()))

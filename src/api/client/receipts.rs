@@ -70,6 +70,7 @@ pub async fn notify_account_data(ctx: &Ctx, user_id: &str, pos: i64) -> Result<(
         kind: NoteKind::AccountData,
         pos,
         membership: None,
+        content: None,
     };
     users::call(&ctx.env, user_id, &UserRequest::Notify { notes: vec![note] }).await?;
     Ok(())

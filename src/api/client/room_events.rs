@@ -39,6 +39,7 @@ pub async fn send(
     txn_id: &str,
 ) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
+    ctx.mark("auth");
     valid_room_id(room_id)?;
     check_type(event_type)?;
     let content = content_of(req)?;
@@ -54,6 +55,7 @@ pub async fn send(
         },
     };
     let answer = rooms::call(ctx, room_id, &request).await?;
+    ctx.mark("room");
     Ok(json!({ "event_id": answer["event_id"] }))
 }
 

@@ -43,6 +43,7 @@ fn filter_param(req: &HttpRequest) -> Result<FilterParam, MatrixError> {
 /// `GET /_matrix/client/v3/sync`
 pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
+    ctx.mark("auth");
     let since = match req.query_param("since") {
         Some(t) => {
             Some(SyncToken::decode(t).ok_or_else(|| MatrixError::invalid_param("Invalid since token"))?)
@@ -61,10 +62,11 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         Some("true") => true,
         Some(_) => return Err(MatrixError::invalid_param("full_state must be true or false")),
     };
-    match req.query_param("set_presence") {
-        None | Some("online") | Some("offline") | Some("unavailable") => {}
+    let set_presence = match req.query_param("set_presence") {
+        None => None,
+        Some(p @ ("online" | "offline" | "unavailable")) => Some(p.to_owned()),
         Some(_) => return Err(MatrixError::invalid_param("Invalid set_presence")),
-    }
+    };
     let param = filter_param(req)?;
     let filter_id = match &param {
         FilterParam::Stored(id) => Some(id.clone()),
@@ -75,12 +77,16 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         since,
         timeout_ms: if full_state { 0 } else { timeout_ms },
         filter_id,
+        user_id: session.user_id.clone(),
+        set_presence,
+        now_ms: ctx.now_ms(),
     };
     let plan = match users::call(&ctx.env, &session.user_id, &request).await {
         Ok(answer) => serde_json::from_value::<SyncPlan>(answer).map_err(crate::api::error::internal)?,
         Err(e) if e.status() == 404 => return Err(MatrixError::invalid_param("Unknown filter")),
         Err(e) => return Err(e),
     };
+    ctx.mark("wait");
     let filter = match param {
         FilterParam::Inline(f) => *f,
         FilterParam::Stored(_) => plan
@@ -148,7 +154,28 @@ async fn assemble(
             Ok(Vec::new())
         }
     };
-    let (slices, account) = futures_util::future::join(slices, account).await;
+    // End-to-end encryption: device-list changes since the token (none on an initial
+    // sync, which starts from the current position), and this device's key counts.
+    // Independent of the rooms: all of it is one round of concurrent reads.
+    let db = ctx.db()?;
+    let lists = async {
+        match since {
+            Some(s) => device_lists::changes(&db, user_id, s.device_lists)
+                .await
+                .map(|c| (c.changed, c.left, c.position)),
+            None => device_lists::position(&db, user_id)
+                .await
+                .map(|p| (Vec::new(), Vec::new(), p)),
+        }
+    };
+    let e2ee = futures_util::future::join3(
+        lists,
+        e2e_keys::one_time_key_counts(&db, user_id, device_id),
+        e2e_keys::unused_fallback_key_types(&db, user_id, device_id),
+    );
+    let (slices, account, (lists, otk_counts, fallback_types)) =
+        futures_util::future::join3(slices, account, e2ee).await;
+    ctx.mark("rooms");
     let account = account?;
 
     let mut join = Map::new();
@@ -248,26 +275,23 @@ async fn assemble(
             join.insert(room_id, json!({ "account_data": { "events": events } }));
         }
     }
-    // End-to-end encryption: device-list changes since the token (none on an initial
-    // sync, which starts from the current position), and this device's key counts.
-    // The three D1 reads are independent: one round of concurrent queries.
-    let db = ctx.db()?;
-    let lists = async {
-        match since {
-            Some(s) => device_lists::changes(&db, user_id, s.device_lists)
-                .await
-                .map(|c| (c.changed, c.left, c.position)),
-            None => device_lists::position(&db, user_id)
-                .await
-                .map(|p| (Vec::new(), Vec::new(), p)),
-        }
+    let mut presence: Vec<Value> = if filter.presence.excludes_all() {
+        Vec::new()
+    } else {
+        plan.presence
+            .into_iter()
+            .filter(|e| {
+                filter
+                    .presence
+                    .allows("m.presence", e["sender"].as_str().unwrap_or_default())
+            })
+            .collect()
     };
-    let (lists, otk_counts, fallback_types) = futures_util::future::join3(
-        lists,
-        e2e_keys::one_time_key_counts(&db, user_id, device_id),
-        e2e_keys::unused_fallback_key_types(&db, user_id, device_id),
-    )
-    .await;
+    if let Some(limit) = filter.presence.limit {
+        // The most recent changes.
+        let drop = presence.len().saturating_sub(limit as usize);
+        presence.drain(..drop);
+    }
     let (changed, left, position) = lists?;
     next.device_lists = next.device_lists.max(position);
     let (otk_counts, fallback_types) = (otk_counts?, fallback_types?);
@@ -276,7 +300,7 @@ async fn assemble(
         "rooms": { "join": join, "invite": invite, "knock": knock, "leave": leave },
         "account_data": { "events": global_account },
         "to_device": { "events": plan.to_device },
-        "presence": { "events": [] },
+        "presence": { "events": presence },
         "device_lists": { "changed": changed, "left": left },
         "device_one_time_keys_count": otk_counts,
         "device_unused_fallback_key_types": fallback_types,

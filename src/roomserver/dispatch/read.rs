@@ -433,7 +433,6 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             timeout_ms,
         } => {
             joined_only(room, &user_id)?;
-            ephemeral::init(room.db).map_err(RoomError::from)?;
             let serial = ephemeral::set_typing(room.db, &user_id, typing, timeout_ms, host.now_ms)
                 .map_err(RoomError::from)?;
             Ok(json!({ "serial": serial }))
@@ -445,7 +444,6 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             thread_id,
         } => {
             joined_only(room, &user_id)?;
-            ephemeral::init(room.db).map_err(RoomError::from)?;
             room.pdu(&event_id)?
                 .filter(|(r, _)| r.stream_pos.is_some())
                 .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
