@@ -65,7 +65,9 @@ impl DurableObject for Room {
                     RoomRequest::Create { .. } | RoomRequest::Send { .. } | RoomRequest::Input { .. }
                 );
                 let kind = match &request {
-                    RoomRequest::Send { .. } | RoomRequest::Create { .. } => Some(NoteKind::Event),
+                    RoomRequest::Send { .. } | RoomRequest::Create { .. } | RoomRequest::Input { .. } => {
+                        Some(NoteKind::Event)
+                    }
                     RoomRequest::Typing { .. } => Some(NoteKind::Typing),
                     RoomRequest::Receipt { .. } => Some(NoteKind::Receipt),
                     _ => None,
@@ -101,9 +103,8 @@ impl DurableObject for Room {
         let queue = self.env.queue(env::ROOM_LOG).ok();
         let env = self.env.clone();
         self.state.wait_until(async move {
-            let delivered_up_to = if notes.is_empty() {
-                0
-            } else if users::notify_all(&env, notes).await.is_ok() {
+            // No local user to tell is delivered too: the consumer only projects.
+            let delivered_up_to = if notes.is_empty() || users::notify_all(&env, notes).await.is_ok() {
                 covered
             } else {
                 platform::log_error("room: direct sync notification failed; the log will deliver");
@@ -195,7 +196,7 @@ impl Room {
             };
         }
         let mut covered = 0;
-        for (pos, payload) in store::outbox(&db, 100).unwrap_or_default() {
+        for (pos, payload) in store::outbox(&db, 1000).unwrap_or_default() {
             match serde_json::from_str::<LogRecord>(&payload) {
                 Ok(record) => {
                     fanout::notes_for(&record, &joined, &server_name, &mut out);
@@ -204,6 +205,7 @@ impl Room {
                 Err(_) => break,
             }
         }
+        fanout::compact(&mut out);
         (out, covered)
     }
 

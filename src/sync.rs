@@ -107,7 +107,7 @@ impl User {
         Ok(db)
     }
 
-    /// Tells the users sharing a room (and the user) of a presence change, after the
+    /// Tells the users sharing a room of a presence change, after the
     /// answer: one D1 read and one note per user, only when presence changes.
     fn fan_out_presence(&self, user_id: String, change: stream::PresenceChange) {
         if user_id.is_empty() {
@@ -130,7 +130,12 @@ impl User {
                 membership: None,
                 content: Some(change.content),
             };
-            let notes = mates.into_iter().map(|m| (m, vec![note.clone()])).collect();
+            // Not to the user themself: their own sync would only wake for it.
+            let notes = mates
+                .into_iter()
+                .filter(|m| *m != user_id)
+                .map(|m| (m, vec![note.clone()]))
+                .collect();
             if crate::platform::users::notify_all(&env, notes).await.is_err() {
                 crate::platform::log_error("user: presence fan-out failed for some users");
             }

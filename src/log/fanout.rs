@@ -44,6 +44,24 @@ pub fn notes_for(
     }
 }
 
+/// Drops the notes a later one makes redundant: a stream only keeps the highest
+/// position per room and kind, so of several plain event notes only the last counts.
+/// Membership notes are all kept (each changes what the user's stream knows).
+pub fn compact(notes: &mut BTreeMap<String, Vec<Note>>) {
+    for list in notes.values_mut() {
+        let mut last: BTreeMap<(String, NoteKind), usize> = BTreeMap::new();
+        for (i, n) in list.iter().enumerate() {
+            last.insert((n.room_id.clone(), n.kind), i);
+        }
+        let mut i = 0;
+        list.retain(|n| {
+            let keep = n.membership.is_some() || last.get(&(n.room_id.clone(), n.kind)) == Some(&i);
+            i += 1;
+            keep
+        });
+    }
+}
+
 /// Notes of an ephemeral change (typing, receipts) for the local joined members.
 pub fn ephemeral_notes(
     room_id: &str,
@@ -96,5 +114,29 @@ mod tests {
         assert_eq!(out["@a:hs"][0].membership, None);
         assert_eq!(out["@b:hs"][0].membership.as_deref(), Some("leave"));
         assert_eq!(out["@b:hs"][0].pos, 4);
+    }
+
+    #[test]
+    fn compaction_keeps_memberships_and_the_last_plain_note() {
+        let plain = |pos| Note {
+            room_id: "!r".into(),
+            kind: NoteKind::Event,
+            pos,
+            membership: None,
+            content: None,
+        };
+        let member = Note {
+            membership: Some("join".into()),
+            ..plain(6)
+        };
+        let mut notes = BTreeMap::new();
+        notes.insert(
+            "@a:hs".to_owned(),
+            vec![plain(4), plain(5), member.clone(), plain(7), plain(8)],
+        );
+        notes.insert("@b:hs".to_owned(), vec![plain(4), member.clone()]);
+        compact(&mut notes);
+        assert_eq!(notes["@a:hs"], vec![member.clone(), plain(8)]);
+        assert_eq!(notes["@b:hs"], vec![member]);
     }
 }

@@ -72,8 +72,7 @@ pub async fn joined_members(db: &Db, room_id: &str) -> Result<Vec<String>> {
     Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
 
-/// The local users sharing a joined room with `user_id`, and the user themself (who
-/// hears of presence changes).
+/// The local users sharing a joined room with `user_id`, the user themself included.
 pub async fn room_mates(db: &Db, user_id: &str) -> Result<Vec<String>> {
     let rows: Vec<UserRow> = db
         .all(

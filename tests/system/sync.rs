@@ -16,12 +16,21 @@ fn join(c: &Client, room: &str) {
     .expect(200);
 }
 
+/// A /sync; unless `extra` says otherwise, with `set_presence=offline` so that other
+/// users' syncs (marking them online) do not wake the waits a test measures.
 fn sync(c: &Client, since: Option<&str>, extra: &str) -> Value {
     let mut path = "/_matrix/client/v3/sync?".to_owned();
     if let Some(s) = since {
         path.push_str(&format!("since={s}&"));
     }
     path.push_str(extra);
+    if !extra.contains("set_presence") {
+        path.push_str(if extra.is_empty() {
+            "set_presence=offline"
+        } else {
+            "&set_presence=offline"
+        });
+    }
     c.get(&path).expect(200)
 }
 
@@ -230,14 +239,23 @@ fn concurrent_senders_reach_a_random_reader_once_in_order() {
         let prev = last.insert(s.to_owned(), i).unwrap_or(-1);
         assert_eq!(i, prev + 1, "sender {s} out of order");
     }
-    // The room's order equals /messages order.
-    let page = reader
-        .get(&format!(
-            "/_matrix/client/v3/rooms/{}/messages?dir=f&limit=1000",
-            enc(&room)
-        ))
-        .expect(200);
-    assert_eq!(bodies(page["chunk"].as_array().expect("chunk")), got);
+    // The room's order equals /messages order (paged: pages are capped).
+    let mut paged = Vec::new();
+    let mut from = String::new();
+    loop {
+        let page = reader
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=f&limit=500{from}",
+                enc(&room)
+            ))
+            .expect(200);
+        paged.extend(bodies(page["chunk"].as_array().expect("chunk")));
+        match page["end"].as_str() {
+            Some(end) => from = format!("&from={end}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, got);
 }
 
 #[test]
@@ -694,8 +712,8 @@ fn presence_changes_reach_room_mates_once() {
         .expect(200);
     let quiet_sync = sync(&bob, Some(&next(&body)), "timeout=500&set_presence=offline");
     assert!(presence_of(&quiet_sync, &alice_id).is_empty(), "{quiet_sync}");
-    // Alice syncing marks her online (her client's default), keeping her message.
-    sync(&alice, None, "");
+    // Alice syncing marks her online (clients' default), keeping her message.
+    sync(&alice, None, "set_presence=online");
     let mut body = sync(
         &bob,
         Some(&next(&quiet_sync)),
