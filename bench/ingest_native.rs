@@ -12,6 +12,22 @@ use neurite::core::keys::SigningKey;
 use neurite::roomserver::dispatch::{handle, Host};
 use neurite::roomserver::protocol::{InputKind, RoomRequest};
 use neurite::storage::sql::testing::MemorySql;
+use neurite::storage::sql::{Row, Sql, SqlError, SqlValue};
+
+/// Counts the statements the pipeline runs (each one crosses into the runtime in
+/// workerd, so their number matters more there than natively).
+struct Counting {
+    inner: MemorySql,
+    counts: std::cell::RefCell<std::collections::BTreeMap<String, usize>>,
+}
+
+impl Sql for Counting {
+    fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, SqlError> {
+        let key: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        *self.counts.borrow_mut().entry(key).or_insert(0) += 1;
+        self.inner.query(sql, params)
+    }
+}
 
 fn clock_ms() -> f64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -32,7 +48,10 @@ fn main() {
         hist.forks
     );
     let keys = serde_json::from_value(hist.keys.clone()).expect("keys");
-    let db = MemorySql::new();
+    let db = Counting {
+        inner: MemorySql::new(),
+        counts: Default::default(),
+    };
     let key = SigningKey::from_seed([3; 32], "n").expect("key");
     let host = Host {
         server_name: "native.bench",
@@ -71,4 +90,15 @@ fn main() {
         hist.pdus.len() as f64 / secs
     );
     println!("phases (ms): {phases:?}");
+    let counts = db.counts.into_inner();
+    let total: usize = counts.values().sum();
+    println!(
+        "SQL statements: {total} ({:.1} per event); the most frequent:",
+        total as f64 / hist.pdus.len() as f64
+    );
+    let mut top: Vec<_> = counts.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1));
+    for (sql, n) in top.into_iter().take(12) {
+        println!("{n:>8}  {}", sql.chars().take(110).collect::<String>());
+    }
 }

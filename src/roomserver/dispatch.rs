@@ -181,6 +181,14 @@ fn input(
         Some(_) => Some(Engine::open(db, cache)?),
         None => None,
     };
+    if let (Some(engine), InputKind::New) = (room.as_mut(), kind) {
+        let ids: Vec<String> = checked
+            .iter()
+            .filter_map(|c| c.as_ref().ok())
+            .map(|c| c.pdu.event_id().to_string())
+            .collect();
+        engine.prefetch_new(&ids)?;
+    }
     let mut results = Vec::with_capacity(checked.len());
     for item in checked {
         let pdu = match item {

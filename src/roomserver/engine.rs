@@ -131,6 +131,9 @@ pub struct Engine<'a> {
     groups: &'a RefCell<HashMap<i64, Arc<StateNids>>>,
     after: &'a RefCell<HashMap<String, i64>>,
     head: &'a RefCell<Option<Head>>,
+    /// Event ids a batch input found not stored (one query for the batch instead of one
+    /// per event); each is used once.
+    known_new: HashSet<String>,
 }
 
 /// The room's info, if it exists in this database.
@@ -149,6 +152,18 @@ pub fn room_info(db: &dyn Sql) -> Result<Option<RoomInfo>, RoomError> {
 }
 
 impl<'a> Engine<'a> {
+    /// Looks up which of `event_ids` are not stored yet, in one query, so that inputting
+    /// them skips the per-event idempotency lookup.
+    pub fn prefetch_new(&mut self, event_ids: &[String]) -> Result<(), RoomError> {
+        let stored = store::stored_among(self.db, event_ids)?;
+        self.known_new = event_ids
+            .iter()
+            .filter(|id| !stored.contains(*id))
+            .cloned()
+            .collect();
+        Ok(())
+    }
+
     /// Opens the room stored in `db`.
     pub fn open(db: &'a dyn Sql, cache: &'a Cache) -> Result<Self, RoomError> {
         let cached = cache.info.borrow().clone();
@@ -168,6 +183,7 @@ impl<'a> Engine<'a> {
             groups: &cache.groups,
             after: &cache.after,
             head: &cache.head,
+            known_new: HashSet::new(),
         })
     }
 
@@ -196,6 +212,7 @@ impl<'a> Engine<'a> {
             groups: &cache.groups,
             after: &cache.after,
             head: &cache.head,
+            known_new: HashSet::new(),
         };
         let outcome = engine.input_new(create)?;
         Ok((engine, outcome))
@@ -218,7 +235,7 @@ impl<'a> Engine<'a> {
     }
 
     /// An event by nid (cached for the life of this engine).
-    pub fn pdu_by_nid(&mut self, nid: i64) -> Result<Option<Pdu>, RoomError> {
+    pub fn pdu_by_nid(&self, nid: i64) -> Result<Option<Pdu>, RoomError> {
         if let Some(p) = self.pdus.borrow().get(&nid) {
             return Ok(Some(p.clone()));
         }
@@ -464,7 +481,10 @@ impl<'a> Engine<'a> {
             return Err(RoomError::WrongRoom);
         }
         // 1. Idempotent.
-        if let Some(row) = store::event_by_id(self.db, pdu.event_id().as_str())? {
+        let known_new = self.known_new.remove(pdu.event_id().as_str());
+        if known_new {
+            // Checked by the batch.
+        } else if let Some(row) = store::event_by_id(self.db, pdu.event_id().as_str())? {
             return Ok(match (row.status, row.stream_pos) {
                 (0, Some(pos)) => Outcome::Accepted { stream_pos: pos },
                 (2, _) => Outcome::SoftFailed("already soft-failed".into()),
@@ -512,20 +532,39 @@ impl<'a> Engine<'a> {
             let fetch = self.fetch_fn();
             check_auth_events(&pdu, &rules, fetch)
         };
+        // The auth rules look up a few entries of a state: by nid, from the event cache,
+        // never materialising the whole state as events.
+        // A storage failure during a lookup fails the input (never a rejection).
+        let failed: std::cell::RefCell<Option<RoomError>> = std::cell::RefCell::new(None);
+        let lookup = |state: &StateNids, t: &StateEventType, k: &str| -> Option<Pdu> {
+            let nid = *state.get(&(t.to_string(), k.to_owned()))?;
+            match self.pdu_by_nid(nid) {
+                Ok(Some(p)) => Some(p),
+                Ok(None) => {
+                    failed
+                        .borrow_mut()
+                        .get_or_insert(RoomError::Corrupt(format!("state event {nid}")));
+                    None
+                }
+                Err(e) => {
+                    failed.borrow_mut().get_or_insert(e);
+                    None
+                }
+            }
+        };
         if verdict.is_ok() {
-            let before = self.state_pdus(&state_before)?;
-            verdict = check_auth(&pdu, &rules, |t, k| {
-                before.get(&(t.clone(), k.to_owned())).cloned()
-            });
+            verdict = check_auth(&pdu, &rules, |t, k| lookup(&state_before, t, k));
         }
         let (current_group, current) = self.current_state()?;
         // 5. Soft fail against the current state, when it differs from the state before.
         let mut soft_fail = None;
         if verdict.is_ok() && current_group.is_some() && current != state_before {
-            let now = self.state_pdus(&current)?;
-            if let Err(r) = check_auth(&pdu, &rules, |t, k| now.get(&(t.clone(), k.to_owned())).cloned()) {
+            if let Err(r) = check_auth(&pdu, &rules, |t, k| lookup(&current, t, k)) {
                 soft_fail = Some(r.reason);
             }
+        }
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
         }
 
         // 6. Persist.

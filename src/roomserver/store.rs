@@ -344,6 +344,24 @@ pub fn extremities(db: &dyn Sql) -> Result<Vec<String>, SqlError> {
 }
 
 /// The new event replaces the extremities it references.
+/// Which of `event_ids` are stored (in any status), in one query.
+pub fn stored_among(
+    db: &dyn Sql,
+    event_ids: &[String],
+) -> Result<std::collections::HashSet<String>, SqlError> {
+    if event_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let list = serde_json::to_string(event_ids).map_err(|e| SqlError(e.to_string()))?;
+    db.query(
+        "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))",
+        params![list],
+    )?
+    .iter()
+    .map(|r| r.text(0).map(str::to_owned))
+    .collect()
+}
+
 pub fn update_extremities(db: &dyn Sql, new_event: &str, prev_events: &[String]) -> Result<(), SqlError> {
     for prev in prev_events {
         db.execute(
