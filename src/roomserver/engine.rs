@@ -637,8 +637,12 @@ impl<'a> Engine<'a> {
 
         // Forward extremities and the new current state.
         let prevs: Vec<String> = pdu.prev_events().iter().map(|p| p.to_string()).collect();
-        store::update_extremities(self.db, &event_id, &prevs)?;
         let mut extremities = self.head()?.extremities;
+        match prevs.as_slice() {
+            // A linear step (the common case): one statement moves the extremity.
+            [prev] if extremities.contains(prev) => store::replace_extremity(self.db, prev, &event_id)?,
+            _ => store::update_extremities(self.db, &event_id, &prevs)?,
+        }
         extremities.retain(|e| !prevs.contains(e));
         extremities.push(event_id.clone());
         extremities.sort();

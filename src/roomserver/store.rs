@@ -362,6 +362,14 @@ pub fn stored_among(
     .collect()
 }
 
+/// `new_event` replaces the extremity `prev` (its only prev event).
+pub fn replace_extremity(db: &dyn Sql, prev: &str, new_event: &str) -> Result<(), SqlError> {
+    db.execute(
+        "UPDATE OR REPLACE extremities SET event_id = ? WHERE event_id = ?",
+        params![new_event, prev],
+    )
+}
+
 pub fn update_extremities(db: &dyn Sql, new_event: &str, prev_events: &[String]) -> Result<(), SqlError> {
     for prev in prev_events {
         db.execute(
