@@ -29,6 +29,7 @@ await call("Profiler.setSamplingInterval", { interval: 200 });
 await call("Profiler.start");
 await new Promise((r) => setTimeout(r, Number(seconds) * 1000));
 const { result } = await call("Profiler.stop");
+if (!result) throw new Error("no profile returned");
 const profile = result.profile;
 if (out) (await import("node:fs")).writeFileSync(out, JSON.stringify(profile));
 const dt = new Map();

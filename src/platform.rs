@@ -119,12 +119,12 @@ pub async fn call_object(
         .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
     let req =
         worker::Request::new_with_init("https://object/", &init).map_err(|e| internal(e.to_string()))?;
-    let mut resp = stub
+    let resp = stub
         .fetch_with_request(req)
         .await
         .map_err(|e| internal(e.to_string()))?;
     let status = resp.status_code();
-    let text = resp.text().await.map_err(|e| internal(e.to_string()))?;
+    let text = response_text(resp).await.map_err(internal)?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| internal(e.to_string()))?;
     if status == 200 {
         return Ok(value);
@@ -135,6 +135,18 @@ pub async fn call_object(
         return Err(internal(error.to_owned()));
     }
     Err(MatrixError::from_parts(status, errcode, error))
+}
+
+/// A response's body as text, read by the runtime in one call (reading the stream
+/// chunk by chunk from wasm costs several times more).
+async fn response_text(resp: worker::Response) -> Result<String, String> {
+    let raw: worker::web_sys::Response = resp.into();
+    let promise = raw.text().map_err(|e| format!("{e:?}"))?;
+    wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|e| format!("{e:?}"))?
+        .as_string()
+        .ok_or_else(|| "response body is not text".to_owned())
 }
 
 /// Fills `buf` from the platform's cryptographic RNG.

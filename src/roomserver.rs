@@ -58,7 +58,7 @@ impl DurableObject for Room {
             Ok(text) => serde_json::from_str::<RoomRequest>(&text).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let (answer, notes, typing) = match parsed {
+        let (answer, notes, typing, writes) = match parsed {
             Ok(request) => {
                 let writes = matches!(
                     request,
@@ -82,7 +82,7 @@ impl DurableObject for Room {
                     // finishes, the alarm publishes what the section wrote.
                     let _ = self.state.storage().set_alarm(OUTBOX_RETRY_MS).await;
                 }
-                (answer, notes, kind == Some(NoteKind::Typing))
+                (answer, notes, kind == Some(NoteKind::Typing), writes)
             }
             Err(e) => (
                 Err(RoomFailure {
@@ -91,6 +91,7 @@ impl DurableObject for Room {
                     error: format!("bad room request: {e}"),
                 }),
                 (BTreeMap::new(), 0),
+                false,
                 false,
             ),
         };
@@ -102,6 +103,7 @@ impl DurableObject for Room {
         let storage = self.state.storage();
         let queue = self.env.queue(env::ROOM_LOG).ok();
         let env = self.env.clone();
+        // Only writes have records to publish (one that failed earlier is the alarm's).
         self.state.wait_until(async move {
             // No local user to tell is delivered too: the consumer only projects.
             let delivered_up_to = if notes.is_empty() || users::notify_all(&env, notes).await.is_ok() {
@@ -110,7 +112,9 @@ impl DurableObject for Room {
                 platform::log_error("room: direct sync notification failed; the log will deliver");
                 0
             };
-            flush_outbox(storage, queue, delivered_up_to).await;
+            if writes {
+                flush_outbox(storage, queue, delivered_up_to).await;
+            }
         });
         if typing {
             self.schedule_typing_expiry().await;
