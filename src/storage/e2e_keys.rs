@@ -139,6 +139,74 @@ pub async fn unused_fallback_key_types(db: &Db, user_id: &str, device_id: &str) 
     Ok(rows.into_iter().map(|r| r.algorithm).collect())
 }
 
+/// What a /sync needs from the key tables, read in one round trip.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncKeys {
+    /// Device-list changes after the token (none for an initial sync).
+    pub changed: Vec<String>,
+    pub left: Vec<String>,
+    /// The observer's device-list position after them.
+    pub position: i64,
+    /// `device_one_time_keys_count` (always with `signed_curve25519`).
+    pub one_time_key_counts: BTreeMap<String, i64>,
+    /// `device_unused_fallback_key_types`.
+    pub unused_fallback_key_types: Vec<String>,
+}
+
+/// Device-list changes since `since` (`None`: an initial sync, only the position), this
+/// device's one-time key counts and unused fallback key types: one query.
+pub async fn for_sync(db: &Db, user_id: &str, device_id: &str, since: Option<i64>) -> Result<SyncKeys> {
+    #[derive(Deserialize)]
+    struct Row {
+        k: String,
+        a: String,
+        b: String,
+        n: i64,
+    }
+    let rows: Vec<Row> = db
+        .all(
+            "SELECT 'dl' AS k, other_user_id AS a, kind AS b, stream_id AS n FROM device_list_inbox \
+               WHERE user_id = ?1 AND stream_id > ?3 \
+             UNION ALL SELECT 'pos', '', '', COALESCE(MAX(stream_id), 0) FROM device_list_inbox \
+               WHERE user_id = ?1 \
+             UNION ALL SELECT 'otk', algorithm, '', COUNT(*) FROM e2e_one_time_keys \
+               WHERE user_id = ?1 AND device_id = ?2 GROUP BY algorithm \
+             UNION ALL SELECT 'fb', algorithm, '', 0 FROM e2e_fallback_keys \
+               WHERE user_id = ?1 AND device_id = ?2 AND used = 0",
+            args![user_id, device_id, since.unwrap_or(i64::MAX)],
+        )
+        .await?;
+    let mut out = SyncKeys {
+        position: since.unwrap_or(0),
+        ..SyncKeys::default()
+    };
+    let mut changes: Vec<(i64, String, bool)> = Vec::new();
+    for row in rows {
+        match row.k.as_str() {
+            "dl" => changes.push((row.n, row.a, row.b == "left")),
+            "pos" => out.position = out.position.max(row.n),
+            "otk" => {
+                out.one_time_key_counts.insert(row.a, row.n);
+            }
+            "fb" => out.unused_fallback_key_types.push(row.a),
+            _ => {}
+        }
+    }
+    changes.sort();
+    for (_, user, left) in changes {
+        if left {
+            out.left.push(user);
+        } else {
+            out.changed.push(user);
+        }
+    }
+    out.one_time_key_counts
+        .entry(SIGNED_CURVE25519.to_owned())
+        .or_insert(0);
+    out.unused_fallback_key_types.sort();
+    Ok(out)
+}
+
 /// A claimed key: `algorithm:key_id` and the key JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {

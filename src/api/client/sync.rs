@@ -12,7 +12,7 @@ use crate::api::MatrixError;
 use crate::core::filter::{select_fields, Filter};
 use crate::platform::{rooms, users, Ctx};
 use crate::roomserver::protocol::{RoomRequest, SliceSpec};
-use crate::storage::{account_data, device_lists, e2e_keys};
+use crate::storage::{account_data, e2e_keys};
 use crate::sync::protocol::{RoomPlan, SyncPlan, UserRequest};
 use crate::sync::token::SyncToken;
 
@@ -155,26 +155,11 @@ async fn assemble(
         }
     };
     // End-to-end encryption: device-list changes since the token (none on an initial
-    // sync, which starts from the current position), and this device's key counts.
-    // Independent of the rooms: all of it is one round of concurrent reads.
+    // sync, which starts from the current position), and this device's key counts, in
+    // one D1 read; independent of the rooms, so in the same concurrent round.
     let db = ctx.db()?;
-    let lists = async {
-        match since {
-            Some(s) => device_lists::changes(&db, user_id, s.device_lists)
-                .await
-                .map(|c| (c.changed, c.left, c.position)),
-            None => device_lists::position(&db, user_id)
-                .await
-                .map(|p| (Vec::new(), Vec::new(), p)),
-        }
-    };
-    let e2ee = futures_util::future::join3(
-        lists,
-        e2e_keys::one_time_key_counts(&db, user_id, device_id),
-        e2e_keys::unused_fallback_key_types(&db, user_id, device_id),
-    );
-    let (slices, account, (lists, otk_counts, fallback_types)) =
-        futures_util::future::join3(slices, account, e2ee).await;
+    let e2ee = e2e_keys::for_sync(&db, user_id, device_id, since.map(|s| s.device_lists));
+    let (slices, account, keys) = futures_util::future::join3(slices, account, e2ee).await;
     ctx.mark("rooms");
     let account = account?;
 
@@ -292,17 +277,16 @@ async fn assemble(
         let drop = presence.len().saturating_sub(limit as usize);
         presence.drain(..drop);
     }
-    let (changed, left, position) = lists?;
-    next.device_lists = next.device_lists.max(position);
-    let (otk_counts, fallback_types) = (otk_counts?, fallback_types?);
+    let keys = keys?;
+    next.device_lists = next.device_lists.max(keys.position);
     Ok(json!({
         "next_batch": next.encode(),
         "rooms": { "join": join, "invite": invite, "knock": knock, "leave": leave },
         "account_data": { "events": global_account },
         "to_device": { "events": plan.to_device },
         "presence": { "events": presence },
-        "device_lists": { "changed": changed, "left": left },
-        "device_one_time_keys_count": otk_counts,
-        "device_unused_fallback_key_types": fallback_types,
+        "device_lists": { "changed": keys.changed, "left": keys.left },
+        "device_one_time_keys_count": keys.one_time_key_counts,
+        "device_unused_fallback_key_types": keys.unused_fallback_key_types,
     }))
 }
