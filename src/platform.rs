@@ -55,6 +55,8 @@ impl Ctx {
 pub struct Timings {
     last: std::cell::Cell<f64>,
     stages: std::cell::RefCell<Vec<(&'static str, f64)>>,
+    /// Stages reported by the Durable Objects this request called.
+    inner: std::cell::RefCell<Vec<(String, f64)>>,
 }
 
 impl Timings {
@@ -62,6 +64,7 @@ impl Timings {
         Self {
             last: std::cell::Cell::new(start_ms),
             stages: std::cell::RefCell::new(Vec::new()),
+            inner: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -70,16 +73,34 @@ impl Timings {
         self.stages.borrow_mut().push((stage, took));
     }
 
+    /// Adds the stages another component reported (its `Server-Timing` value), each
+    /// named `<prefix>.<stage>`; the spans are inside this request's current stage.
+    pub fn add_inner(&self, prefix: &str, header: &str) {
+        let mut stages = self.inner.borrow_mut();
+        for part in header.split(',') {
+            let mut fields = part.trim().split(';');
+            let name = fields.next().unwrap_or_default().trim();
+            let dur = fields
+                .find_map(|f| f.trim().strip_prefix("dur="))
+                .and_then(|d| d.parse::<f64>().ok());
+            if let (false, Some(dur)) = (name.is_empty(), dur) {
+                stages.push((format!("{prefix}.{name}"), dur));
+            }
+        }
+    }
+
     /// The header value, or `None` when no stage was marked.
     pub fn header(&self) -> Option<String> {
         let stages = self.stages.borrow();
         if stages.is_empty() {
             return None;
         }
+        let inner = self.inner.borrow();
         Some(
             stages
                 .iter()
                 .map(|(name, took)| format!("{name};dur={took:.1}"))
+                .chain(inner.iter().map(|(name, took)| format!("{name};dur={took:.1}")))
                 .collect::<Vec<_>>()
                 .join(", "),
         )
@@ -104,6 +125,17 @@ pub async fn call_object(
     name: &str,
     body: String,
 ) -> Result<serde_json::Value, crate::api::MatrixError> {
+    call_object_timed(binding, env, name, body, None).await
+}
+
+/// `call_object`, adding the object's own `Server-Timing` stages (prefixed) to `timings`.
+pub async fn call_object_timed(
+    binding: &str,
+    env: &worker::Env,
+    name: &str,
+    body: String,
+    timings: Option<(&Timings, &str)>,
+) -> Result<serde_json::Value, crate::api::MatrixError> {
     use crate::api::MatrixError;
     let internal = |detail: String| {
         log_error(&format!("{binding} {name}: {detail}"));
@@ -124,6 +156,11 @@ pub async fn call_object(
         .await
         .map_err(|e| internal(e.to_string()))?;
     let status = resp.status_code();
+    if let Some((timings, prefix)) = timings {
+        if let Ok(Some(inner)) = resp.headers().get("Server-Timing") {
+            timings.add_inner(prefix, &inner);
+        }
+    }
     let text = response_text(resp).await.map_err(internal)?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| internal(e.to_string()))?;
     if status == 200 {
@@ -218,6 +255,11 @@ mod tests {
         assert_eq!(
             t.header().as_deref(),
             Some("auth;dur=2.5, room;dur=7.5, late;dur=0.0")
+        );
+        t.add_inner("room", "exec;dur=1.25, junk, alarm;dur=0.5");
+        assert_eq!(
+            t.header().as_deref(),
+            Some("auth;dur=2.5, room;dur=7.5, late;dur=0.0, room.exec;dur=1.2, room.alarm;dur=0.5")
         );
     }
 }
