@@ -189,7 +189,11 @@ impl Drop for Server {
 }
 
 fn kill_group(pgid: u32) {
-    let _ = Command::new("kill").args(["-TERM", &format!("-{pgid}")]).status();
+    // `--` before the negative pid: procps' kill otherwise reads `-<pgid>` as an option
+    // and signals the wrong group (even every process, for a pgid starting with 1).
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{pgid}")])
+        .status();
 }
 
 /// Kills the server's process group once this test process has exited.
@@ -197,7 +201,7 @@ fn spawn_watchdog(pgid: u32) {
     let me = std::process::id();
     let script = format!(
         "while kill -0 {me} 2>/dev/null; do sleep 1; done; \
-         kill -TERM -{pgid} 2>/dev/null; sleep 3; kill -KILL -{pgid} 2>/dev/null"
+         kill -TERM -- -{pgid} 2>/dev/null; sleep 3; kill -KILL -- -{pgid} 2>/dev/null"
     );
     let _ = Command::new("bash")
         .args(["-c", &script])
