@@ -112,6 +112,24 @@ pub fn now_ms() -> u64 {
     worker::Date::now().as_millis()
 }
 
+/// A timestamp in milliseconds never handed out before by this isolate: the clock, or
+/// one past the last one given. For events whose hash names them (a v12 room's create
+/// event names the room), so that two identical requests at the same instant still
+/// make two different events.
+pub fn unique_ms() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = now_ms();
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
 /// Milliseconds from the runtime's clock, as a float (for timings).
 pub fn clock_ms() -> f64 {
     js_sys::Date::now()

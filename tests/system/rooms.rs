@@ -308,3 +308,25 @@ fn state_permissions_and_unknown_rooms() {
     assert_eq!(redacted["content"], json!({}), "{redacted}");
     assert!(redacted["unsigned"]["redacted_because"].is_object());
 }
+
+#[test]
+fn one_user_creating_rooms_at_once_gets_distinct_rooms() {
+    // Identical v12 create events would name the same room; each request must get its own.
+    let (alice, _) = new_user("alice");
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let alice = alice.clone();
+            std::thread::spawn(move || {
+                alice
+                    .post("/_matrix/client/v3/createRoom", &json!({}))
+                    .expect(200)["room_id"]
+                    .as_str()
+                    .expect("room_id")
+                    .to_owned()
+            })
+        })
+        .collect();
+    let ids: std::collections::HashSet<String> =
+        handles.into_iter().map(|h| h.join().expect("create")).collect();
+    assert_eq!(ids.len(), 6);
+}

@@ -124,7 +124,7 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
     let signer = Signer {
         server_name: &ctx.config.server_name,
         key: &ctx.config.signing_key,
-        now_ms: ctx.now_ms(),
+        now_ms: crate::platform::unique_ms(),
     };
     let new_id = new_room_id(ctx, &rules)?;
     let create = build_create_event(
