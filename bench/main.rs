@@ -1,16 +1,29 @@
-//! Neurite's benchmark: starts a server under `wrangler dev` on loopback, runs the
-//! workloads, prints a table and writes `docs/benchmarks.md` (with an SVG chart).
+//! Neurite's benchmark: runs the workloads against Neurite (under `wrangler dev`) and
+//! against Synapse on the same machine, prints one table with both and their ratios,
+//! and writes `docs/benchmarks.md` (with an SVG chart).
 //!
 //! `cargo run --release --example bench` (see the README). Bounded in count and time;
-//! stops the server when done.
+//! everything on loopback; stops both servers when done or on a panic.
 //!
 //! Workloads:
-//! - ingest: a generated 10,000-event room history from three servers (joins, leaves,
-//!   power-level / name / topic changes, mostly messages, concurrent branches), fed
-//!   through the roomserver's input pipeline (signatures and hashes verified, auth
-//!   checked, state resolved, persisted) in batches;
-//! - client send: `PUT /send` latency and throughput at concurrency 1, 8, 32, into one
-//!   room and spread over 20 rooms.
+//! - ingest (Neurite only): a generated 10,000-event room history from three servers
+//!   (joins, leaves, power-level / name / topic changes, mostly messages, concurrent
+//!   branches), fed through the roomserver's input pipeline (signatures and hashes
+//!   verified, auth checked, state resolved, persisted) in batches;
+//! - send: `PUT /send` latency and throughput at concurrency 1, 8, 32, into one room
+//!   and spread over 20 rooms;
+//! - sync: delivery latency of a message to a waiting long-poll `/sync`, initial sync
+//!   of a user in 50 rooms of 100 messages, and an incremental sync with nothing new
+//!   (`bench/sync.rs`).
+//!
+//! Selection, through the environment:
+//! - `NEURITE_BENCH_ONLY=ingest|send|sync` (or a comma-separated list) runs only those
+//!   parts; `docs/benchmarks.md` is replaced only when every part ran;
+//! - `NEURITE_BENCH_SYNAPSE=0` leaves Synapse out (it is installed from PyPI into
+//!   `target/bench/synapse/` on first use; if that fails the run goes on without it);
+//! - smaller counts for development: `NEURITE_BENCH_EVENTS` (ingest, 10000),
+//!   `NEURITE_BENCH_SENDS` (sends per row, 600), `NEURITE_BENCH_SYNC_MESSAGES` (500),
+//!   `NEURITE_BENCH_SYNC_ROOMS` (50), `NEURITE_BENCH_SYNC_PER_ROOM` (100).
 
 #[path = "../tests/system/harness.rs"]
 #[allow(dead_code)]
@@ -21,6 +34,12 @@ mod history;
 
 #[path = "report.rs"]
 mod report;
+
+#[path = "sync.rs"]
+mod sync;
+
+#[path = "synapse.rs"]
+mod synapse;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -33,17 +52,268 @@ use harness::{Client, Options, Server};
 const INGEST_EVENTS: usize = 10_000;
 const INGEST_BATCH: usize = 500;
 const SENDS_PER_LEVEL: usize = 600;
+const SYNC_MESSAGES: usize = 500;
+const SYNC_ROOMS: usize = 50;
+const SYNC_PER_ROOM: usize = 100;
 
-fn main() {
-    let events = std::env::var("NEURITE_BENCH_EVENTS")
+/// Which parts of the benchmark run.
+struct Parts {
+    ingest: bool,
+    send: bool,
+    sync: bool,
+}
+
+impl Parts {
+    fn from_env() -> Parts {
+        let Ok(only) = std::env::var("NEURITE_BENCH_ONLY") else {
+            return Parts {
+                ingest: true,
+                send: true,
+                sync: true,
+            };
+        };
+        let mut parts = Parts {
+            ingest: false,
+            send: false,
+            sync: false,
+        };
+        for name in only.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "ingest" => parts.ingest = true,
+                "send" => parts.send = true,
+                "sync" => parts.sync = true,
+                other => {
+                    eprintln!(
+                        "[bench] NEURITE_BENCH_ONLY: unknown part {other:?} (known: ingest, send, sync)"
+                    );
+                    std::process::exit(2);
+                }
+            }
+        }
+        parts
+    }
+
+    fn all(&self) -> bool {
+        self.ingest && self.send && self.sync
+    }
+}
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(INGEST_EVENTS);
-    eprintln!("[bench] starting a server");
-    let server = Server::start(Options::default());
-    let (admin, _) = server.register_admin(&harness::unique("benchadmin"), "bench password");
+        .unwrap_or(default)
+}
 
-    // 1. Ingest.
+/// The command line that reproduces this run, with the selectors that were set.
+fn command() -> String {
+    let mut vars: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("NEURITE_BENCH_"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    vars.sort();
+    vars.push("cargo run --release --example bench".into());
+    vars.join(" ")
+}
+
+struct Counts {
+    sends: usize,
+    sync_messages: usize,
+    sync_rooms: usize,
+    sync_per_room: usize,
+}
+
+fn main() {
+    let parts = Parts::from_env();
+    let counts = Counts {
+        sends: env_count("NEURITE_BENCH_SENDS", SENDS_PER_LEVEL),
+        sync_messages: env_count("NEURITE_BENCH_SYNC_MESSAGES", SYNC_MESSAGES),
+        sync_rooms: env_count("NEURITE_BENCH_SYNC_ROOMS", SYNC_ROOMS),
+        sync_per_room: env_count("NEURITE_BENCH_SYNC_PER_ROOM", SYNC_PER_ROOM),
+    };
+    // Synapse is installed before anything is measured, so the install never competes
+    // with a measurement for the two cores.
+    let synapse_install = if std::env::var("NEURITE_BENCH_SYNAPSE").as_deref() == Ok("0") {
+        Err("left out with NEURITE_BENCH_SYNAPSE=0".to_owned())
+    } else if !(parts.send || parts.sync) {
+        Err("no workload of this run compares with Synapse".to_owned())
+    } else {
+        eprintln!("[bench] Synapse {}: checking the install", synapse::VERSION);
+        let result = synapse::install();
+        match &result {
+            Ok(i) => match i.seconds {
+                Some(s) => eprintln!("[bench] Synapse installed in {s:.1} s"),
+                None => eprintln!("[bench] Synapse already installed"),
+            },
+            Err(e) => eprintln!("[bench] Synapse unavailable, going on with Neurite only: {e}"),
+        }
+        result.map_err(|e| format!("install failed: {e}"))
+    };
+
+    eprintln!("[bench] starting Neurite");
+    let server = Server::start(Options::default());
+    // A panic while measuring still stops the server before it propagates.
+    let measured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let ingest = parts.ingest.then(|| run_ingest(&server));
+        let figures = workloads("Neurite", &server.client(), &parts, &counts);
+        (ingest, figures)
+    }));
+    stop_neurite(server);
+    let (ingest, neurite) = measured.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+
+    let synapse = synapse_install.and_then(|install| {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            eprintln!("[bench] starting Synapse");
+            let started = Instant::now();
+            let server = synapse::Synapse::start(&install)?;
+            eprintln!(
+                "[bench] Synapse answering on {} after {:.1} s",
+                server.base_url(),
+                started.elapsed().as_secs_f64()
+            );
+            let client = Client {
+                base: server.base_url(),
+                token: None,
+            };
+            let figures = workloads("Synapse", &client, &parts, &counts);
+            drop(server);
+            Ok::<_, String>(figures)
+        }));
+        let figures = match run {
+            Ok(result) => result,
+            Err(panic) => Err(format!(
+                "the Synapse run failed: {}",
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into())
+            )),
+        };
+        if let Err(e) = &figures {
+            eprintln!("[bench] Synapse figures absent: {e}");
+        }
+        figures.map(|f| {
+            (
+                f,
+                report::SynapseInfo {
+                    version: synapse::VERSION.to_owned(),
+                    python: install.python_version.clone(),
+                    install_s: install.seconds,
+                },
+            )
+        })
+    });
+
+    report::write(&report::Run {
+        command: command(),
+        ingest,
+        neurite,
+        synapse,
+        sends_per_level: counts.sends,
+        wasm: report::wasm_size(),
+        complete: parts.all(),
+    });
+}
+
+/// Stops a Neurite server: SIGTERM to its process group, SIGKILL to whatever of it is
+/// still alive 5 s later. The `Server` is then forgotten, not dropped: its drop runs
+/// `kill -TERM -<pgid>` without `--`, which procps-ng 4.0.2 reads as a signal to
+/// process group -<first digit> (for a pgid starting with 1, `kill(-1, SIGTERM)`: every
+/// process on the machine), and then waits for a wrangler that never got the signal.
+fn stop_neurite(server: Server) {
+    let needle = server.state_dir.to_string_lossy().into_owned();
+    let mut groups: Vec<u32> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let path = entry.path();
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&cmdline).contains(&needle) {
+            continue;
+        }
+        // `pid (comm) state ppid pgrp ...`
+        let pgrp = std::fs::read_to_string(path.join("stat")).ok().and_then(|stat| {
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+        });
+        if let Some(g) = pgrp.filter(|g| *g > 1 && !groups.contains(g)) {
+            groups.push(g);
+        }
+    }
+    let signal = |sig: &str, group: u32| {
+        std::process::Command::new("kill")
+            .args([format!("-{sig}"), "--".into(), format!("-{group}")])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    for &g in &groups {
+        signal("TERM", g);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && groups.iter().any(|&g| signal("0", g)) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for &g in &groups {
+        if signal("0", g) {
+            eprintln!("[bench] Neurite's process group {g} outlived SIGTERM: SIGKILL");
+            signal("KILL", g);
+        }
+    }
+    // Its watchdog (bash's own `kill`, which parses `-<pgid>` correctly) finds the
+    // group gone when the benchmark exits.
+    std::mem::forget(server);
+}
+
+/// The send and sync workloads against one server (`server` holds no token).
+fn workloads(name: &str, server: &Client, parts: &Parts, counts: &Counts) -> report::Figures {
+    let mut figures = report::Figures::default();
+    if parts.send {
+        let (alice, _) = server.register(&harness::unique("sender"), "bench password");
+        let one_room = create_room(&alice);
+        let many_rooms: Vec<String> = (0..20).map(|_| create_room(&alice)).collect();
+        for concurrency in [1usize, 8, 32] {
+            for (label, rooms) in [
+                ("1 room", vec![one_room.clone()]),
+                ("20 rooms", many_rooms.clone()),
+            ] {
+                let r = send_load(&alice, &rooms, concurrency, counts.sends);
+                eprintln!(
+                    "[bench] {name} send {label} c={concurrency}: {} ok, {:.0} ev/s p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms",
+                    r.ok, r.per_s, r.p50, r.p95, r.p99
+                );
+                figures.sends.push(report::Send {
+                    target: label.to_owned(),
+                    concurrency,
+                    ..r
+                });
+            }
+        }
+    }
+    if parts.sync {
+        let d = sync::delivery(server, counts.sync_messages);
+        eprintln!(
+            "[bench] {name} sync delivery over {} messages: p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms max {:.1} ms",
+            d.n, d.p50, d.p95, d.p99, d.max
+        );
+        figures.delivery = Some(d);
+        if counts.sync_rooms > 0 {
+            let i = sync::initial(server, counts.sync_rooms, counts.sync_per_room);
+            eprintln!(
+                "[bench] {name} initial sync of {} rooms x {} messages (set up in {:.1} s): median {:.1} ms; empty incremental: median {:.1} ms",
+                i.rooms, i.per_room, i.setup_s, i.initial_ms, i.incremental_ms
+            );
+            figures.initial = Some(i);
+        }
+    }
+    figures
+}
+
+/// Feeds the generated history through the admin input endpoint.
+fn run_ingest(server: &Server) -> report::Ingest {
+    let events = env_count("NEURITE_BENCH_EVENTS", INGEST_EVENTS);
+    let (admin, _) = server.register_admin(&harness::unique("benchadmin"), "bench password");
     eprintln!("[bench] generating a {events}-event history");
     let hist = history::generate(events, 42);
     eprintln!(
@@ -97,38 +367,7 @@ fn main() {
         "[bench] ingest: {:.0} events/s ({} events in {:.2} s), {:.0} bytes/event",
         ingest.events_per_s, ingest.events, ingest.seconds, ingest.bytes_per_event
     );
-
-    // 2. Client send.
-    let mut sends = Vec::new();
-    if std::env::var("NEURITE_BENCH_ONLY").as_deref() == Ok("ingest") {
-        return;
-    }
-    let (alice, _) = server
-        .client()
-        .register(&harness::unique("sender"), "bench password");
-    let one_room = create_room(&alice);
-    let many_rooms: Vec<String> = (0..20).map(|_| create_room(&alice)).collect();
-    for concurrency in [1usize, 8, 32] {
-        for (label, rooms) in [
-            ("1 room", vec![one_room.clone()]),
-            ("20 rooms", many_rooms.clone()),
-        ] {
-            let r = send_load(&alice, &rooms, concurrency, SENDS_PER_LEVEL);
-            eprintln!(
-                "[bench] send {label} c={concurrency}: {:.0} ev/s p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms",
-                r.per_s, r.p50, r.p95, r.p99
-            );
-            sends.push(report::Send {
-                target: label.to_owned(),
-                concurrency,
-                ..r
-            });
-        }
-    }
-
-    let wasm = report::wasm_size();
-    report::write(&ingest, &sends, wasm);
-    drop(server);
+    ingest
 }
 
 fn create_room(c: &Client) -> String {
@@ -140,14 +379,6 @@ fn create_room(c: &Client) -> String {
         .as_str()
         .expect("room id")
         .to_owned()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 /// `total` sends spread over `concurrency` threads and the given rooms.
@@ -167,10 +398,12 @@ fn send_load(c: &Client, rooms: &[String], concurrency: usize, total: usize) -> 
                         break;
                     }
                     let room = &rooms[i % rooms.len()];
+                    // Unique per row: a transaction id seen before in the same room
+                    // would be answered from the server's idempotency record, not sent.
                     let path = format!(
-                        "/_matrix/client/v3/rooms/{}/send/m.room.message/b{t}x{i}x{}",
+                        "/_matrix/client/v3/rooms/{}/send/m.room.message/c{concurrency}r{}t{t}x{i}",
                         room.replace('!', "%21").replace(':', "%3A"),
-                        std::process::id()
+                        rooms.len()
                     );
                     let t0 = Instant::now();
                     let resp = c.put(
@@ -199,8 +432,8 @@ fn send_load(c: &Client, rooms: &[String], concurrency: usize, total: usize) -> 
         concurrency,
         ok: lat.len(),
         per_s: lat.len() as f64 / secs,
-        p50: percentile(&lat, 0.50),
-        p95: percentile(&lat, 0.95),
-        p99: percentile(&lat, 0.99),
+        p50: sync::percentile(&lat, 0.50),
+        p95: sync::percentile(&lat, 0.95),
+        p99: sync::percentile(&lat, 0.99),
     }
 }
