@@ -217,10 +217,8 @@ fn main() {
 }
 
 /// Stops a Neurite server: SIGTERM to its process group, SIGKILL to whatever of it is
-/// still alive 5 s later. The `Server` is then forgotten, not dropped: its drop runs
-/// `kill -TERM -<pgid>` without `--`, which procps-ng 4.0.2 reads as a signal to
-/// process group -<first digit> (for a pgid starting with 1, `kill(-1, SIGTERM)`: every
-/// process on the machine), and then waits for a wrangler that never got the signal.
+/// still alive 5 s later (`wrangler dev` does not always exit on SIGTERM, and the
+/// harness's drop would wait for it). The `Server` is then forgotten, not dropped.
 fn stop_neurite(server: Server) {
     let needle = server.state_dir.to_string_lossy().into_owned();
     let mut groups: Vec<u32> = Vec::new();
@@ -261,8 +259,7 @@ fn stop_neurite(server: Server) {
             signal("KILL", g);
         }
     }
-    // Its watchdog (bash's own `kill`, which parses `-<pgid>` correctly) finds the
-    // group gone when the benchmark exits.
+    // Its watchdog finds the group gone when the benchmark exits.
     std::mem::forget(server);
 }
 
