@@ -9,6 +9,7 @@
 #   --registration M    NEURITE_REGISTRATION open   (closed | open | token)
 #   --inspector-port N  NEURITE_INSPECTOR_PORT  port + 1000
 # NEURITE_SKIP_SETUP=1 / NEURITE_SKIP_BUILD=1 skip those steps (the test harness uses them).
+# NEURITE_OBSERVABILITY=1 keeps wrangler.toml's Workers Logs emulation on.
 #
 # Generated once per state directory and passed to the worker:
 #   signing.key                  the server's ed25519 signing key (SIGNING_KEY)
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
     --state-dir) state_dir="$2"; shift 2 ;;
     --registration) registration="$2"; shift 2 ;;
     --inspector-port) inspector_port="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -63,12 +64,22 @@ if [ ! -s "$secret_file" ]; then
 fi
 shared_secret=$(cat "$secret_file")
 
+# The local configuration: wrangler.toml with Workers Logs (observability) off, unless
+# NEURITE_OBSERVABILITY=1. Locally its emulation runs on the same thread as the worker
+# and costs about a fifth of every request; deployed, it is Cloudflare's to carry.
+config=wrangler.toml
+if [ "${NEURITE_OBSERVABILITY:-0}" != 1 ]; then
+  config="$state_dir/wrangler.local.toml"
+  sed -e 's/^enabled = true$/enabled = false/' -e "s#^main = \"build/#main = \"$PWD/build/#" \
+    wrangler.toml > "$config"
+fi
+
 # Local D1: the schema is idempotent and applied on every start.
-wrangler d1 execute DB --local --persist-to "$state_dir" --file schema.sql > "$state_dir/d1-apply.log" 2>&1 \
+wrangler d1 execute DB --local --config "$config" --persist-to "$state_dir" --file schema.sql > "$state_dir/d1-apply.log" 2>&1 \
   || { cat "$state_dir/d1-apply.log" >&2; exit 1; }
 
 echo "[run] Neurite $server_name on http://127.0.0.1:$port (state in $state_dir)" >&2
-exec wrangler dev --ip 127.0.0.1 --port "$port" --inspector-port "$inspector_port" \
+exec wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" --inspector-port "$inspector_port" \
   --persist-to "$state_dir" --show-interactive-dev-session=false \
   --var "SERVER_NAME:$server_name" \
   --var "PUBLIC_BASEURL:http://127.0.0.1:$port" \
