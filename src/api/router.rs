@@ -114,6 +114,16 @@ pub enum Endpoint {
     ReadMarkers,
     GetPresence,
     PutPresence,
+    // Push rules
+    GetPushRules,
+    GetPushRulesGlobal,
+    GetPushRule,
+    PutPushRule,
+    DeletePushRule,
+    GetPushRuleEnabled,
+    PutPushRuleEnabled,
+    GetPushRuleActions,
+    PutPushRuleActions,
 }
 
 use Endpoint as E;
@@ -449,6 +459,45 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     ),
     (Get, "/_matrix/client/v3/presence/{userId}/status", E::GetPresence),
     (Put, "/_matrix/client/v3/presence/{userId}/status", E::PutPresence),
+    // Push rules
+    (Get, "/_matrix/client/v3/pushrules/", E::GetPushRules),
+    (Get, "/_matrix/client/v3/pushrules", E::GetPushRules),
+    (Get, "/_matrix/client/v3/pushrules/global/", E::GetPushRulesGlobal),
+    (
+        Get,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
+        E::GetPushRule,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
+        E::PutPushRule,
+    ),
+    (
+        Delete,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
+        E::DeletePushRule,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled",
+        E::GetPushRuleEnabled,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled",
+        E::PutPushRuleEnabled,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions",
+        E::GetPushRuleActions,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions",
+        E::PutPushRuleActions,
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
