@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::core::filter::RoomFilter;
 use crate::core::pdu::Pdu;
+use crate::core::push;
 use crate::params;
 
 use super::dispatch::{fail, may_see, state_at, token, Host};
@@ -288,16 +289,28 @@ pub fn slice(
             && !filter.ephemeral.excludes_all()
     });
     body["ephemeral"] = json!({ "events": ephemeral_events });
-    body["unread_notifications"] = unread(room, user, member.as_ref())?;
+    body["unread_notifications"] = unread(room, user, to, &state_to, spec.push_rules.as_ref())?;
     Ok(body)
 }
 
-/// Notification and highlight counts since the user's read receipt (or their join),
-/// per the default push rules that matter for counting: messages and encrypted events
-/// from others notify (`.m.rule.message`, `.m.rule.encrypted`), notices do not
-/// (`.m.rule.suppress_notices`), mentions of the user's localpart or display name
-/// highlight (`.m.rule.contains_user_name`, `.m.rule.contains_display_name`).
-fn unread(room: &mut Engine<'_>, user: &str, member: Option<&Pdu>) -> Result<Value, RoomFailure> {
+/// Most unread events evaluated per room and slice: the counts stop there (clients
+/// show such numbers as "999+" anyway), and a room with a long unread backlog costs a
+/// bounded amount of work per /sync (about 1,000 × a few microseconds, see
+/// `core::push::tests::evaluation_cost`).
+pub const UNREAD_SCAN: i64 = 1000;
+
+/// Notification and highlight counts: the user's push rules (the server defaults when
+/// `rules` is `None`) evaluated on the newest `UNREAD_SCAN` accepted events after their
+/// read receipt (or their join) up to `to`, excluding their own events, in the room as it
+/// is at `to` (member count, their display name, power levels).
+fn unread(
+    room: &mut Engine<'_>,
+    user: &str,
+    to: i64,
+    state_to: &StatePdus,
+    rules: Option<&Value>,
+) -> Result<Value, RoomFailure> {
+    let member = state_to.get(&("m.room.member".into(), user.to_owned()));
     let mut read_pos = match member {
         Some(m) => stream_pos_of(room, m)?.unwrap_or(0),
         None => 0,
@@ -310,43 +323,64 @@ fn unread(room: &mut Engine<'_>, user: &str, member: Option<&Pdu>) -> Result<Val
             read_pos = read_pos.max(pos);
         }
     }
-    let base = "FROM events WHERE stream_pos > ? AND status = 0 AND sender != ? \
-                AND type IN ('m.room.message', 'm.room.encrypted') \
-                AND instr(json, '\"msgtype\":\"m.notice\"') = 0";
-    let count = |extra: &str, params: &[crate::storage::sql::SqlValue]| -> Result<i64, RoomFailure> {
-        room.db
-            .query_opt(&format!("SELECT count(*) {base}{extra}"), params)
-            .map_err(sql)?
-            .map(|r| r.int(0))
-            .transpose()
-            .map_err(sql)
-            .map(|n| n.unwrap_or(0))
-    };
-    let notifications = count("", params![read_pos, user])?;
-    let localpart = user
-        .trim_start_matches('@')
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let display = member
-        .and_then(|m| {
-            m.content()
-                .get("displayname")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| localpart.clone());
-    let highlights = if localpart.is_empty() {
-        0
-    } else {
-        count(
-            // `instr`, not LIKE: the Durable Object's SQLite caps LIKE pattern length.
-            " AND type = 'm.room.message' AND (instr(json, ?) > 0 OR instr(json, ?) > 0 OR instr(json, ?) > 0)",
-            params![read_pos, user, localpart.as_str(), display.as_str(), format!("\"{user}\"")],
-        )?
-    };
     let mut counts = BTreeMap::new();
+    counts.insert("notification_count", 0);
+    counts.insert("highlight_count", 0);
+    let rows = room
+        .db
+        .query(
+            "SELECT json FROM events WHERE stream_pos > ? AND stream_pos <= ? AND status = 0 AND sender != ? \
+             ORDER BY stream_pos DESC LIMIT ?",
+            params![read_pos, to, user, UNREAD_SCAN],
+        )
+        .map_err(sql)?;
+    let Ok(user_id) = <&ruma::UserId>::try_from(user) else {
+        return Ok(json!(counts));
+    };
+    if rows.is_empty() {
+        return Ok(json!(counts));
+    }
+    let rules = rules
+        .and_then(|v| <push::Ruleset as serde::Deserialize>::deserialize(v).ok())
+        .unwrap_or_else(|| push::Ruleset::server_default(user_id));
+    let content = |kind: &str| state_to.get(&(kind.into(), String::new())).map(Pdu::content);
+    let member_content = member.map(Pdu::content);
+    let power_levels = content("m.room.power_levels");
+    let create = state_to.get(&("m.room.create".into(), String::new()));
+    let mut creators: Vec<String> = create.map(|c| c.sender().to_string()).into_iter().collect();
+    if let Some(more) = create.and_then(|c| c.content().get("additional_creators").cloned()) {
+        creators.extend(
+            more.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned),
+        );
+    }
+    let state = push::RoomState {
+        room_id: room.info.room_id.as_str(),
+        member_count: state_to
+            .iter()
+            .filter(|((t, _), p)| {
+                t.to_string() == "m.room.member" && membership_of(p).as_deref() == Some("join")
+            })
+            .count() as u64,
+        display_name: member_content
+            .as_ref()
+            .and_then(|c| c.get("displayname"))
+            .and_then(Value::as_str),
+        power_levels: power_levels.as_ref(),
+        creators,
+    };
+    let Some(evaluator) = push::Evaluator::new(&rules, user, &state, &room.info.rules.authorization) else {
+        return Ok(json!(counts));
+    };
+    let (mut notifications, mut highlights) = (0i64, 0i64);
+    for row in &rows {
+        let verdict = evaluator.verdict(row.text(0).map_err(sql)?);
+        notifications += i64::from(verdict.notify);
+        highlights += i64::from(verdict.highlight);
+    }
     counts.insert("notification_count", notifications);
     counts.insert("highlight_count", highlights);
     Ok(json!(counts))
