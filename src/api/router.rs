@@ -626,4 +626,29 @@ mod tests {
         assert_eq!(match_pattern("/a/{x}", "/a/x/y"), None);
         assert!(matches!(match_pattern("/a/{x}", "/a/%ff"), Some(Err(_))));
     }
+
+    #[test]
+    fn routes_push_rules() {
+        let at = |m, p| route(m, p).map(|r| (r.endpoint, r.params));
+        assert_eq!(
+            at(Get, "/_matrix/client/v3/pushrules/"),
+            Ok((E::GetPushRules, vec![]))
+        );
+        assert_eq!(
+            at(Get, "/_matrix/client/r0/pushrules/global/"),
+            Ok((E::GetPushRulesGlobal, vec![]))
+        );
+        assert_eq!(
+            at(Put, "/_matrix/client/v3/pushrules/global/room/%21r%3Ahs/enabled"),
+            Ok((E::PutPushRuleEnabled, vec!["room".into(), "!r:hs".into()]))
+        );
+        assert_eq!(
+            at(Delete, "/_matrix/client/v3/pushrules/global/content/.cake"),
+            Ok((E::DeletePushRule, vec!["content".into(), ".cake".into()]))
+        );
+        assert_eq!(
+            route(Post, "/_matrix/client/v3/pushrules/global/content/x/actions"),
+            Err(MatrixError::method_not_allowed())
+        );
+    }
 }
