@@ -397,3 +397,25 @@ fn counts_reset_by_receipts_in_incremental_sync() {
         "{body}"
     );
 }
+
+#[test]
+fn concurrent_edits_are_not_lost() {
+    let (alice, _) = new_user("pr-concurrent");
+    let names: Vec<String> = (0..6).map(|i| format!("rule{i}")).collect();
+    std::thread::scope(|s| {
+        for name in &names {
+            let alice = alice.clone();
+            s.spawn(move || {
+                alice
+                    .put(
+                        &rule_path("content", name),
+                        &json!({"pattern": name, "actions": ["notify"]}),
+                    )
+                    .expect(200);
+            });
+        }
+    });
+    let mut got = user_rules(&alice, "content");
+    got.sort();
+    assert_eq!(got, names);
+}

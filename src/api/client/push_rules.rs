@@ -46,8 +46,9 @@ async fn load(ctx: &Ctx, user: &str) -> Result<Ruleset, MatrixError> {
     Ok(push::ruleset(user_id(user)?, content.as_ref()))
 }
 
-/// Attempts at a read-modify-write before giving up on concurrent writers.
-const EDIT_ATTEMPTS: usize = 5;
+/// Attempts at a read-modify-write before giving up on concurrent writers; between
+/// attempts a short random wait, so writers that collided spread out.
+const EDIT_ATTEMPTS: u64 = 12;
 
 /// Applies `change` to the stored ruleset and stores the result, atomically with
 /// respect to other edits. A refused change stores nothing.
@@ -57,7 +58,11 @@ async fn edit_rules(
     change: impl Fn(&mut Ruleset) -> Result<(), EditError>,
 ) -> Result<Value, MatrixError> {
     let db = ctx.db()?;
-    for _ in 0..EDIT_ATTEMPTS {
+    for attempt in 0..EDIT_ATTEMPTS {
+        if attempt > 0 {
+            let jitter = crate::platform::random_array::<1>().map_or(0, |[b]| u64::from(b) % 20);
+            crate::platform::sleep(5 + attempt * 5 + jitter).await;
+        }
         let read = account_data::get_global_versioned(&db, user, ACCOUNT_DATA_TYPE).await?;
         let content = read
             .as_ref()
