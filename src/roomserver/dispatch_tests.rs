@@ -252,3 +252,34 @@ fn unread_counts_stop_at_the_scan_bound() {
         counts(super::sync_slice::UNREAD_SCAN, 0)
     );
 }
+
+#[test]
+fn remembered_verdicts_follow_redactions_and_new_events() {
+    let (db, key) = room("shared");
+    let host = Host {
+        server_name: "hs.test",
+        key: &key,
+        now_ms: 10,
+        clock_ms: clock,
+    };
+    let mention = EventSpec {
+        content: json!({ "msgtype": "m.text", "body": "bob!", "m.mentions": { "user_ids": [user("bob")] } }),
+        ..message("")
+    };
+    let sent = send(&db, &host, &user("alice"), mention);
+    let event_id = sent["event_id"].as_str().expect("event id").to_owned();
+    assert_eq!(unread(&db, &host, "bob", None), counts(2, 1));
+    assert_eq!(unread(&db, &host, "bob", None), counts(2, 1), "from the memo");
+    send(&db, &host, &user("alice"), message("more"));
+    assert_eq!(unread(&db, &host, "bob", None), counts(3, 1));
+    // A redacted mention no longer highlights; it is still a message, so it notifies,
+    // and the redaction itself does not.
+    let redaction = EventSpec {
+        event_type: "m.room.redaction".into(),
+        state_key: None,
+        content: json!({ "redacts": event_id }),
+        redacts: Some(event_id.clone()),
+    };
+    send(&db, &host, &user("alice"), redaction);
+    assert_eq!(unread(&db, &host, "bob", None), counts(3, 0));
+}

@@ -91,6 +91,8 @@ pub struct Cache {
     after: RefCell<HashMap<String, i64>>,
     /// The room's head: stream position, current state group, forward extremities.
     head: RefCell<Option<Head>>,
+    /// Push rule verdicts per user, so /sync evaluates each event once (`sync_slice`).
+    unread: RefCell<super::sync_slice::UnreadMemo>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -111,6 +113,7 @@ impl Cache {
         self.groups.borrow_mut().clear();
         self.after.borrow_mut().clear();
         *self.head.borrow_mut() = None;
+        self.unread.borrow_mut().clear();
     }
 }
 
@@ -125,6 +128,7 @@ pub struct Engine<'a> {
     groups: &'a RefCell<HashMap<i64, Arc<StateNids>>>,
     after: &'a RefCell<HashMap<String, i64>>,
     head: &'a RefCell<Option<Head>>,
+    pub(super) unread: &'a RefCell<super::sync_slice::UnreadMemo>,
 }
 
 /// The room's info, if it exists in this database.
@@ -154,6 +158,7 @@ impl<'a> Engine<'a> {
             groups: &cache.groups,
             after: &cache.after,
             head: &cache.head,
+            unread: &cache.unread,
         })
     }
 
@@ -182,6 +187,7 @@ impl<'a> Engine<'a> {
             groups: &cache.groups,
             after: &cache.after,
             head: &cache.head,
+            unread: &cache.unread,
         };
         let outcome = engine.input_new(create)?;
         Ok((engine, outcome))

@@ -4,7 +4,8 @@
 //! across gaps), invite state, the summary, ephemeral events and unread counts.
 //! Synchronous over the room's tables.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use ruma::events::StateEventType;
 use serde_json::{json, Map, Value};
@@ -295,9 +296,38 @@ pub fn slice(
 
 /// Most unread events evaluated per room and slice: the counts stop there (clients
 /// show such numbers as "999+" anyway), and a room with a long unread backlog costs a
-/// bounded amount of work per /sync (about 1,000 × a few microseconds, see
-/// `core::push::tests::evaluation_cost`).
+/// bounded amount of work per /sync. Evaluating is the expensive part (about 10 µs per
+/// event natively, 30–40 µs in the worker, see `core::push::tests::evaluation_cost`), so
+/// verdicts are remembered (`UnreadMemo`) and each event is evaluated once per user.
 pub const UNREAD_SCAN: i64 = 1000;
+
+/// Most users whose verdicts a room remembers; past it the memo starts over.
+const MEMO_USERS: usize = 256;
+
+/// Below this many events without a verdict they are read one by one, else in one scan.
+const MEMO_FETCH_ONE_BY_ONE: usize = 16;
+
+/// Push rule verdicts per user, by stream position, with whether the event was
+/// redacted when evaluated. Valid while the user's rules and the room context the rules
+/// read (their member event, power levels, create event, member count) are unchanged:
+/// a fingerprint of those keys each user's entry. Trimmed to the user's unread window,
+/// so it holds at most `UNREAD_SCAN` verdicts per user.
+#[derive(Default)]
+pub struct UnreadMemo {
+    users: HashMap<String, UserVerdicts>,
+}
+
+#[derive(Default)]
+struct UserVerdicts {
+    fingerprint: u64,
+    verdicts: HashMap<i64, (bool, push::Verdict)>,
+}
+
+impl UnreadMemo {
+    pub fn clear(&mut self) {
+        self.users.clear();
+    }
+}
 
 /// Notification and highlight counts: the user's push rules (the server defaults when
 /// `rules` is `None`) evaluated on the newest `UNREAD_SCAN` accepted events after their
@@ -323,26 +353,30 @@ fn unread(
             read_pos = read_pos.max(pos);
         }
     }
-    let mut counts = BTreeMap::new();
-    counts.insert("notification_count", 0);
-    counts.insert("highlight_count", 0);
-    let rows = room
+    let counts = |n: i64, h: i64| json!({ "notification_count": n, "highlight_count": h });
+    const WINDOW: &str =
+        "FROM events WHERE stream_pos > ? AND stream_pos <= ? AND status = 0 AND sender != ? \
+                          ORDER BY stream_pos DESC LIMIT ?";
+    let window: Vec<(i64, bool)> = room
         .db
         .query(
-            "SELECT json FROM events WHERE stream_pos > ? AND stream_pos <= ? AND status = 0 AND sender != ? \
-             ORDER BY stream_pos DESC LIMIT ?",
+            &format!("SELECT stream_pos, redacted_by IS NOT NULL {WINDOW}"),
             params![read_pos, to, user, UNREAD_SCAN],
         )
+        .map_err(sql)?
+        .iter()
+        .map(|r| Ok((r.int(0)?, r.int(1)? != 0)))
+        .collect::<Result<_, crate::storage::sql::SqlError>>()
         .map_err(sql)?;
     let Ok(user_id) = <&ruma::UserId>::try_from(user) else {
-        return Ok(json!(counts));
+        return Ok(counts(0, 0));
     };
-    if rows.is_empty() {
-        return Ok(json!(counts));
-    }
-    let rules = rules
-        .and_then(|v| <push::Ruleset as serde::Deserialize>::deserialize(v).ok())
-        .unwrap_or_else(|| push::Ruleset::server_default(user_id));
+    let Some(&(lowest, _)) = window.last() else {
+        room.unread.borrow_mut().users.remove(user);
+        return Ok(counts(0, 0));
+    };
+
+    // The context the rules read, and its fingerprint.
     let content = |kind: &str| state_to.get(&(kind.into(), String::new())).map(Pdu::content);
     let member_content = member.map(Pdu::content);
     let power_levels = content("m.room.power_levels");
@@ -357,31 +391,99 @@ fn unread(
                 .map(str::to_owned),
         );
     }
-    let state = push::RoomState {
-        room_id: room.info.room_id.as_str(),
-        member_count: state_to
-            .iter()
-            .filter(|((t, _), p)| {
-                t.to_string() == "m.room.member" && membership_of(p).as_deref() == Some("join")
-            })
-            .count() as u64,
-        display_name: member_content
-            .as_ref()
-            .and_then(|c| c.get("displayname"))
-            .and_then(Value::as_str),
-        power_levels: power_levels.as_ref(),
-        creators,
+    let member_count = state_to
+        .iter()
+        .filter(|((t, _), p)| t.to_string() == "m.room.member" && membership_of(p).as_deref() == Some("join"))
+        .count() as u64;
+    let fingerprint = {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        rules.map(Value::to_string).hash(&mut h);
+        for key in ["m.room.power_levels", "m.room.create"] {
+            state_to
+                .get(&(key.into(), String::new()))
+                .map(|p| p.event_id().to_string())
+                .hash(&mut h);
+        }
+        member.map(|p| p.event_id().to_string()).hash(&mut h);
+        member_count.hash(&mut h);
+        h.finish()
     };
-    let Some(evaluator) = push::Evaluator::new(&rules, user, &state, &room.info.rules.authorization) else {
-        return Ok(json!(counts));
-    };
-    let (mut notifications, mut highlights) = (0i64, 0i64);
-    for row in &rows {
-        let verdict = evaluator.verdict(row.text(0).map_err(sql)?);
-        notifications += i64::from(verdict.notify);
-        highlights += i64::from(verdict.highlight);
+    let mut memo = room.unread.borrow_mut();
+    if memo.users.len() >= MEMO_USERS && !memo.users.contains_key(user) {
+        memo.users.clear();
     }
-    counts.insert("notification_count", notifications);
-    counts.insert("highlight_count", highlights);
-    Ok(json!(counts))
+    let known = memo.users.entry(user.to_owned()).or_default();
+    if known.fingerprint != fingerprint {
+        known.verdicts.clear();
+        known.fingerprint = fingerprint;
+    }
+    let missing: Vec<i64> = window
+        .iter()
+        .filter(|(pos, redacted)| known.verdicts.get(pos).is_none_or(|(r, _)| r != redacted))
+        .map(|(pos, _)| *pos)
+        .collect();
+
+    // Evaluate what the memo does not know.
+    if !missing.is_empty() {
+        let ruleset = rules
+            .and_then(|v| <push::Ruleset as serde::Deserialize>::deserialize(v).ok())
+            .unwrap_or_else(|| push::Ruleset::server_default(user_id));
+        let state = push::RoomState {
+            room_id: room.info.room_id.as_str(),
+            member_count,
+            display_name: member_content
+                .as_ref()
+                .and_then(|c| c.get("displayname"))
+                .and_then(Value::as_str),
+            power_levels: power_levels.as_ref(),
+            creators,
+        };
+        let Some(evaluator) = push::Evaluator::new(&ruleset, user, &state, &room.info.rules.authorization)
+        else {
+            return Ok(counts(0, 0));
+        };
+        let redacted: HashMap<i64, bool> = window.iter().copied().collect();
+        let mut judge = |pos: i64, json: &str| {
+            let was_redacted = redacted.get(&pos).copied().unwrap_or(false);
+            known
+                .verdicts
+                .insert(pos, (was_redacted, evaluator.verdict(json)));
+        };
+        if missing.len() <= MEMO_FETCH_ONE_BY_ONE {
+            for pos in &missing {
+                if let Some(row) = room
+                    .db
+                    .query_opt("SELECT json FROM events WHERE stream_pos = ?", params![*pos])
+                    .map_err(sql)?
+                {
+                    judge(*pos, row.text(0).map_err(sql)?);
+                }
+            }
+        } else {
+            let wanted: HashSet<i64> = missing.iter().copied().collect();
+            for row in room
+                .db
+                .query(
+                    &format!("SELECT stream_pos, json {WINDOW}"),
+                    params![read_pos, to, user, UNREAD_SCAN],
+                )
+                .map_err(sql)?
+            {
+                let pos = row.int(0).map_err(sql)?;
+                if wanted.contains(&pos) {
+                    judge(pos, row.text(1).map_err(sql)?);
+                }
+            }
+        }
+    }
+
+    let (mut notifications, mut highlights) = (0i64, 0i64);
+    for (pos, _) in &window {
+        if let Some((_, verdict)) = known.verdicts.get(pos) {
+            notifications += i64::from(verdict.notify);
+            highlights += i64::from(verdict.highlight);
+        }
+    }
+    known.verdicts.retain(|pos, _| *pos >= lowest);
+    Ok(counts(notifications, highlights))
 }
