@@ -74,7 +74,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     let config = &ctx.config;
     let p = |i: usize| route.params.get(i).map(String::as_str).unwrap_or_default();
     use client::key_backup::{self, Level};
-    use client::{account, account_data, cross_signing, devices, keys, login, profile, register};
+    use client::{account, account_data, cross_signing, devices, keys, login, profile, push_rules, register};
     use client::{create_room, directory, membership, room_events};
     use Endpoint as E;
     match route.endpoint {
@@ -177,6 +177,15 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::Sync => client::sync::sync(ctx, req).await,
         E::PostFilter => client::filter::create(ctx, req, p(0)).await,
         E::GetFilter => client::filter::get(ctx, req, p(0), p(1)).await,
+        E::GetPushRules => push_rules::get_all(ctx, req).await,
+        E::GetPushRulesGlobal => push_rules::get_global(ctx, req).await,
+        E::GetPushRule => push_rules::get(ctx, req, p(0), p(1), push_rules::Part::Rule).await,
+        E::PutPushRule => push_rules::put(ctx, req, p(0), p(1), push_rules::Part::Rule).await,
+        E::DeletePushRule => push_rules::delete(ctx, req, p(0), p(1)).await,
+        E::GetPushRuleEnabled => push_rules::get(ctx, req, p(0), p(1), push_rules::Part::Enabled).await,
+        E::PutPushRuleEnabled => push_rules::put(ctx, req, p(0), p(1), push_rules::Part::Enabled).await,
+        E::GetPushRuleActions => push_rules::get(ctx, req, p(0), p(1), push_rules::Part::Actions).await,
+        E::PutPushRuleActions => push_rules::put(ctx, req, p(0), p(1), push_rules::Part::Actions).await,
         E::SendToDevice => client::to_device::send(ctx, req, p(0), p(1)).await,
         E::Typing => client::receipts::typing(ctx, req, p(0), p(1)).await,
         E::Receipt => client::receipts::receipt(ctx, req, p(0), p(1), p(2)).await,

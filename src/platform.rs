@@ -216,6 +216,11 @@ pub fn random_array<const N: usize>() -> Result<[u8; N], String> {
     Ok(buf)
 }
 
+/// Waits `ms` milliseconds (a timer, not CPU).
+pub async fn sleep(ms: u64) {
+    worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+}
+
 pub fn log_error(message: &str) {
     worker::console_error!("{message}");
 }

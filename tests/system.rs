@@ -33,3 +33,6 @@ mod e2ee;
 mod e2ee_cross_signing_backup;
 #[path = "system/sync.rs"]
 mod sync;
+
+#[path = "system/push_rules.rs"]
+mod push_rules;

@@ -14,6 +14,7 @@ pub mod login;
 pub mod membership;
 pub mod presence;
 pub mod profile;
+pub mod push_rules;
 pub mod receipts;
 pub mod register;
 pub mod room_events;

@@ -114,6 +114,16 @@ pub enum Endpoint {
     ReadMarkers,
     GetPresence,
     PutPresence,
+    // Push rules
+    GetPushRules,
+    GetPushRulesGlobal,
+    GetPushRule,
+    PutPushRule,
+    DeletePushRule,
+    GetPushRuleEnabled,
+    PutPushRuleEnabled,
+    GetPushRuleActions,
+    PutPushRuleActions,
 }
 
 use Endpoint as E;
@@ -449,6 +459,45 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     ),
     (Get, "/_matrix/client/v3/presence/{userId}/status", E::GetPresence),
     (Put, "/_matrix/client/v3/presence/{userId}/status", E::PutPresence),
+    // Push rules
+    (Get, "/_matrix/client/v3/pushrules/", E::GetPushRules),
+    (Get, "/_matrix/client/v3/pushrules", E::GetPushRules),
+    (Get, "/_matrix/client/v3/pushrules/global/", E::GetPushRulesGlobal),
+    (
+        Get,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
+        E::GetPushRule,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
+        E::PutPushRule,
+    ),
+    (
+        Delete,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
+        E::DeletePushRule,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled",
+        E::GetPushRuleEnabled,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled",
+        E::PutPushRuleEnabled,
+    ),
+    (
+        Get,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions",
+        E::GetPushRuleActions,
+    ),
+    (
+        Put,
+        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions",
+        E::PutPushRuleActions,
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -576,5 +625,30 @@ mod tests {
         assert_eq!(match_pattern("/a/{x}/b", "/a//b"), None);
         assert_eq!(match_pattern("/a/{x}", "/a/x/y"), None);
         assert!(matches!(match_pattern("/a/{x}", "/a/%ff"), Some(Err(_))));
+    }
+
+    #[test]
+    fn routes_push_rules() {
+        let at = |m, p| route(m, p).map(|r| (r.endpoint, r.params));
+        assert_eq!(
+            at(Get, "/_matrix/client/v3/pushrules/"),
+            Ok((E::GetPushRules, vec![]))
+        );
+        assert_eq!(
+            at(Get, "/_matrix/client/r0/pushrules/global/"),
+            Ok((E::GetPushRulesGlobal, vec![]))
+        );
+        assert_eq!(
+            at(Put, "/_matrix/client/v3/pushrules/global/room/%21r%3Ahs/enabled"),
+            Ok((E::PutPushRuleEnabled, vec!["room".into(), "!r:hs".into()]))
+        );
+        assert_eq!(
+            at(Delete, "/_matrix/client/v3/pushrules/global/content/.cake"),
+            Ok((E::DeletePushRule, vec!["content".into(), ".cake".into()]))
+        );
+        assert_eq!(
+            route(Post, "/_matrix/client/v3/pushrules/global/content/x/actions"),
+            Err(MatrixError::method_not_allowed())
+        );
     }
 }

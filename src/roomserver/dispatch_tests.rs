@@ -159,3 +159,127 @@ fn history_visibility_decides_what_a_new_member_sees() {
         assert_eq!(stranger.is_ok(), visibility == "world_readable", "{visibility}");
     }
 }
+
+fn unread(db: &MemorySql, host: &Host<'_>, who: &str, push_rules: Option<Value>) -> Value {
+    let slice = handle(
+        db,
+        host,
+        RoomRequest::SyncSlice {
+            user_id: user(who),
+            device_id: None,
+            slice: super::protocol::SliceSpec {
+                full: true,
+                push_rules,
+                ..Default::default()
+            },
+        },
+    )
+    .expect("slice");
+    slice["unread_notifications"].clone()
+}
+
+fn counts(notifications: i64, highlights: i64) -> Value {
+    json!({ "notification_count": notifications, "highlight_count": highlights })
+}
+
+#[test]
+fn unread_counts_follow_the_users_push_rules() {
+    let (db, key) = room("shared");
+    let host = Host {
+        server_name: "hs.test",
+        key: &key,
+        now_ms: 10,
+        clock_ms: clock,
+    };
+    // Bob joined before "after": one message from alice, none of his own.
+    send(&db, &host, &user("bob"), message("my own"));
+    assert_eq!(unread(&db, &host, "bob", None), counts(1, 0));
+    let mention = EventSpec {
+        content: json!({ "msgtype": "m.text", "body": "bob!", "m.mentions": { "user_ids": [user("bob")] } }),
+        ..message("")
+    };
+    send(&db, &host, &user("alice"), mention);
+    let notice = EventSpec {
+        content: json!({ "msgtype": "m.notice", "body": "bot" }),
+        ..message("")
+    };
+    send(&db, &host, &user("alice"), notice);
+    assert_eq!(unread(&db, &host, "bob", None), counts(2, 1));
+    // His rules as the edge passes them: muting the room leaves the mention (an override).
+    let bob = OwnedUserId::try_from(user("bob")).expect("user");
+    let mut rules = crate::core::push::Ruleset::server_default(&bob);
+    let room_id = handle(
+        &db,
+        &host,
+        RoomRequest::Summary {
+            user_id: String::new(),
+        },
+    )
+    .expect("summary")["room_id"]
+        .as_str()
+        .expect("room id")
+        .to_owned();
+    crate::core::push::edit::put(
+        &mut rules,
+        &ruma::push::RuleKind::Room,
+        &room_id,
+        &json!({ "actions": [] }),
+        None,
+        None,
+    )
+    .expect("room rule");
+    let json_rules = crate::core::push::ruleset_json(&rules);
+    assert_eq!(unread(&db, &host, "bob", Some(json_rules)), counts(1, 1));
+    // Unreadable rules fall back to the defaults.
+    assert_eq!(unread(&db, &host, "bob", Some(json!("nonsense"))), counts(2, 1));
+}
+
+#[test]
+fn unread_counts_stop_at_the_scan_bound() {
+    let (db, key) = room("shared");
+    let host = Host {
+        server_name: "hs.test",
+        key: &key,
+        now_ms: 10,
+        clock_ms: clock,
+    };
+    let extra = super::sync_slice::UNREAD_SCAN + 5;
+    for i in 0..extra {
+        send(&db, &host, &user("alice"), message(&format!("m{i}")));
+    }
+    assert_eq!(
+        unread(&db, &host, "bob", None),
+        counts(super::sync_slice::UNREAD_SCAN, 0)
+    );
+}
+
+#[test]
+fn remembered_verdicts_follow_redactions_and_new_events() {
+    let (db, key) = room("shared");
+    let host = Host {
+        server_name: "hs.test",
+        key: &key,
+        now_ms: 10,
+        clock_ms: clock,
+    };
+    let mention = EventSpec {
+        content: json!({ "msgtype": "m.text", "body": "bob!", "m.mentions": { "user_ids": [user("bob")] } }),
+        ..message("")
+    };
+    let sent = send(&db, &host, &user("alice"), mention);
+    let event_id = sent["event_id"].as_str().expect("event id").to_owned();
+    assert_eq!(unread(&db, &host, "bob", None), counts(2, 1));
+    assert_eq!(unread(&db, &host, "bob", None), counts(2, 1), "from the memo");
+    send(&db, &host, &user("alice"), message("more"));
+    assert_eq!(unread(&db, &host, "bob", None), counts(3, 1));
+    // A redacted mention no longer highlights; it is still a message, so it notifies,
+    // and the redaction itself does not.
+    let redaction = EventSpec {
+        event_type: "m.room.redaction".into(),
+        state_key: None,
+        content: json!({ "redacts": event_id }),
+        redacts: Some(event_id.clone()),
+    };
+    send(&db, &host, &user("alice"), redaction);
+    assert_eq!(unread(&db, &host, "bob", None), counts(3, 0));
+}

@@ -95,6 +95,8 @@ pub struct Cache {
     head: RefCell<Option<Head>>,
     /// The room's identity (never changes once the room exists).
     info: RefCell<Option<RoomInfo>>,
+    /// Push rule verdicts per user, so /sync evaluates each event once (`sync_slice`).
+    unread: RefCell<super::sync_slice::UnreadMemo>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -117,6 +119,7 @@ impl Cache {
         self.after.borrow_mut().clear();
         *self.head.borrow_mut() = None;
         *self.info.borrow_mut() = None;
+        self.unread.borrow_mut().clear();
     }
 }
 
@@ -134,6 +137,7 @@ pub struct Engine<'a> {
     /// Event ids a batch input found not stored (one query for the batch instead of one
     /// per event); each is used once.
     known_new: HashSet<String>,
+    pub(super) unread: &'a RefCell<super::sync_slice::UnreadMemo>,
 }
 
 /// The room's info, if it exists in this database.
@@ -184,6 +188,7 @@ impl<'a> Engine<'a> {
             after: &cache.after,
             head: &cache.head,
             known_new: HashSet::new(),
+            unread: &cache.unread,
         })
     }
 
@@ -213,6 +218,7 @@ impl<'a> Engine<'a> {
             after: &cache.after,
             head: &cache.head,
             known_new: HashSet::new(),
+            unread: &cache.unread,
         };
         let outcome = engine.input_new(create)?;
         Ok((engine, outcome))

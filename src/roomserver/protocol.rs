@@ -162,6 +162,10 @@ pub struct SliceSpec {
     /// The filter's `room` part (`core::filter::RoomFilter`).
     #[serde(default)]
     pub filter: Option<Value>,
+    /// The user's push rules (the `global` ruleset, `core::push`) for the unread
+    /// counts; `None` when they never changed one, and the server defaults apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_rules: Option<Value>,
 }
 
 /// An error answer from the room: the edge turns it back into a `MatrixError`.

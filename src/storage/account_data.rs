@@ -79,3 +79,61 @@ pub async fn max_stream_id(db: &Db, user_id: &str) -> Result<i64> {
         .await?;
     Ok(row.and_then(|r| r.max).unwrap_or(0))
 }
+
+/// Global account data with its stream id, for a read-modify-write (`put_global_if`).
+pub async fn get_global_versioned(db: &Db, user_id: &str, kind: &str) -> Result<Option<(String, i64)>> {
+    #[derive(Deserialize)]
+    struct Row {
+        content: String,
+        stream_id: i64,
+    }
+    let row: Option<Row> = db
+        .first(
+            "SELECT content, stream_id FROM account_data WHERE user_id = ?1 AND room_id = '' AND type = ?2",
+            args![user_id, kind],
+        )
+        .await?;
+    Ok(row.map(|r| (r.content, r.stream_id)))
+}
+
+/// Stores global account data only if it is still as read: absent when `read` is
+/// `None`, else at stream id `read`. Returns the new stream id, or `None` when someone
+/// wrote in between (the caller reads again and retries).
+pub async fn put_global_if(
+    db: &Db,
+    user_id: &str,
+    kind: &str,
+    content: &str,
+    read: Option<i64>,
+) -> Result<Option<i64>> {
+    #[derive(Deserialize)]
+    struct Row {
+        stream_id: i64,
+    }
+    let next = "(SELECT COALESCE(MAX(stream_id), 0) + 1 FROM account_data WHERE user_id = ?1)";
+    let row: Option<Row> = match read {
+        None => {
+            db.first(
+                &format!(
+                    "INSERT INTO account_data (user_id, room_id, type, content, stream_id) \
+                     VALUES (?1, '', ?2, ?3, {next}) \
+                     ON CONFLICT (user_id, room_id, type) DO NOTHING RETURNING stream_id"
+                ),
+                args![user_id, kind, content],
+            )
+            .await?
+        }
+        Some(seen) => {
+            db.first(
+                &format!(
+                    "UPDATE account_data SET content = ?3, stream_id = {next} \
+                     WHERE user_id = ?1 AND room_id = '' AND type = ?2 AND stream_id = ?4 \
+                     RETURNING stream_id"
+                ),
+                args![user_id, kind, content, seen],
+            )
+            .await?
+        }
+    };
+    Ok(row.map(|r| r.stream_id))
+}

@@ -527,19 +527,17 @@ fn typing_receipts_and_unread_counts_appear() {
     assert_eq!(typing["content"]["user_ids"], json!([]));
     // Unread counts, then a receipt resets them.
     let ev1 = send_text(&bob, &room, "u1", "hello there");
-    let ev2 = send_text(
-        &bob,
-        &room,
-        &unique("u"),
-        &format!(
-            "hey {}",
-            alice_id
-                .trim_start_matches('@')
-                .split(':')
-                .next()
-                .unwrap_or_default()
-        ),
-    );
+    // A mention is `m.mentions` (spec v1.17 dropped the default rules that searched
+    // the body).
+    let ev2 = bob
+        .put(
+            &format!("/_matrix/client/v3/rooms/{r}/send/m.room.message/{}", unique("u")),
+            &json!({"msgtype": "m.text", "body": "hey alice", "m.mentions": {"user_ids": [alice_id]}}),
+        )
+        .expect(200)["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_owned();
     let counts = sync(&alice, Some(&next(&expired)), "timeout=5000");
     let unread = &counts["rooms"]["join"][&room]["unread_notifications"];
     assert_eq!(unread["notification_count"], 2, "{counts}");

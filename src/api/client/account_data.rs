@@ -41,6 +41,10 @@ pub async fn get(
 ) -> Result<Value, MatrixError> {
     owner(ctx, req, user_id).await?;
     check_room_id(room_id)?;
+    if room_id.is_none() && kind == crate::core::push::ACCOUNT_DATA_TYPE {
+        // Readable as normal, with the server defaults when the user never set any.
+        return super::push_rules::content_of(ctx, user_id).await;
+    }
     let content = account_data::get(&ctx.db()?, user_id, room_id, kind)
         .await?
         .ok_or_else(|| MatrixError::not_found("Account data not found"))?;

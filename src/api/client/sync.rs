@@ -16,6 +16,8 @@ use crate::storage::{account_data, e2e_keys};
 use crate::sync::protocol::{RoomPlan, SyncPlan, UserRequest};
 use crate::sync::token::SyncToken;
 
+use super::push_rules;
+
 /// Longest long-poll we hold.
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -81,7 +83,16 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         set_presence,
         now_ms: ctx.now_ms(),
     };
-    let plan = match users::call(&ctx.env, &session.user_id, &request).await {
+    // The push rules (for the rooms' unread counts) are read from D1 while the user's
+    // Durable Object answers or waits.
+    let db = ctx.db()?;
+    let (plan, push_rules) = futures_util::future::join(
+        users::call(&ctx.env, &session.user_id, &request),
+        push_rules::for_sync(&db, &session.user_id),
+    )
+    .await;
+    let mut push_rules = push_rules?;
+    let plan = match plan {
         Ok(answer) => serde_json::from_value::<SyncPlan>(answer).map_err(crate::api::error::internal)?,
         Err(e) if e.status() == 404 => return Err(MatrixError::invalid_param("Unknown filter")),
         Err(e) => return Err(e),
@@ -98,6 +109,10 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
             .unwrap_or_default(),
         FilterParam::None => Filter::default(),
     };
+    if plan.account_data && since.is_some() && timeout_ms > 0 {
+        // Account data changed, possibly while we waited: the rules may be newer.
+        push_rules = push_rules::for_sync(&db, &session.user_id).await?;
+    }
     assemble(
         ctx,
         &session.user_id,
@@ -106,10 +121,12 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         full_state,
         plan,
         &filter,
+        push_rules.as_ref(),
     )
     .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn assemble(
     ctx: &Ctx,
     user_id: &str,
@@ -118,6 +135,7 @@ async fn assemble(
     full_state: bool,
     plan: SyncPlan,
     filter: &Filter,
+    push_rules: Option<&Value>,
 ) -> Result<Value, MatrixError> {
     let mut next = plan.next;
     let room_filter = serde_json::to_value(&filter.room).ok();
@@ -139,6 +157,7 @@ async fn assemble(
                 receipts_to: r.receipts_to,
                 typing: r.typing,
                 filter: room_filter.clone(),
+                push_rules: push_rules::for_room(push_rules, &r.room_id),
             },
         };
         async move { rooms::call(ctx, &r.room_id, &request).await }
@@ -187,6 +206,12 @@ async fn assemble(
                 list.push(event);
             }
         }
+    }
+    if since.is_none()
+        && filter.account_data.allows("m.push_rules", "")
+        && !filter.account_data.excludes_all()
+    {
+        global_account.extend(push_rules::initial_event(user_id, push_rules));
     }
     let fields = filter.event_fields.as_deref();
     for (room_plan, slice) in wanted.iter().zip(slices) {
