@@ -1,7 +1,9 @@
-// CPU profile of the worker under `wrangler dev`, through its inspector port.
-// Usage: node bench/profile.mjs <inspector-port> <seconds> [out.cpuprofile]
-// Prints the functions with the most self time (wasm functions by name when the
-// module keeps its name section).
+// CPU profile of the worker under `wrangler dev`, through workerd's own inspector.
+// Usage (Node 22, for its WebSocket): npx node bench/profile.mjs <port> <seconds> [out.cpuprofile]
+// <port> is the inspector of the workerd process that runs the worker, not wrangler's
+// --inspector-port proxy: the workerd port whose `/json` lists `core:user:neurite`
+// (`ss -ltnp | grep workerd`, then `curl 127.0.0.1:<port>/json`).
+// Prints the functions with the most self time (Rust functions by name).
 const [port = "9229", seconds = "10", out] = process.argv.slice(2);
 const list = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
 const target = list.find((t) => t.id.startsWith("core:user:")) || list[0];
@@ -32,8 +34,6 @@ const { result } = await call("Profiler.stop");
 if (!result) throw new Error("no profile returned");
 const profile = result.profile;
 if (out) (await import("node:fs")).writeFileSync(out, JSON.stringify(profile));
-const dt = new Map();
-const times = profile.timeDeltas;
 const counts = new Map();
 for (const s of profile.samples) counts.set(s, (counts.get(s) || 0) + 1);
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
