@@ -18,6 +18,10 @@ use crate::sync::token::SyncToken;
 
 use super::push_rules;
 
+/// A plan answered within this many milliseconds did not wait: the key counts read
+/// beside it are used as they are.
+const EARLY_KEYS_MS: f64 = 50.0;
+
 /// Longest long-poll we hold.
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -85,12 +89,26 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     };
     // The push rules (for the rooms' unread counts) are read from D1 while the user's
     // Durable Object answers or waits.
+    // So are the key counts and device-list changes: if the plan comes back at once
+    // (nothing to wait for), that read is as current as one made afterwards.
     let db = ctx.db()?;
-    let (plan, push_rules) = futures_util::future::join(
+    let asked = crate::platform::clock_ms();
+    let (plan, push_rules, early_keys) = futures_util::future::join3(
         users::call(&ctx.env, &session.user_id, &request),
         push_rules::for_sync(&db, &session.user_id),
+        e2e_keys::for_sync(
+            &db,
+            &session.user_id,
+            &session.device_id,
+            since.map(|s| s.device_lists),
+        ),
     )
     .await;
+    let early_keys = if crate::platform::clock_ms() - asked < EARLY_KEYS_MS {
+        Some(early_keys?)
+    } else {
+        None // read again beside the rooms, after the wait
+    };
     let mut push_rules = push_rules?;
     let plan = match plan {
         Ok(answer) => serde_json::from_value::<SyncPlan>(answer).map_err(crate::api::error::internal)?,
@@ -122,6 +140,7 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         plan,
         &filter,
         push_rules.as_ref(),
+        early_keys,
     )
     .await
 }
@@ -136,6 +155,7 @@ async fn assemble(
     plan: SyncPlan,
     filter: &Filter,
     push_rules: Option<&Value>,
+    early_keys: Option<e2e_keys::SyncKeys>,
 ) -> Result<Value, MatrixError> {
     let mut next = plan.next;
     let room_filter = serde_json::to_value(&filter.room).ok();
@@ -177,7 +197,12 @@ async fn assemble(
     // sync, which starts from the current position), and this device's key counts, in
     // one D1 read; independent of the rooms, so in the same concurrent round.
     let db = ctx.db()?;
-    let e2ee = e2e_keys::for_sync(&db, user_id, device_id, since.map(|s| s.device_lists));
+    let e2ee = async {
+        match early_keys {
+            Some(keys) => Ok(keys),
+            None => e2e_keys::for_sync(&db, user_id, device_id, since.map(|s| s.device_lists)).await,
+        }
+    };
     let (slices, account, keys) = futures_util::future::join3(slices, account, e2ee).await;
     ctx.mark("rooms");
     let account = account?;
