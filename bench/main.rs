@@ -158,7 +158,7 @@ fn main() {
         let figures = workloads("Neurite", &server.client(), &parts, &counts);
         (ingest, figures)
     }));
-    stop_neurite(server);
+    drop(server);
     let (ingest, neurite) = measured.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
 
     let synapse = synapse_install.and_then(|install| {
@@ -214,53 +214,6 @@ fn main() {
         wasm: report::wasm_size(),
         complete: parts.all(),
     });
-}
-
-/// Stops a Neurite server: SIGTERM to its process group, SIGKILL to whatever of it is
-/// still alive 5 s later (`wrangler dev` does not always exit on SIGTERM, and the
-/// harness's drop would wait for it). The `Server` is then forgotten, not dropped.
-fn stop_neurite(server: Server) {
-    let needle = server.state_dir.to_string_lossy().into_owned();
-    let mut groups: Vec<u32> = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let path = entry.path();
-        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
-            continue;
-        };
-        if !String::from_utf8_lossy(&cmdline).contains(&needle) {
-            continue;
-        }
-        // `pid (comm) state ppid pgrp ...`
-        let pgrp = std::fs::read_to_string(path.join("stat")).ok().and_then(|stat| {
-            let rest = &stat[stat.rfind(')')? + 1..];
-            rest.split_whitespace().nth(2)?.parse::<u32>().ok()
-        });
-        if let Some(g) = pgrp.filter(|g| *g > 1 && !groups.contains(g)) {
-            groups.push(g);
-        }
-    }
-    let signal = |sig: &str, group: u32| {
-        std::process::Command::new("kill")
-            .args([format!("-{sig}"), "--".into(), format!("-{group}")])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    for &g in &groups {
-        signal("TERM", g);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && groups.iter().any(|&g| signal("0", g)) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for &g in &groups {
-        if signal("0", g) {
-            eprintln!("[bench] Neurite's process group {g} outlived SIGTERM: SIGKILL");
-            signal("KILL", g);
-        }
-    }
-    // Its watchdog finds the group gone when the benchmark exits.
-    std::mem::forget(server);
 }
 
 /// The send and sync workloads against one server (`server` holds no token).

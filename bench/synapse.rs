@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness::{kill_group, spawn_watchdog, stop_group};
+
 /// The Synapse release the benchmark installs (has an abi3 manylinux wheel for
 /// CPython 3.10 and newer).
 pub const VERSION: &str = "1.142.0";
@@ -390,38 +392,6 @@ impl Synapse {
 
 impl Drop for Synapse {
     fn drop(&mut self) {
-        kill_group(self.child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        kill_group(self.child.id(), "KILL");
-        let _ = self.child.wait();
+        stop_group(&mut self.child, Duration::from_secs(10));
     }
-}
-
-fn kill_group(pgid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([format!("-{signal}"), "--".into(), format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Kills Synapse's process group once the benchmark process has exited.
-fn spawn_watchdog(pgid: u32) {
-    let me = std::process::id();
-    let script = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 1; done; \
-         kill -TERM -{pgid} 2>/dev/null; sleep 5; kill -KILL -{pgid} 2>/dev/null"
-    );
-    let _ = Command::new("bash")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn();
 }

@@ -53,14 +53,13 @@ impl DurableObject for Room {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let started = platform::clock_ms();
+        let timings = platform::Timings::new(platform::clock_ms());
         // Text, then serde_json: much cheaper in wasm than walking a JS object.
         let parsed = match req.text().await {
             Ok(text) => serde_json::from_str::<RoomRequest>(&text).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let parsed_at = platform::clock_ms();
-        let mut stages: Vec<(&str, f64)> = vec![("parse", parsed_at - started)];
+        timings.mark("parse", platform::clock_ms());
         let (answer, notes, typing, writes) = match parsed {
             Ok(request) => {
                 let writes = matches!(
@@ -76,19 +75,17 @@ impl DurableObject for Room {
                     _ => None,
                 };
                 let answer = self.answer(request);
-                let answered = platform::clock_ms();
-                stages.push(("exec", answered - parsed_at));
+                timings.mark("exec", platform::clock_ms());
                 let notes = match (&answer, kind) {
                     (Ok(value), Some(kind)) => self.notes(value, kind),
                     _ => (BTreeMap::new(), 0),
                 };
-                let noted = platform::clock_ms();
-                stages.push(("notes", noted - answered));
+                timings.mark("notes", platform::clock_ms());
                 if writes {
                     // A safety net first: if this isolate dies before the publish below
                     // finishes, the alarm publishes what the section wrote.
                     let _ = self.state.storage().set_alarm(OUTBOX_RETRY_MS).await;
-                    stages.push(("alarm", platform::clock_ms() - noted));
+                    timings.mark("alarm", platform::clock_ms());
                 }
                 (answer, notes, kind == Some(NoteKind::Typing), writes)
             }
@@ -137,12 +134,10 @@ impl DurableObject for Room {
                 HttpResponse::json(f.status, &body)
             }
         };
-        let timing = stages
-            .iter()
-            .map(|(name, took)| format!("{name};dur={:.1}", took.max(0.0)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let response = response.with_header("Server-Timing", &timing);
+        let response = match timings.header() {
+            Some(value) => response.with_header("Server-Timing", &value),
+            None => response,
+        };
         platform::http::to_worker(response)
     }
 

@@ -121,7 +121,7 @@ impl User {
         let env = self.env.clone();
         self.state.wait_until(async move {
             let mates = match crate::storage::Db::open(&env) {
-                Ok(db) => crate::storage::rooms::room_mates(&db, &user_id).await,
+                Ok(db) => crate::storage::rooms::room_mates(&db, &[&user_id]).await,
                 Err(e) => Err(e),
             };
             let Ok(mates) = mates else {

@@ -72,15 +72,17 @@ pub async fn joined_members(db: &Db, room_id: &str) -> Result<Vec<String>> {
     Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
 
-/// The local users sharing a joined room with `user_id`, the user themself included.
-pub async fn room_mates(db: &Db, user_id: &str) -> Result<Vec<String>> {
+/// The local users sharing a joined room with any of `users`, those users included:
+/// one query however many users.
+pub async fn room_mates(db: &Db, users: &[&str]) -> Result<Vec<String>> {
+    let list = serde_json::to_string(users).unwrap_or_else(|_| "[]".into());
     let rows: Vec<UserRow> = db
         .all(
-            "SELECT ?1 AS user_id UNION \
+            "SELECT value AS user_id FROM json_each(?1) UNION \
              SELECT m2.user_id FROM room_memberships m1 \
                JOIN room_memberships m2 ON m2.room_id = m1.room_id AND m2.membership = 'join' \
-             WHERE m1.user_id = ?1 AND m1.membership = 'join'",
-            args![user_id],
+             WHERE m1.user_id IN (SELECT value FROM json_each(?1)) AND m1.membership = 'join'",
+            args![list],
         )
         .await?;
     Ok(rows.into_iter().map(|r| r.user_id).collect())

@@ -420,6 +420,21 @@ pub fn set_presence(
     status_msg: Option<&str>,
     now_ms: u64,
 ) -> Result<Option<PresenceChange>, SqlError> {
+    apply_presence(db, presence, Some(status_msg), now_ms)
+}
+
+/// Activity from a /sync: marks the user `presence`, keeping their status message.
+pub fn touch_presence(db: &dyn Sql, presence: &str, now_ms: u64) -> Result<Option<PresenceChange>, SqlError> {
+    apply_presence(db, presence, None, now_ms)
+}
+
+/// `status_msg`: `Some` sets it (to a message or none), `None` keeps the stored one.
+fn apply_presence(
+    db: &dyn Sql,
+    presence: &str,
+    status_msg: Option<Option<&str>>,
+    now_ms: u64,
+) -> Result<Option<PresenceChange>, SqlError> {
     let before = db
         .query_opt(
             "SELECT presence, status_msg FROM presence WHERE id = 0",
@@ -427,6 +442,8 @@ pub fn set_presence(
         )?
         .map(|r| Ok::<_, SqlError>((r.text(0)?.to_owned(), r.opt_text(1)?.map(str::to_owned))))
         .transpose()?;
+    let old_msg = before.as_ref().and_then(|(_, m)| m.as_deref());
+    let status_msg = status_msg.unwrap_or(old_msg);
     db.execute(
         "INSERT INTO presence (id, presence, status_msg, last_active) VALUES (0, ?, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET presence = excluded.presence, status_msg = excluded.status_msg, \
@@ -434,7 +451,7 @@ pub fn set_presence(
         params![presence, status_msg, now_ms],
     )?;
     let changed = match &before {
-        Some((p, m)) => p != presence || m.as_deref() != status_msg,
+        Some((p, _)) => p != presence || old_msg != status_msg,
         None => presence != "offline" || status_msg.is_some(),
     };
     if !changed {
@@ -452,16 +469,6 @@ pub fn set_presence(
         serial: next(db, "presence")?,
         content,
     }))
-}
-
-/// Activity from a /sync: marks the user `presence` (keeping their status message).
-pub fn touch_presence(db: &dyn Sql, presence: &str, now_ms: u64) -> Result<Option<PresenceChange>, SqlError> {
-    let status_msg = db
-        .query_opt("SELECT status_msg FROM presence WHERE id = 0", params![])?
-        .map(|r| r.opt_text(0).map(|m| m.map(str::to_owned)))
-        .transpose()?
-        .flatten();
-    set_presence(db, presence, status_msg.as_deref(), now_ms)
 }
 
 /// Remembers which user this stream belongs to (for work without a request, such as

@@ -183,25 +183,41 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        kill_group(self.child.id());
-        let _ = self.child.wait();
+        stop_group(&mut self.child, Duration::from_secs(5));
     }
 }
 
-fn kill_group(pgid: u32) {
-    // `--` before the negative pid: procps' kill otherwise reads `-<pgid>` as an option
-    // and signals the wrong group (even every process, for a pgid starting with 1).
+/// Sends `signal` to the process group `pgid`. `--` before the negative pid: procps'
+/// kill otherwise reads `-<pgid>` as an option and signals the wrong group (even every
+/// process, for a pgid starting with 1).
+pub fn kill_group(pgid: u32, signal: &str) {
     let _ = Command::new("kill")
-        .args(["-TERM", "--", &format!("-{pgid}")])
+        .args([format!("-{signal}"), "--".into(), format!("-{pgid}")])
+        .stderr(Stdio::null())
         .status();
 }
 
-/// Kills the server's process group once this test process has exited.
-fn spawn_watchdog(pgid: u32) {
+/// Stops the process group led by `child`: SIGTERM, then SIGKILL to what is left after
+/// `grace` (`wrangler dev` does not always exit on SIGTERM).
+pub fn stop_group(child: &mut Child, grace: Duration) {
+    kill_group(child.id(), "TERM");
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kill_group(child.id(), "KILL");
+    let _ = child.wait();
+}
+
+/// Kills the process group `pgid` once this process has exited.
+pub fn spawn_watchdog(pgid: u32) {
     let me = std::process::id();
     let script = format!(
         "while kill -0 {me} 2>/dev/null; do sleep 1; done; \
-         kill -TERM -- -{pgid} 2>/dev/null; sleep 3; kill -KILL -- -{pgid} 2>/dev/null"
+         kill -TERM -- -{pgid} 2>/dev/null; sleep 5; kill -KILL -- -{pgid} 2>/dev/null"
     );
     let _ = Command::new("bash")
         .args(["-c", &script])

@@ -306,13 +306,13 @@ pub async fn wake_device_list_observers(ctx: &Ctx, users: &[&str]) {
     let Ok(db) = ctx.db() else {
         return;
     };
-    let mut observers = std::collections::BTreeSet::new();
-    for user in users {
-        match crate::storage::rooms::room_mates(&db, user).await {
-            Ok(mates) => observers.extend(mates),
-            Err(e) => crate::platform::log_error(&format!("device lists: observers of {user}: {e}")),
+    let observers = match crate::storage::rooms::room_mates(&db, users).await {
+        Ok(observers) => observers,
+        Err(e) => {
+            crate::platform::log_error(&format!("device lists: observers: {e}"));
+            return;
         }
-    }
+    };
     let note = crate::sync::protocol::Note {
         room_id: String::new(),
         kind: crate::sync::protocol::NoteKind::DeviceLists,
