@@ -62,10 +62,6 @@ impl DurableObject for Room {
         timings.mark("parse", platform::clock_ms());
         let (answer, notes, typing, writes) = match parsed {
             Ok(request) => {
-                let writes = matches!(
-                    request,
-                    RoomRequest::Create { .. } | RoomRequest::Send { .. } | RoomRequest::Input { .. }
-                );
                 let kind = match &request {
                     RoomRequest::Send { .. } | RoomRequest::Create { .. } | RoomRequest::Input { .. } => {
                         Some(NoteKind::Event)
@@ -74,6 +70,8 @@ impl DurableObject for Room {
                     RoomRequest::Receipt { .. } => Some(NoteKind::Receipt),
                     _ => None,
                 };
+                // The requests that write events (and so log records).
+                let writes = kind == Some(NoteKind::Event);
                 let answer = self.answer(request);
                 timings.mark("exec", platform::clock_ms());
                 let notes = match (&answer, kind) {
@@ -108,7 +106,6 @@ impl DurableObject for Room {
         let storage = self.state.storage();
         let queue = self.env.queue(env::ROOM_LOG).ok();
         let env = self.env.clone();
-        // Only writes have records to publish (one that failed earlier is the alarm's).
         self.state.wait_until(async move {
             // No local user to tell is delivered too: the consumer only projects.
             let delivered_up_to = if notes.is_empty() || users::notify_all(&env, notes).await.is_ok() {
@@ -117,6 +114,7 @@ impl DurableObject for Room {
                 platform::log_error("room: direct sync notification failed; the log will deliver");
                 0
             };
+            // Only writes have records to publish (one that failed earlier is the alarm's).
             if writes {
                 flush_outbox(storage, queue, delivered_up_to).await;
             }

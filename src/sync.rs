@@ -93,7 +93,8 @@ impl DurableObject for User {
                         self.fan_out_presence(user_id, change);
                     }
                 } else {
-                    self.schedule_offline(OFFLINE_AFTER_MS.saturating_sub(idle).max(1_000))
+                    let _ = self
+                        .schedule_offline(None, OFFLINE_AFTER_MS.saturating_sub(idle).max(1_000))
                         .await;
                 }
             }
@@ -147,15 +148,24 @@ impl User {
         });
     }
 
-    /// Sets the presence time-out alarm unless one is set.
-    async fn schedule_offline(&self, after_ms: u64) {
+    /// Sets the presence time-out alarm unless one is set, first remembering whose
+    /// stream this is (`user_id`), which the alarm needs to tell the room mates.
+    async fn schedule_offline(
+        &self,
+        user_id: Option<&str>,
+        after_ms: u64,
+    ) -> std::result::Result<(), SqlError> {
         if self.alarm_set.get() {
-            return;
+            return Ok(());
+        }
+        if let Some(user_id) = user_id {
+            stream::remember_user_id(&self.db()?, user_id)?;
         }
         let after = i64::try_from(after_ms).unwrap_or(i64::MAX);
         if self.state.storage().set_alarm(after).await.is_ok() {
             self.alarm_set.set(true);
         }
+        Ok(())
     }
 
     fn wake(&self) {
@@ -185,11 +195,10 @@ impl User {
                 let presence = set_presence.as_deref().unwrap_or("online");
                 if presence != "offline" && !user_id.is_empty() {
                     let db = self.db()?;
-                    stream::remember_user_id(&db, &user_id)?;
                     if let Some(change) = stream::touch_presence(&db, presence, now_ms)? {
                         self.fan_out_presence(user_id.clone(), change);
                     }
-                    self.schedule_offline(OFFLINE_AFTER_MS).await;
+                    self.schedule_offline(Some(&user_id), OFFLINE_AFTER_MS).await?;
                 }
                 let filter = match &filter_id {
                     Some(id) => match stream::get_filter(&self.db()?, id)? {
@@ -229,14 +238,11 @@ impl User {
                 user_id,
             } => {
                 let db = self.db()?;
-                if !user_id.is_empty() {
-                    stream::remember_user_id(&db, &user_id)?;
-                }
                 if let Some(change) = stream::set_presence(&db, &presence, status_msg.as_deref(), now_ms)? {
-                    self.fan_out_presence(user_id, change);
+                    self.fan_out_presence(user_id.clone(), change);
                 }
-                if presence != "offline" {
-                    self.schedule_offline(OFFLINE_AFTER_MS).await;
+                if presence != "offline" && !user_id.is_empty() {
+                    self.schedule_offline(Some(&user_id), OFFLINE_AFTER_MS).await?;
                 }
                 Ok(Some(json!({})))
             }

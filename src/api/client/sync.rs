@@ -18,10 +18,6 @@ use crate::sync::token::SyncToken;
 
 use super::push_rules;
 
-/// A plan answered within this many milliseconds did not wait: the key counts read
-/// beside it are used as they are.
-const EARLY_KEYS_MS: f64 = 50.0;
-
 /// Longest long-poll we hold.
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -78,37 +74,43 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         FilterParam::Stored(id) => Some(id.clone()),
         _ => None,
     };
+    let wait_ms = if full_state { 0 } else { timeout_ms };
     let request = UserRequest::Sync {
         device_id: session.device_id.clone(),
         since,
-        timeout_ms: if full_state { 0 } else { timeout_ms },
+        timeout_ms: wait_ms,
         filter_id,
         user_id: session.user_id.clone(),
         set_presence,
         now_ms: ctx.now_ms(),
     };
     // The push rules (for the rooms' unread counts) are read from D1 while the user's
-    // Durable Object answers or waits.
-    // So are the key counts and device-list changes: if the plan comes back at once
-    // (nothing to wait for), that read is as current as one made afterwards.
+    // Durable Object answers or waits. So are the key counts and device-list changes
+    // when the sync cannot wait (no timeout, initial or full state): that read is as
+    // current as one made afterwards. After a wait they are read beside the rooms.
     let db = ctx.db()?;
-    let asked = crate::platform::clock_ms();
+    let cannot_wait = wait_ms == 0 || since.is_none();
+    let early_keys = async {
+        if cannot_wait {
+            e2e_keys::for_sync(
+                &db,
+                &session.user_id,
+                &session.device_id,
+                since.map(|s| s.device_lists),
+            )
+            .await
+            .map(Some)
+        } else {
+            Ok(None)
+        }
+    };
     let (plan, push_rules, early_keys) = futures_util::future::join3(
         users::call(&ctx.env, &session.user_id, &request),
         push_rules::for_sync(&db, &session.user_id),
-        e2e_keys::for_sync(
-            &db,
-            &session.user_id,
-            &session.device_id,
-            since.map(|s| s.device_lists),
-        ),
+        early_keys,
     )
     .await;
-    let early_keys = if crate::platform::clock_ms() - asked < EARLY_KEYS_MS {
-        Some(early_keys?)
-    } else {
-        None // read again beside the rooms, after the wait
-    };
+    let early_keys = early_keys?;
     let mut push_rules = push_rules?;
     let plan = match plan {
         Ok(answer) => serde_json::from_value::<SyncPlan>(answer).map_err(crate::api::error::internal)?,
