@@ -97,7 +97,7 @@ fn main() {
         total as f64 / hist.pdus.len() as f64
     );
     let mut top: Vec<_> = counts.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1));
+    top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     for (sql, n) in top.into_iter().take(12) {
         println!("{n:>8}  {}", sql.chars().take(110).collect::<String>());
     }

@@ -69,6 +69,9 @@ shared_secret=$(cat "$secret_file")
 # and costs about a fifth of every request; deployed, it is Cloudflare's to carry.
 config=wrangler.toml
 if [ "${NEURITE_OBSERVABILITY:-0}" != 1 ]; then
+  # wrangler also streams a trace of every invocation (each Durable Object call
+  # included) to a local collector for its explorer: off as well.
+  export X_LOCAL_OBSERVABILITY=false X_LOCAL_EXPLORER=false
   config="$state_dir/wrangler.local.toml"
   sed -e 's/^enabled = true$/enabled = false/' -e "s#^main = \"build/#main = \"$PWD/build/#" \
     wrangler.toml > "$config"

@@ -31,6 +31,18 @@ use protocol::{RoomFailure, RoomRequest};
 /// Retry delay for publishing the outbox.
 const OUTBOX_RETRY_MS: i64 = 5_000;
 
+/// How long a write waits before publishing, so that writes close together (and their
+/// direct notifications) share one publication to the queue.
+const PUBLISH_DELAY_MS: u64 = 10;
+
+/// Shared by a room's publications: the highest outbox position whose notes reached
+/// every local member directly, and whether a publication is scheduled.
+#[derive(Default)]
+struct Publisher {
+    delivered_up_to: std::cell::Cell<i64>,
+    scheduled: std::cell::Cell<bool>,
+}
+
 /// The Room Durable Object (binding `ROOMS`).
 #[durable_object]
 pub struct Room {
@@ -40,6 +52,10 @@ pub struct Room {
     cache: engine::Cache,
     /// Whether this instance has applied the schema.
     schema_ready: std::cell::Cell<bool>,
+    /// Whether this instance has set an alarm that has not run yet: the safety net is
+    /// then in place and a write need not set it again.
+    alarm_pending: std::cell::Cell<bool>,
+    publisher: std::rc::Rc<Publisher>,
 }
 
 impl DurableObject for Room {
@@ -49,6 +65,8 @@ impl DurableObject for Room {
             env,
             cache: engine::Cache::default(),
             schema_ready: std::cell::Cell::new(false),
+            alarm_pending: std::cell::Cell::new(false),
+            publisher: std::rc::Rc::new(Publisher::default()),
         }
     }
 
@@ -79,10 +97,13 @@ impl DurableObject for Room {
                     _ => (BTreeMap::new(), 0),
                 };
                 timings.mark("notes", platform::clock_ms());
-                if writes {
+                if writes && !self.alarm_pending.get() {
                     // A safety net first: if this isolate dies before the publish below
-                    // finishes, the alarm publishes what the section wrote.
-                    let _ = self.state.storage().set_alarm(OUTBOX_RETRY_MS).await;
+                    // finishes, the alarm publishes what the section wrote. An alarm
+                    // already pending does that as well (it only fires sooner).
+                    if self.state.storage().set_alarm(OUTBOX_RETRY_MS).await.is_ok() {
+                        self.alarm_pending.set(true);
+                    }
                     timings.mark("alarm", platform::clock_ms());
                 }
                 (answer, notes, kind == Some(NoteKind::Typing), writes)
@@ -106,17 +127,23 @@ impl DurableObject for Room {
         let storage = self.state.storage();
         let queue = self.env.queue(env::ROOM_LOG).ok();
         let env = self.env.clone();
+        let publisher = self.publisher.clone();
         self.state.wait_until(async move {
             // No local user to tell is delivered too: the consumer only projects.
-            let delivered_up_to = if notes.is_empty() || users::notify_all(&env, notes).await.is_ok() {
-                covered
+            if notes.is_empty() || users::notify_all(&env, notes).await.is_ok() {
+                publisher
+                    .delivered_up_to
+                    .set(publisher.delivered_up_to.get().max(covered));
             } else {
                 platform::log_error("room: direct sync notification failed; the log will deliver");
-                0
-            };
-            // Only writes have records to publish (one that failed earlier is the alarm's).
-            if writes {
-                flush_outbox(storage, queue, delivered_up_to).await;
+            }
+            // Only writes have records to publish (one that failed earlier is the
+            // alarm's). Writes close together share one publication: the first
+            // schedules it a moment later, the others find it scheduled.
+            if writes && !publisher.scheduled.replace(true) {
+                worker::Delay::from(std::time::Duration::from_millis(PUBLISH_DELAY_MS)).await;
+                publisher.scheduled.set(false);
+                flush_outbox(storage, queue, publisher.delivered_up_to.get()).await;
             }
         });
         if typing {
@@ -140,6 +167,7 @@ impl DurableObject for Room {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.alarm_pending.set(false);
         flush_outbox(self.state.storage(), self.env.queue(env::ROOM_LOG).ok(), 0).await;
         // Typing that timed out: tell the members' streams.
         let notes = self.expire_typing();
@@ -252,7 +280,9 @@ impl Room {
             }
         }
         let now = platform::now_ms() as i64;
-        let _ = storage.set_alarm((expiry - now).max(0) + 10).await;
+        if storage.set_alarm((expiry - now).max(0) + 10).await.is_ok() {
+            self.alarm_pending.set(true);
+        }
     }
 }
 

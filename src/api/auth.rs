@@ -1,6 +1,7 @@
 //! Request authentication: the access token (from `Authorization: Bearer` or the
 //! `access_token` query parameter) to a `Session`, and user-interactive auth (`uia`).
 
+pub mod token_cache;
 pub mod uia;
 
 use super::http::HttpRequest;
@@ -32,14 +33,22 @@ pub fn access_token(req: &HttpRequest) -> Option<&str> {
 /// belongs to a deactivated account.
 pub async fn require_user(ctx: &Ctx, req: &HttpRequest) -> Result<Session, MatrixError> {
     let token = access_token(req).ok_or_else(MatrixError::missing_token)?;
-    let owner = devices::token_owner(&ctx.db()?, &token_hash(token))
+    let hash = token_hash(token);
+    let now = ctx.now_ms();
+    if let Some(session) = token_cache::get(&hash, now) {
+        return Ok(session);
+    }
+    let generation = token_cache::generation();
+    let owner = devices::token_owner(&ctx.db()?, &hash)
         .await?
         .ok_or_else(MatrixError::unknown_token)?;
-    Ok(Session {
+    let session = Session {
         user_id: owner.user_id,
         device_id: owner.device_id,
         is_admin: owner.is_admin,
-    })
+    };
+    token_cache::put(&hash, session.clone(), generation, now);
+    Ok(session)
 }
 
 /// Like `require_user`, but also 403 `M_FORBIDDEN` unless the user is a server admin.

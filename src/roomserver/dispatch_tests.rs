@@ -283,3 +283,85 @@ fn remembered_verdicts_follow_redactions_and_new_events() {
     send(&db, &host, &user("alice"), redaction);
     assert_eq!(unread(&db, &host, "bob", None), counts(3, 0));
 }
+
+#[test]
+fn counts_kept_up_to_date_match_counts_made_afresh() {
+    use super::dispatch::handle_cached;
+    use super::engine::Cache;
+    let (db, key) = room("shared");
+    let host = Host {
+        server_name: "hs.test",
+        key: &key,
+        now_ms: 10,
+        clock_ms: clock,
+    };
+    // One cache across requests, as in the Durable Object.
+    let cache = Cache::default();
+    let kept = |who: &str| {
+        let slice = handle_cached(
+            &db,
+            &host,
+            &cache,
+            RoomRequest::SyncSlice {
+                user_id: user(who),
+                device_id: None,
+                slice: super::protocol::SliceSpec {
+                    full: true,
+                    ..Default::default()
+                },
+            },
+        )
+        .expect("slice");
+        slice["unread_notifications"].clone()
+    };
+    // Sends through the same cache, as the Durable Object does.
+    let send_here = |sender: &str, event: EventSpec| {
+        handle_cached(
+            &db,
+            &host,
+            &cache,
+            RoomRequest::Send {
+                sender: sender.to_owned(),
+                device_id: None,
+                txn_id: None,
+                event,
+            },
+        )
+        .expect("send")
+    };
+    let mention = |n: usize| EventSpec {
+        content: json!({ "msgtype": "m.text", "body": format!("hey {n}"), "m.mentions": { "user_ids": [user("bob")] } }),
+        ..message("")
+    };
+    let mut last = String::new();
+    for step in 0..40 {
+        let ev = match step % 7 {
+            0 => send_here(&user("alice"), mention(step)),
+            3 => send_here(&user("bob"), message("own")),
+            5 if !last.is_empty() => send_here(
+                &user("alice"),
+                EventSpec {
+                    event_type: "m.room.redaction".into(),
+                    state_key: None,
+                    content: json!({ "redacts": last }),
+                    redacts: Some(last.clone()),
+                },
+            ),
+            _ => send_here(&user("alice"), message("hello")),
+        };
+        if step % 7 == 0 {
+            last = ev["event_id"].as_str().expect("event id").to_owned();
+        }
+        if step == 20 {
+            let receipt = RoomRequest::Receipt {
+                user_id: user("bob"),
+                receipt_type: "m.read".into(),
+                event_id: ev["event_id"].as_str().expect("event id").to_owned(),
+                thread_id: None,
+            };
+            handle_cached(&db, &host, &cache, receipt).expect("receipt");
+        }
+        assert_eq!(kept("bob"), unread(&db, &host, "bob", None), "step {step}");
+    }
+    assert_ne!(kept("bob"), counts(0, 0), "something is unread at the end");
+}

@@ -258,16 +258,21 @@ impl<'a> Engine<'a> {
         let Some(row) = store::event_by_id(self.db, event_id)? else {
             return Ok(None);
         };
+        let pdu = self.pdu_of_row(&row)?;
+        Ok(Some((row, pdu)))
+    }
+
+    /// The event of a row already read (from the cache, else parsed from the row).
+    pub fn pdu_of_row(&mut self, row: &store::EventRow) -> Result<Pdu, RoomError> {
         let cached = self.pdus.borrow().get(&row.nid).cloned();
-        let pdu = match cached {
+        Ok(match cached {
             Some(p) => p,
             None => {
-                let p = self.pdu_from_row(&row)?;
+                let p = self.pdu_from_row(row)?;
                 self.keep(row.nid, p.clone());
                 p
             }
-        };
-        Ok(Some((row, pdu)))
+        })
     }
 
     /// Loads the events of a state map.
@@ -340,6 +345,11 @@ impl<'a> Engine<'a> {
             Some(s) => Ok(Some(self.state_pdus(&s)?)),
             None => Ok(None),
         }
+    }
+
+    /// The latest stream position (from the cached head).
+    pub fn stream_head(&self) -> Result<i64, RoomError> {
+        Ok(self.head()?.stream_pos)
     }
 
     /// The room's head, from the cache or storage.

@@ -4,7 +4,7 @@
 //! across gaps), invite state, the summary, ephemeral events and unread counts.
 //! Synchronous over the room's tables.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use ruma::events::StateEventType;
@@ -78,7 +78,7 @@ pub fn slice(
         Some(f) => serde_json::from_value(f.clone()).map_err(|e| fail(400, "M_BAD_JSON", e.to_string()))?,
         None => RoomFilter::default(),
     };
-    let latest = store::latest_stream_pos(room.db).map_err(sql)?;
+    let latest = room.stream_head()?;
     let to = if spec.to <= 0 { latest } else { spec.to.min(latest) };
     let state_to = state_at(room, to)?;
     let member = state_to.get(&("m.room.member".into(), user.to_owned())).cloned();
@@ -168,9 +168,7 @@ pub fn slice(
     let mut timeline = Vec::with_capacity(picked.len());
     let mut senders = BTreeSet::new();
     for row in &picked {
-        let Some((_, pdu)) = room.pdu(&row.event_id)? else {
-            continue;
-        };
+        let pdu = room.pdu_of_row(row)?;
         let txn = match device {
             Some(d) if row.sender == user => room
                 .db
@@ -314,6 +312,12 @@ const MEMO_FETCH_ONE_BY_ONE: usize = 16;
 /// read (their member event, power levels, create event, member count) are unchanged:
 /// a fingerprint of those keys each user's entry. Trimmed to the user's unread window,
 /// so it holds at most `UNREAD_SCAN` verdicts per user.
+///
+/// The window itself is remembered too: while the read position stays put, the next
+/// count only reads the events after the last one counted (a user who does not read a
+/// busy room costs each /sync the new events, not a scan of the whole backlog). A
+/// redaction among the new events, or a count at an earlier position, reads the
+/// window again.
 #[derive(Default)]
 pub struct UnreadMemo {
     users: HashMap<String, UserVerdicts>,
@@ -323,6 +327,11 @@ pub struct UnreadMemo {
 struct UserVerdicts {
     fingerprint: u64,
     verdicts: HashMap<i64, (bool, push::Verdict)>,
+    /// The window last counted, newest first, with the read position and the stream
+    /// position it was counted up to (`counted_to` 0: none).
+    window: VecDeque<(i64, bool)>,
+    read_pos: i64,
+    counted_to: i64,
 }
 
 impl UnreadMemo {
@@ -359,22 +368,11 @@ fn unread(
     const WINDOW: &str =
         "FROM events WHERE stream_pos > ? AND stream_pos <= ? AND status = 0 AND sender != ? \
                           ORDER BY stream_pos DESC LIMIT ?";
-    let window: Vec<(i64, bool)> = room
-        .db
-        .query(
-            &format!("SELECT stream_pos, redacted_by IS NOT NULL {WINDOW}"),
-            params![read_pos, to, user, UNREAD_SCAN],
-        )
-        .map_err(sql)?
-        .iter()
-        .map(|r| Ok((r.int(0)?, r.int(1)? != 0)))
-        .collect::<Result<_, crate::storage::sql::SqlError>>()
-        .map_err(sql)?;
+    let window = unread_window(room, user, read_pos, to)?;
     let Ok(user_id) = <&ruma::UserId>::try_from(user) else {
         return Ok(counts(0, 0));
     };
-    let Some(&(lowest, _)) = window.last() else {
-        room.unread.borrow_mut().users.remove(user);
+    let Some(&(lowest, _)) = window.back() else {
         return Ok(counts(0, 0));
     };
 
@@ -488,4 +486,71 @@ fn unread(
     }
     known.verdicts.retain(|pos, _| *pos >= lowest);
     Ok(counts(notifications, highlights))
+}
+
+/// The user's unread window (`(stream_pos, redacted)` of the newest `UNREAD_SCAN`
+/// accepted events of others in `(read_pos, to]`, newest first), from the memo plus the
+/// events after it when it can, else read whole; the memo keeps it for the next count.
+fn unread_window(
+    room: &mut Engine<'_>,
+    user: &str,
+    read_pos: i64,
+    to: i64,
+) -> Result<VecDeque<(i64, bool)>, RoomFailure> {
+    let remembered = room.unread.borrow_mut().users.get_mut(user).and_then(|known| {
+        (known.counted_to > 0 && known.read_pos == read_pos && known.counted_to <= to)
+            .then(|| (known.counted_to, std::mem::take(&mut known.window)))
+    });
+    let mut window = None;
+    if let Some((counted_to, mut kept)) = remembered {
+        let newer = room
+            .db
+            .query(
+                "SELECT stream_pos, redacted_by IS NOT NULL, type = 'm.room.redaction', sender = ? \
+                 FROM events WHERE stream_pos > ? AND stream_pos <= ? AND status = 0 \
+                 ORDER BY stream_pos LIMIT ?",
+                params![user, counted_to, to, UNREAD_SCAN + 1],
+            )
+            .map_err(sql)?
+            .iter()
+            .map(|r| Ok((r.int(0)?, r.int(1)? != 0, r.int(2)? != 0, r.int(3)? != 0)))
+            .collect::<Result<Vec<_>, crate::storage::sql::SqlError>>()
+            .map_err(sql)?;
+        // A redaction may have changed a verdict inside the window: read it again.
+        let redaction = newer.iter().any(|(_, _, redaction, _)| *redaction);
+        if !redaction && newer.len() as i64 <= UNREAD_SCAN {
+            for (pos, redacted, _, own) in newer {
+                if !own {
+                    kept.push_front((pos, redacted));
+                }
+            }
+            kept.truncate(UNREAD_SCAN as usize);
+            window = Some(kept);
+        }
+    }
+    let window = match window {
+        Some(w) => w,
+        None => room
+            .db
+            .query(
+                "SELECT stream_pos, redacted_by IS NOT NULL FROM events \
+                 WHERE stream_pos > ? AND stream_pos <= ? AND status = 0 AND sender != ? \
+                 ORDER BY stream_pos DESC LIMIT ?",
+                params![read_pos, to, user, UNREAD_SCAN],
+            )
+            .map_err(sql)?
+            .iter()
+            .map(|r| Ok((r.int(0)?, r.int(1)? != 0)))
+            .collect::<Result<VecDeque<_>, crate::storage::sql::SqlError>>()
+            .map_err(sql)?,
+    };
+    let mut memo = room.unread.borrow_mut();
+    if memo.users.len() >= MEMO_USERS && !memo.users.contains_key(user) {
+        memo.users.clear();
+    }
+    let known = memo.users.entry(user.to_owned()).or_default();
+    known.window = window.clone();
+    known.read_pos = read_pos;
+    known.counted_to = to;
+    Ok(window)
 }

@@ -96,15 +96,6 @@ pub fn init(db: &dyn Sql) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// The latest `room_pos` of every `(room, kind)` in the stream (`heads` mirrors the
-/// stream's maxima, so this is one small read instead of a query per room and kind).
-fn heads(db: &dyn Sql) -> Result<BTreeMap<(String, String), i64>, SqlError> {
-    db.query("SELECT room_id, kind, room_pos FROM heads", params![])?
-        .iter()
-        .map(|r| Ok(((r.text(0)?.to_owned(), r.text(1)?.to_owned()), r.int(2)?)))
-        .collect()
-}
-
 fn head(db: &dyn Sql, room_id: &str, kind: NoteKind) -> Result<i64, SqlError> {
     Ok(db
         .query_opt(
@@ -132,20 +123,6 @@ fn next(db: &dyn Sql, key: &str) -> Result<i64, SqlError> {
         params![key, value],
     )?;
     Ok(value)
-}
-
-/// The highest `room_pos` of `(room, kind)` at or before stream position `at` (a
-/// position within JavaScript's safe integers: the Durable Object binds numbers).
-fn room_pos_at(db: &dyn Sql, room_id: &str, kind: NoteKind, at: i64) -> Result<i64, SqlError> {
-    Ok(db
-        .query_opt(
-            "SELECT MAX(room_pos) FROM stream WHERE room_id = ? AND kind = ? AND pos <= ?",
-            params![room_id, kind.as_str(), at],
-        )?
-        .map(|r| r.opt_int(0))
-        .transpose()?
-        .flatten()
-        .unwrap_or(0))
 }
 
 /// Records notes; returns whether the stream moved (so waiting syncs should wake).
@@ -203,6 +180,15 @@ pub fn notify(db: &dyn Sql, notes: &[Note]) -> Result<bool, SqlError> {
     Ok(moved)
 }
 
+/// A room's membership and, for events, receipts and typing (in that order), its
+/// position now and at the token.
+struct RoomPositions {
+    membership: String,
+    joined_pos: i64,
+    now: [i64; 3],
+    at: [i64; 3],
+}
+
 /// What a sync from `since` (or an initial sync) must send. Deletes the to-device
 /// messages `since` acknowledges. `now_ms` dates presence (`last_active_ago`).
 pub fn plan(
@@ -214,59 +200,64 @@ pub fn plan(
     let now = counter(db, "stream")?;
     let base = since.unwrap_or_default();
     let at = base.stream;
-    let memberships: BTreeMap<String, (String, i64)> = db
-        .query("SELECT room_id, membership, joined_pos FROM rooms", params![])?
-        .iter()
-        .map(|r| Ok((r.text(0)?.to_owned(), (r.text(1)?.to_owned(), r.int(2)?))))
-        .collect::<Result<_, SqlError>>()?;
-    let room_ids: Vec<String> = match since {
-        None => memberships
-            .iter()
-            .filter(|(_, (m, _))| matches!(m.as_str(), "join" | "invite" | "knock"))
-            .map(|(r, _)| r.clone())
-            .collect(),
-        Some(_) => db
-            .query(
-                "SELECT DISTINCT room_id FROM stream WHERE pos > ? AND room_id != '' \
-                 AND kind IN ('event', 'receipt', 'typing') ORDER BY room_id",
-                params![at],
-            )?
-            .iter()
-            .map(|r| r.text(0).map(str::to_owned))
-            .collect::<Result<_, _>>()?,
+    // Per room, in one read: the membership, and for events, receipts and typing the
+    // room's position now and at the token. An initial sync lists the rooms the user
+    // is in; an incremental one the rooms that moved since the token.
+    let rows = match since {
+        None => db.query(
+            "SELECT r.room_id, r.membership, r.joined_pos, h.kind, h.room_pos, 0 \
+             FROM rooms r LEFT JOIN heads h ON h.room_id = r.room_id \
+             AND h.kind IN ('event', 'receipt', 'typing') \
+             WHERE r.membership IN ('join', 'invite', 'knock')",
+            params![],
+        )?,
+        Some(_) => db.query(
+            "WITH changed AS (SELECT DISTINCT room_id FROM stream WHERE pos > ?1 \
+             AND room_id != '' AND kind IN ('event', 'receipt', 'typing')) \
+             SELECT c.room_id, COALESCE(r.membership, 'join'), COALESCE(r.joined_pos, 0), \
+             h.kind, h.room_pos, (SELECT MAX(t.room_pos) FROM stream t \
+             WHERE t.room_id = c.room_id AND t.kind = h.kind AND t.pos <= ?1) \
+             FROM changed c JOIN heads h ON h.room_id = c.room_id \
+             AND h.kind IN ('event', 'receipt', 'typing') \
+             LEFT JOIN rooms r ON r.room_id = c.room_id",
+            params![at],
+        )?,
     };
-    let heads = heads(db)?;
-    let now_pos = |room_id: &str, kind: NoteKind| {
-        heads
-            .get(&(room_id.to_owned(), kind.as_str().to_owned()))
-            .copied()
-            .unwrap_or(0)
-    };
-    let mut rooms = Vec::with_capacity(room_ids.len());
-    for room_id in room_ids {
-        let (membership, joined_pos) = memberships
-            .get(&room_id)
-            .cloned()
-            .unwrap_or_else(|| ("join".to_owned(), 0));
-        let mut from = if since.is_some() {
-            room_pos_at(db, &room_id, NoteKind::Event, at)?
-        } else {
-            0
+    let mut positions: BTreeMap<String, RoomPositions> = BTreeMap::new();
+    for row in &rows {
+        let entry = positions
+            .entry(row.text(0)?.to_owned())
+            .or_insert_with(|| RoomPositions {
+                membership: String::new(),
+                joined_pos: 0,
+                now: [0; 3],
+                at: [0; 3],
+            });
+        entry.membership = row.text(1)?.to_owned();
+        entry.joined_pos = row.int(2)?;
+        let slot = match row.opt_text(3)? {
+            Some("event") => 0,
+            Some("receipt") => 1,
+            Some("typing") => 2,
+            _ => continue,
         };
-        let to = now_pos(&room_id, NoteKind::Event);
+        entry.now[slot] = row.int(4)?;
+        entry.at[slot] = row.opt_int(5)?.unwrap_or(0);
+    }
+    let mut rooms = Vec::with_capacity(positions.len());
+    for (room_id, p) in positions {
+        let membership = p.membership;
+        let joined_pos = p.joined_pos;
+        let mut from = if since.is_some() { p.at[0] } else { 0 };
+        let to = p.now[0];
         // Joined since the token: the room is new to the client.
         let full = since.is_none() || (membership == "join" && joined_pos > from);
         if full {
             from = 0;
         }
-        let receipts_from = if full {
-            0
-        } else {
-            room_pos_at(db, &room_id, NoteKind::Receipt, at)?
-        };
-        let receipts_to = now_pos(&room_id, NoteKind::Receipt);
-        let typing =
-            full || now_pos(&room_id, NoteKind::Typing) > room_pos_at(db, &room_id, NoteKind::Typing, at)?;
+        let receipts_from = if full { 0 } else { p.at[1] };
+        let receipts_to = p.now[1];
+        let typing = full || p.now[2] > p.at[2];
         if !full && to <= from && receipts_to <= receipts_from && !typing {
             continue;
         }
@@ -296,7 +287,7 @@ pub fn plan(
         let content: Value = serde_json::from_str(row.text(3)?).unwrap_or_else(|_| json!({}));
         to_device.push(json!({ "sender": row.text(1)?, "type": row.text(2)?, "content": content }));
     }
-    let account_data_pos = now_pos("", NoteKind::AccountData);
+    let account_data_pos = head(db, "", NoteKind::AccountData)?;
     let account_data = since.is_none() || account_data_pos > base.account_data;
     let mut presence = Vec::new();
     for row in db.query(

@@ -41,6 +41,7 @@ pub async fn change_password(ctx: &Ctx, req: &HttpRequest) -> Result<Value, Matr
         ));
     }
     ctx.db()?.batch(stmts).await?;
+    crate::api::auth::token_cache::forget_all();
     Ok(json!({}))
 }
 
@@ -63,6 +64,7 @@ pub async fn deactivate(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixErr
     let mut stmts = users::deactivate(&session.user_id);
     stmts.extend(devices::delete_all_except(&session.user_id, None));
     ctx.db()?.batch(stmts).await?;
+    crate::api::auth::token_cache::forget_all();
     Ok(json!({ "id_server_unbind_result": "no-support" }))
 }
 

@@ -74,6 +74,7 @@ pub async fn delete(ctx: &Ctx, req: &HttpRequest, device_id: &str) -> Result<Val
     }
     uia::require_password(ctx, req, &session, &body).await?;
     db.batch(devices::delete(&session.user_id, device_id)).await?;
+    crate::api::auth::token_cache::forget_all();
     super::keys::wake_device_list_observers(ctx, &[&session.user_id]).await;
     Ok(json!({}))
 }
@@ -100,6 +101,7 @@ pub async fn delete_many(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixEr
         .collect::<Vec<_>>();
     if !stmts.is_empty() {
         ctx.db()?.batch(stmts).await?;
+        crate::api::auth::token_cache::forget_all();
         super::keys::wake_device_list_observers(ctx, &[&session.user_id]).await;
     }
     Ok(json!({}))

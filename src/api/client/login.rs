@@ -162,6 +162,8 @@ pub async fn login(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         ip,
     )?;
     db.batch(stmts).await?;
+    // Logging in on an existing device replaces its token.
+    crate::api::auth::token_cache::forget_all();
     Ok(json!({
         "user_id": user_id,
         "access_token": token,
@@ -187,6 +189,7 @@ pub async fn logout(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
     ctx.db()?
         .batch(devices::delete(&session.user_id, &session.device_id))
         .await?;
+    crate::api::auth::token_cache::forget_all();
     Ok(json!({}))
 }
 
@@ -196,6 +199,7 @@ pub async fn logout_all(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixErr
     ctx.db()?
         .batch(devices::delete_all_except(&session.user_id, None))
         .await?;
+    crate::api::auth::token_cache::forget_all();
     Ok(json!({}))
 }
 

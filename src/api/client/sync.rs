@@ -84,25 +84,20 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         set_presence,
         now_ms: ctx.now_ms(),
     };
-    // The push rules (for the rooms' unread counts) are read from D1 while the user's
-    // Durable Object answers or waits. So are the key counts and device-list changes
-    // when the sync cannot wait (no timeout, initial or full state): that read is as
-    // current as one made afterwards. After a wait they are read beside the rooms.
+    // The push rules (for the rooms' unread counts), the key counts and the device-list
+    // changes are read from D1 while the user's Durable Object answers or waits. The
+    // device lists are read again after a wait only if they changed meanwhile (the
+    // plan says so); key counts are as of the start of the request.
     let db = ctx.db()?;
-    let cannot_wait = wait_ms == 0 || since.is_none();
     let early_keys = async {
-        if cannot_wait {
-            e2e_keys::for_sync(
-                &db,
-                &session.user_id,
-                &session.device_id,
-                since.map(|s| s.device_lists),
-            )
-            .await
-            .map(Some)
-        } else {
-            Ok(None)
-        }
+        e2e_keys::for_sync(
+            &db,
+            &session.user_id,
+            &session.device_id,
+            since.map(|s| s.device_lists),
+        )
+        .await
+        .map(Some)
     };
     let (plan, push_rules, early_keys) = futures_util::future::join3(
         users::call(&ctx.env, &session.user_id, &request),
@@ -110,7 +105,7 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         early_keys,
     )
     .await;
-    let early_keys = early_keys?;
+    let mut early_keys = early_keys?;
     let mut push_rules = push_rules?;
     let plan = match plan {
         Ok(answer) => serde_json::from_value::<SyncPlan>(answer).map_err(crate::api::error::internal)?,
@@ -118,6 +113,9 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         Err(e) => return Err(e),
     };
     ctx.mark("wait");
+    if plan.device_lists {
+        early_keys = None;
+    }
     let filter = match param {
         FilterParam::Inline(f) => *f,
         FilterParam::Stored(_) => plan

@@ -144,13 +144,12 @@ fn client_event(row: &EventRow, pdu: &Pdu, now_ms: u64) -> Value {
     pdu.to_client_event(Some(Value::Object(unsigned)))
 }
 
-/// Rows in the client format (rows whose event cannot be read are skipped).
+/// Rows in the client format.
 fn client_events(room: &mut Engine<'_>, rows: &[EventRow], now_ms: u64) -> Result<Vec<Value>, RoomFailure> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        if let Some((_, pdu)) = room.pdu(&row.event_id)? {
-            out.push(client_event(row, &pdu, now_ms));
-        }
+        let pdu = room.pdu_of_row(row)?;
+        out.push(client_event(row, &pdu, now_ms));
     }
     Ok(out)
 }
@@ -487,7 +486,7 @@ pub(in crate::roomserver) fn state_at(
     room: &mut Engine<'_>,
     pos: i64,
 ) -> Result<super::super::engine::StatePdus, RoomFailure> {
-    let latest = store::latest_stream_pos(room.db).map_err(RoomError::from)?;
+    let latest = room.stream_head()?;
     if pos >= latest {
         return Ok(room.current_state_pdus()?);
     }
