@@ -67,7 +67,10 @@ fn main() {
             &host,
             RoomRequest::Input {
                 kind: InputKind::New,
-                pdus: chunk.to_vec(),
+                pdus: chunk
+                    .iter()
+                    .map(|p| neurite::roomserver::protocol::RawPdu::from_value(p).expect("pdu"))
+                    .collect(),
                 keys: std::collections::BTreeMap::clone(&keys),
             },
         )

@@ -71,9 +71,24 @@ impl HttpRequest {
 
     /// The body as JSON of type `T`: `M_NOT_JSON` when it is not JSON at all (an empty
     /// body counts as `{}`), `M_BAD_JSON` when it is JSON of the wrong shape.
+    /// Parsed straight from the bytes (no intermediate `Value`).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, MatrixError> {
-        let value = self.json_value()?;
-        serde_json::from_value(value).map_err(|e| MatrixError::bad_json(format!("Invalid request body: {e}")))
+        let text: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &self.body
+        };
+        let is_object = text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let parsed = if is_object {
+            serde_json::from_slice::<T>(text)
+        } else {
+            Err(serde::de::Error::custom("not an object"))
+        };
+        parsed.map_err(|e| match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+            Err(_) => MatrixError::not_json(),
+            Ok(_) if !is_object => MatrixError::bad_json("Request body must be a JSON object"),
+            Ok(_) => MatrixError::bad_json(format!("Invalid request body: {e}")),
+        })
     }
 
     /// The body as a JSON object value.

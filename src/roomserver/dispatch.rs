@@ -142,7 +142,7 @@ fn input(
     host: &Host<'_>,
     cache: &Cache,
     kind: InputKind,
-    pdus: Vec<Value>,
+    pdus: Vec<super::protocol::RawPdu>,
     keys: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 ) -> Result<Value, RoomFailure> {
     let t0 = (host.clock_ms)();
@@ -157,23 +157,31 @@ fn input(
                 .insert(id.clone(), ruma::serde::Base64::new(bytes));
         }
     }
+    let mut parsed = Vec::with_capacity(pdus.len());
+    for p in &pdus {
+        parsed.push(
+            crate::core::canonical::parse_pdu(p.text())
+                .map_err(|e| fail(400, "M_BAD_JSON", format!("not a PDU: {e}")))?,
+        );
+    }
+    drop(pdus);
     let existing = room_info(db)?;
     let version = match &existing {
         Some(info) => info.version.to_string(),
-        None => pdus
+        None => parsed
             .first()
-            .filter(|p| p["type"] == "m.room.create")
-            .and_then(|p| p["content"]["room_version"].as_str())
-            .unwrap_or("1")
-            .to_owned(),
+            .filter(|p| matches!(p.get("type"), Some(ruma::CanonicalJsonValue::String(t)) if t == "m.room.create"))
+            .and_then(|p| match p.get("content") {
+                Some(ruma::CanonicalJsonValue::Object(c)) => match c.get("room_version") {
+                    Some(ruma::CanonicalJsonValue::String(v)) => Some(v.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .unwrap_or_else(|| "1".to_owned()),
     };
     let (_, rules) = crate::core::room_version::parse(&version).ok_or(RoomError::UnsupportedVersion)?;
-    let mut objects = Vec::with_capacity(pdus.len());
-    for p in pdus {
-        let object: ruma::CanonicalJsonObject =
-            serde_json::from_value(p).map_err(|e| fail(400, "M_BAD_JSON", format!("not a PDU: {e}")))?;
-        objects.push((object, &rules));
-    }
+    let objects: Vec<_> = parsed.into_iter().map(|object| (object, &rules)).collect();
     let t1 = (host.clock_ms)();
     let checked = crate::core::verify::check_pdus_batch(objects, &key_map);
     let t2 = (host.clock_ms)();

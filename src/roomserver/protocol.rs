@@ -46,8 +46,33 @@ pub enum Dir {
     Forward,
 }
 
+/// One received PDU as its JSON text: the edge passes it through unparsed, and the room
+/// parses it once, straight into canonical JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawPdu(pub Box<serde_json::value::RawValue>);
+
+impl RawPdu {
+    pub fn from_value(value: &Value) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self)
+    }
+
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for RawPdu {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
+/// Externally tagged (`{"send": {...}}`): the variant is known before its fields are
+/// read, so they are parsed once, in place (an internally tagged enum buffers every
+/// field first), and `RawPdu`s stay raw.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RoomRequest {
     /// Creates the room from its signed create event (federation JSON), then sends each
     /// step as `sender`, in order. Fails as a whole if any step is refused.
@@ -113,7 +138,7 @@ pub enum RoomRequest {
     /// room is new and the first event is its create event.
     Input {
         kind: InputKind,
-        pdus: Vec<Value>,
+        pdus: Vec<RawPdu>,
         keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     },
     /// Name, topic, member count and the like, for the directory and previews. An

@@ -12,7 +12,7 @@ use crate::api::auth::require_admin;
 use crate::api::http::HttpRequest;
 use crate::api::MatrixError;
 use crate::platform::{rooms, Ctx};
-use crate::roomserver::protocol::{InputKind, RoomRequest};
+use crate::roomserver::protocol::{InputKind, RawPdu, RoomRequest};
 
 /// At most this many events per request.
 pub const MAX_EVENTS: usize = 1000;
@@ -21,7 +21,8 @@ pub const MAX_EVENTS: usize = 1000;
 struct Body {
     #[serde(default = "new_kind")]
     kind: InputKind,
-    pdus: Vec<Value>,
+    /// Passed to the room unparsed: the room parses each once.
+    pdus: Vec<RawPdu>,
     #[serde(default)]
     keys: BTreeMap<String, BTreeMap<String, String>>,
 }
