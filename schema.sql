@@ -143,6 +143,15 @@ CREATE INDEX IF NOT EXISTS device_list_inbox_by_stream ON device_list_inbox (use
 -- Rooms: local users' memberships, projected from the room-log (and written directly
 -- by the edge after a membership change, so a client reads its own writes). Keyed on
 -- the room's stream position so replays and reordering never go backwards.
+-- The latest presence of each local user who has set one, written only when it
+-- changes (each user's Durable Object holds their own): what a user who newly shares a
+-- room with them is told.
+CREATE TABLE IF NOT EXISTS presence (
+    user_id TEXT PRIMARY KEY,
+    serial  INTEGER NOT NULL,
+    content TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS room_memberships (
     room_id    TEXT NOT NULL,
     user_id    TEXT NOT NULL,

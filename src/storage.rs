@@ -11,6 +11,7 @@ pub mod device_lists;
 pub mod devices;
 pub mod e2e_keys;
 pub mod key_backup;
+pub mod presence;
 pub mod rate_limits;
 pub mod registration;
 pub mod rooms;

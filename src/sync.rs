@@ -129,6 +129,14 @@ impl User {
                 crate::platform::log_error("user: presence fan-out: room mates lookup failed");
                 return;
             };
+            // The copy new room mates are told.
+            if let Ok(db) = crate::storage::Db::open(&env) {
+                let content = change.content.to_string();
+                if let Err(e) = crate::storage::presence::record(&db, &user_id, change.serial, &content).await
+                {
+                    crate::platform::log_error(&format!("user: presence record failed: {e}"));
+                }
+            }
             let note = Note {
                 room_id: user_id.clone(),
                 kind: NoteKind::Presence,
@@ -146,6 +154,59 @@ impl User {
                 crate::platform::log_error("user: presence fan-out failed for some users");
             }
         });
+    }
+
+    /// On joining rooms: learn the presence of the local users already in them (from
+    /// D1, one read), and tell them ours. Each side's stream keeps a user's presence by
+    /// serial, so what one already knows adds nothing. Returns whether the stream moved.
+    async fn meet_room_mates(&self, rooms: &[String]) -> std::result::Result<bool, SqlError> {
+        let db = self.db()?;
+        let me = stream::own_user_id(&db).unwrap_or_default();
+        let d1 = crate::storage::Db::open(&self.env).map_err(|e| SqlError(e.to_string()))?;
+        let known = match crate::storage::presence::of_members(&d1, rooms, &me).await {
+            Ok(k) => k,
+            Err(e) => {
+                crate::platform::log_error(&format!("user: room mates' presence: {e}"));
+                Vec::new()
+            }
+        };
+        let notes: Vec<Note> = known
+            .into_iter()
+            .map(|k| Note {
+                room_id: k.user_id,
+                kind: NoteKind::Presence,
+                pos: k.serial,
+                membership: None,
+                content: serde_json::from_str(&k.content).ok(),
+            })
+            .collect();
+        let moved = stream::notify(&self.db()?, &notes)?;
+        // Ours, to them, after the answer.
+        if let (false, Some(own)) = (me.is_empty(), stream::own_presence(&self.db()?)?) {
+            let env = self.env.clone();
+            let rooms = rooms.to_vec();
+            self.state.wait_until(async move {
+                let Ok(d1) = crate::storage::Db::open(&env) else {
+                    return;
+                };
+                let Ok(mates) = crate::storage::presence::members(&d1, &rooms, &me).await else {
+                    crate::platform::log_error("user: room mates lookup failed");
+                    return;
+                };
+                let note = Note {
+                    room_id: me.clone(),
+                    kind: NoteKind::Presence,
+                    pos: own.serial,
+                    membership: None,
+                    content: Some(own.content),
+                };
+                let notes = mates.into_iter().map(|m| (m, vec![note.clone()])).collect();
+                if crate::platform::users::notify_all(&env, notes).await.is_err() {
+                    crate::platform::log_error("user: presence to new room mates failed for some users");
+                }
+            });
+        }
+        Ok(moved)
     }
 
     /// Sets the presence time-out alarm unless one is set, first remembering whose
@@ -177,7 +238,13 @@ impl User {
     async fn answer(&self, request: UserRequest) -> std::result::Result<Option<Value>, SqlError> {
         match request {
             UserRequest::Notify { notes } => {
-                if stream::notify(&self.db()?, &notes)? {
+                let db = self.db()?;
+                let joined = stream::newly_joined(&db, &notes)?;
+                let mut moved = stream::notify(&db, &notes)?;
+                if !joined.is_empty() {
+                    moved |= self.meet_room_mates(&joined).await?;
+                }
+                if moved {
                     self.wake();
                 }
                 Ok(Some(json!({})))
@@ -238,6 +305,9 @@ impl User {
                 user_id,
             } => {
                 let db = self.db()?;
+                if !user_id.is_empty() {
+                    stream::remember_user_id(&db, &user_id)?;
+                }
                 if let Some(change) = stream::set_presence(&db, &presence, status_msg.as_deref(), now_ms)? {
                     self.fan_out_presence(user_id.clone(), change);
                 }

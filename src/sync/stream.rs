@@ -478,6 +478,53 @@ pub fn own_user_id(db: &dyn Sql) -> Option<String> {
         .and_then(|r| r.text(0).ok().map(str::to_owned))
 }
 
+/// The user's current presence as a change (its latest serial and content), to tell a
+/// user who newly shares a room with them; `None` if never set.
+pub fn own_presence(db: &dyn Sql) -> Result<Option<PresenceChange>, SqlError> {
+    let Some(row) = db.query_opt(
+        "SELECT presence, status_msg, last_active FROM presence WHERE id = 0",
+        params![],
+    )?
+    else {
+        return Ok(None);
+    };
+    let presence = row.text(0)?.to_owned();
+    let mut content = json!({
+        "presence": presence,
+        "last_active": row.int(2)?,
+        "currently_active": presence == "online",
+    });
+    if let Some(msg) = row.opt_text(1)? {
+        content["status_msg"] = json!(msg);
+    }
+    Ok(Some(PresenceChange {
+        serial: counter(db, "presence")?,
+        content,
+    }))
+}
+
+/// The rooms among `notes` that the user joins by them (was not joined before).
+pub fn newly_joined(db: &dyn Sql, notes: &[Note]) -> Result<Vec<String>, SqlError> {
+    let mut rooms = Vec::new();
+    for note in notes {
+        if note.membership.as_deref() != Some("join") || rooms.contains(&note.room_id) {
+            continue;
+        }
+        let before = db
+            .query_opt(
+                "SELECT membership, member_pos FROM rooms WHERE room_id = ?",
+                params![note.room_id.as_str()],
+            )?
+            .map(|r| Ok::<_, SqlError>((r.text(0)?.to_owned(), r.int(1)?)))
+            .transpose()?;
+        let joined_already = before.is_some_and(|(m, pos)| m == "join" || pos >= note.pos);
+        if !joined_already {
+            rooms.push(note.room_id.clone());
+        }
+    }
+    Ok(rooms)
+}
+
 /// The user's presence and when they were last active, if ever set.
 pub fn presence_state(db: &dyn Sql) -> Result<Option<(String, u64)>, SqlError> {
     db.query_opt(

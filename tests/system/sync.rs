@@ -803,3 +803,45 @@ fn device_changes_wake_a_waiting_sync() {
     let changed = body["device_lists"]["changed"].as_array().expect("changed");
     assert!(changed.iter().any(|u| u == &json!(alice_id)), "{body}");
 }
+
+#[test]
+fn new_room_mates_learn_each_others_presence() {
+    let (alice, alice_id) = new_user("alice");
+    let (bob, bob_id) = new_user("bob");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
+    let status = |id: &str| format!("/_matrix/client/v3/presence/{}/status", enc(id));
+    // Both set a presence before they share a room.
+    alice
+        .put(
+            &status(&alice_id),
+            &json!({"presence": "online", "status_msg": "here"}),
+        )
+        .expect(200);
+    bob.put(&status(&bob_id), &json!({"presence": "unavailable"}))
+        .expect(200);
+    let quiet = "set_presence=offline";
+    let ta = next(&sync(&alice, None, quiet));
+    let tb = next(&sync(&bob, None, quiet));
+    join(&bob, &room);
+    let wait_for = |who: &Client, since: &str, of: &str| {
+        let mut body = sync(who, Some(since), "timeout=2000&set_presence=offline");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while presence_of(&body, of).is_empty() && Instant::now() < deadline {
+            body = sync(who, Some(&next(&body)), "timeout=2000&set_presence=offline");
+        }
+        body
+    };
+    // The newcomer learns who is there, and they learn of the newcomer.
+    let bob_view = wait_for(&bob, &tb, &alice_id);
+    let got = presence_of(&bob_view, &alice_id);
+    assert_eq!(got.len(), 1, "{bob_view}");
+    assert_eq!(got[0]["content"]["presence"], "online");
+    assert_eq!(got[0]["content"]["status_msg"], "here");
+    let alice_view = wait_for(&alice, &ta, &bob_id);
+    let got = presence_of(&alice_view, &bob_id);
+    assert_eq!(got.len(), 1, "{alice_view}");
+    assert_eq!(got[0]["content"]["presence"], "unavailable");
+    // Told once: nothing more without a change.
+    let again = sync(&bob, Some(&next(&bob_view)), "timeout=500&set_presence=offline");
+    assert!(presence_of(&again, &alice_id).is_empty(), "{again}");
+}
