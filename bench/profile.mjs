@@ -7,26 +7,34 @@
 const [port = "9229", seconds = "10", out] = process.argv.slice(2);
 const list = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
 const target = list.find((t) => t.id.startsWith("core:user:")) || list[0];
-const ws = new WebSocket(target.webSocketDebuggerUrl);
-let id = 0;
-const pending = new Map();
-ws.binaryType = "arraybuffer";
-ws.onmessage = (m) => {
-  const text = typeof m.data === "string" ? m.data : Buffer.from(m.data).toString("utf8");
-  const msg = JSON.parse(text);
-  if (msg.id && pending.has(msg.id)) {
-    pending.get(msg.id)(msg);
-    pending.delete(msg.id);
-  }
-};
-const call = (method, params = {}) =>
-  new Promise((resolve) => {
-    const n = ++id;
-    pending.set(n, resolve);
-    ws.send(JSON.stringify({ id: n, method, params }));
-  });
-await new Promise((r, j) => { ws.onopen = r; ws.onerror = (e) => j(new Error("inspector: " + (e.message || e.type))); });
-await call("Profiler.enable");
+// workerd's inspector sometimes leaves the first session's first command unanswered:
+// connect again (up to three times) until `Profiler.enable` answers.
+let ws, call;
+for (let attempt = 1; ; attempt++) {
+  ws = new WebSocket(target.webSocketDebuggerUrl);
+  let id = 0;
+  const pending = new Map();
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = (m) => {
+    const text = typeof m.data === "string" ? m.data : Buffer.from(m.data).toString("utf8");
+    const msg = JSON.parse(text);
+    if (msg.id && pending.has(msg.id)) {
+      pending.get(msg.id)(msg);
+      pending.delete(msg.id);
+    }
+  };
+  call = (method, params = {}) =>
+    new Promise((resolve) => {
+      const n = ++id;
+      pending.set(n, resolve);
+      ws.send(JSON.stringify({ id: n, method, params }));
+    });
+  await new Promise((r, j) => { ws.onopen = r; ws.onerror = (e) => j(new Error("inspector: " + (e.message || e.type))); });
+  const enabled = await Promise.race([call("Profiler.enable"), new Promise((r) => setTimeout(() => r(null), 2000))]);
+  if (enabled) break;
+  ws.close();
+  if (attempt === 3) throw new Error("the inspector does not answer");
+}
 await call("Profiler.setSamplingInterval", { interval: 200 });
 await call("Profiler.start");
 await new Promise((r) => setTimeout(r, Number(seconds) * 1000));

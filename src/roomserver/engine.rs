@@ -31,7 +31,7 @@ use crate::core::state_res::{auth_chains_for, resolve};
 use crate::log::{LogRecord, StateChange};
 use crate::storage::sql::{Sql, SqlError};
 
-use super::store::{self, Kind, NewEvent as Row, StateKey, StateNids, Status};
+use super::store::{self, Kind, NewEvent as Row, StateNids, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoomError {
@@ -303,9 +303,15 @@ impl<'a> Engine<'a> {
 
     /// The current state group and its map.
     pub fn current_state(&self) -> Result<(Option<i64>, StateNids), RoomError> {
+        let (group, state) = self.current_state_shared()?;
+        Ok((group, (*state).clone()))
+    }
+
+    /// `current_state`, shared rather than copied.
+    fn current_state_shared(&self) -> Result<(Option<i64>, Arc<StateNids>), RoomError> {
         match self.head()?.current_group {
-            Some(g) => Ok((Some(g), (*self.load_group(g)?).clone())),
-            None => Ok((None, StateNids::new())),
+            Some(g) => Ok((Some(g), self.load_group(g)?)),
+            None => Ok((None, Arc::default())),
         }
     }
 
@@ -509,14 +515,16 @@ impl<'a> Engine<'a> {
             });
         }
         // 3. (prerequisite) the state after each prev event.
-        let mut prev_states = Vec::new();
+        // State maps are shared (`Arc`) and copied only to be changed: a room's state can
+        // hold thousands of entries, and most events change none.
+        let mut prev_states: Vec<Arc<StateNids>> = Vec::new();
         let mut missing = Vec::new();
         let mut prev_groups = Vec::new();
         for prev in pdu.prev_events() {
             match self.after_group(prev.as_str())? {
                 Some(g) => {
                     prev_groups.push(g);
-                    prev_states.push((*self.load_group(g)?).clone());
+                    prev_states.push(self.load_group(g)?);
                 }
                 None => missing.push(prev.clone()),
             }
@@ -524,7 +532,11 @@ impl<'a> Engine<'a> {
         if !missing.is_empty() {
             return Err(RoomError::MissingPrev(missing));
         }
-        let state_before = self.resolve_states(prev_states)?;
+        let state_before: Arc<StateNids> = if prev_groups.iter().all(|g| Some(g) == prev_groups.first()) {
+            prev_states.pop().unwrap_or_default()
+        } else {
+            Arc::new(self.resolve_states(prev_states.iter().map(|s| (**s).clone()).collect())?)
+        };
         let before_group = match prev_groups.first() {
             Some(g) if prev_groups.iter().all(|x| x == g) => Some(*g),
             _ if state_before.is_empty() => None,
@@ -571,10 +583,10 @@ impl<'a> Engine<'a> {
         if verdict.is_ok() {
             verdict = check_auth(&pdu, &rules, |t, k| lookup(&state_before, t, k));
         }
-        let (current_group, current) = self.current_state()?;
+        let (current_group, current) = self.current_state_shared()?;
         // 5. Soft fail against the current state, when it differs from the state before.
         let mut soft_fail = None;
-        if verdict.is_ok() && current_group.is_some() && current != state_before {
+        if verdict.is_ok() && current_group.is_some() && !same_state(&current, &state_before) {
             if let Err(r) = check_auth(&pdu, &rules, |t, k| lookup(&current, t, k)) {
                 soft_fail = Some(r.reason);
             }
@@ -629,8 +641,8 @@ impl<'a> Engine<'a> {
         let mut state_after = state_before.clone();
         let after_group = match (&state_key_pair, changes_state) {
             (Some(pair), true) => {
-                state_after.insert(pair.clone(), nid);
-                let g = store::store_state(self.db, before_group.zip(Some(&state_before)), &state_after)?;
+                Arc::make_mut(&mut state_after).insert(pair.clone(), nid);
+                let g = store::store_state(self.db, before_group.zip(Some(&*state_before)), &state_after)?;
                 self.db.execute(
                     "UPDATE events SET state_after = ? WHERE nid = ?",
                     crate::params![g, nid],
@@ -673,16 +685,16 @@ impl<'a> Engine<'a> {
                     states.push(s);
                 }
             }
-            self.resolve_states(states)?
+            Arc::new(self.resolve_states(states)?)
         };
-        let new_group = if new_current == state_after {
+        let new_group = if same_state(&new_current, &state_after) {
             after_group
-        } else if new_current == current {
+        } else if same_state(&new_current, &current) {
             current_group
         } else {
             Some(store::store_state(
                 self.db,
-                current_group.zip(Some(&current)),
+                current_group.zip(Some(&*current)),
                 &new_current,
             )?)
         };
@@ -722,16 +734,41 @@ impl<'a> Engine<'a> {
     /// consumers that index memberships.
     fn state_changes(&mut self, old: &StateNids, new: &StateNids) -> Result<Vec<StateChange>, RoomError> {
         let mut out = Vec::new();
-        let keys: HashSet<&StateKey> = old.keys().chain(new.keys()).collect();
-        let mut keys: Vec<&StateKey> = keys.into_iter().collect();
-        keys.sort();
-        for key in keys {
-            let (a, b) = (old.get(key), new.get(key));
-            if a == b {
+        if std::ptr::eq(old, new) || old == new {
+            return Ok(out);
+        }
+        // Both maps are sorted by key: walk them side by side.
+        let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+        loop {
+            let (key, before, after) = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some((ka, va)), Some((kb, vb))) if ka == kb => {
+                    let item = (*ka, Some(**va), Some(**vb));
+                    a.next();
+                    b.next();
+                    item
+                }
+                (Some((ka, va)), Some((kb, _))) if ka < kb => {
+                    let item = (*ka, Some(**va), None);
+                    a.next();
+                    item
+                }
+                (Some((ka, va)), None) => {
+                    let item = (*ka, Some(**va), None);
+                    a.next();
+                    item
+                }
+                (_, Some((kb, vb))) => {
+                    let item = (*kb, None, Some(**vb));
+                    b.next();
+                    item
+                }
+            };
+            if before == after {
                 continue;
             }
-            let event = match b {
-                Some(nid) => self.pdu_by_nid(*nid)?,
+            let event = match after {
+                Some(nid) => self.pdu_by_nid(nid)?,
                 None => None,
             };
             out.push(StateChange {
@@ -743,6 +780,11 @@ impl<'a> Engine<'a> {
         }
         Ok(out)
     }
+}
+
+/// Whether two shared states are the same (the same map, or equal maps).
+fn same_state(a: &Arc<StateNids>, b: &Arc<StateNids>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// `content.membership` of a member event.
