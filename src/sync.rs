@@ -240,11 +240,11 @@ impl User {
             UserRequest::Notify { notes } => {
                 let db = self.db()?;
                 let joined = stream::newly_joined(&db, &notes)?;
-                let mut moved = stream::notify(&db, &notes)?;
-                if !joined.is_empty() {
-                    moved |= self.meet_room_mates(&joined).await?;
+                if stream::notify(&db, &notes)? {
+                    self.wake();
                 }
-                if moved {
+                // Then, without holding the notes back, the new room mates' presence.
+                if !joined.is_empty() && self.meet_room_mates(&joined).await? {
                     self.wake();
                 }
                 Ok(Some(json!({})))
