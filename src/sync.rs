@@ -103,6 +103,26 @@ impl DurableObject for User {
     }
 }
 
+/// Sends `user_id`'s presence to `users` (never to the user themself: their own sync
+/// would only wake for it).
+async fn tell_presence(env: &Env, user_id: &str, change: stream::PresenceChange, users: Vec<String>) {
+    let note = Note {
+        room_id: user_id.to_owned(),
+        kind: NoteKind::Presence,
+        pos: change.serial,
+        membership: None,
+        content: Some(change.content),
+    };
+    let notes = users
+        .into_iter()
+        .filter(|u| u != user_id)
+        .map(|u| (u, vec![note.clone()]))
+        .collect();
+    if crate::platform::users::notify_all(env, notes).await.is_err() {
+        crate::platform::log_error("user: presence notes failed for some users");
+    }
+}
+
 impl User {
     fn db(&self) -> std::result::Result<DoSql, SqlError> {
         let db = DoSql(self.state.storage().sql());
@@ -113,98 +133,69 @@ impl User {
         Ok(db)
     }
 
-    /// Tells the users sharing a room of a presence change, after the
-    /// answer: one D1 read and one note per user, only when presence changes.
+    /// Tells the users sharing a room of a presence change, after the answer: one D1
+    /// read of the room mates (beside one write of the copy new room mates are told) and
+    /// one note per user, only when presence changes.
     fn fan_out_presence(&self, user_id: String, change: stream::PresenceChange) {
         if user_id.is_empty() {
             return;
         }
         let env = self.env.clone();
         self.state.wait_until(async move {
-            let mates = match crate::storage::Db::open(&env) {
-                Ok(db) => crate::storage::rooms::room_mates(&db, &[&user_id]).await,
-                Err(e) => Err(e),
+            let Ok(db) = crate::storage::Db::open(&env) else {
+                crate::platform::log_error("user: presence fan-out: no database");
+                return;
             };
+            let content = change.content.to_string();
+            let (mates, recorded) = futures_util::future::join(
+                crate::storage::rooms::room_mates(&db, &[&user_id]),
+                crate::storage::presence::record(&db, &user_id, change.serial, &content),
+            )
+            .await;
+            if let Err(e) = recorded {
+                crate::platform::log_error(&format!("user: presence record failed: {e}"));
+            }
             let Ok(mates) = mates else {
                 crate::platform::log_error("user: presence fan-out: room mates lookup failed");
                 return;
             };
-            // The copy new room mates are told.
-            if let Ok(db) = crate::storage::Db::open(&env) {
-                let content = change.content.to_string();
-                if let Err(e) = crate::storage::presence::record(&db, &user_id, change.serial, &content).await
-                {
-                    crate::platform::log_error(&format!("user: presence record failed: {e}"));
-                }
-            }
-            let note = Note {
-                room_id: user_id.clone(),
-                kind: NoteKind::Presence,
-                pos: change.serial,
-                membership: None,
-                content: Some(change.content),
-            };
-            // Not to the user themself: their own sync would only wake for it.
-            let notes = mates
-                .into_iter()
-                .filter(|m| *m != user_id)
-                .map(|m| (m, vec![note.clone()]))
-                .collect();
-            if crate::platform::users::notify_all(&env, notes).await.is_err() {
-                crate::platform::log_error("user: presence fan-out failed for some users");
-            }
+            tell_presence(&env, &user_id, change, mates).await;
         });
     }
 
-    /// On joining rooms: learn the presence of the local users already in them (from
-    /// D1, one read), and tell them ours. Each side's stream keeps a user's presence by
-    /// serial, so what one already knows adds nothing. Returns whether the stream moved.
+    /// On joining rooms: learn the presence of the local users already in them and tell
+    /// them ours, from one D1 read. Each side's stream keeps a user's presence by serial,
+    /// so what one already knows adds nothing. Returns whether the stream moved.
     async fn meet_room_mates(&self, rooms: &[String]) -> std::result::Result<bool, SqlError> {
         let db = self.db()?;
         let me = stream::own_user_id(&db).unwrap_or_default();
         let d1 = crate::storage::Db::open(&self.env).map_err(|e| SqlError(e.to_string()))?;
-        let known = match crate::storage::presence::of_members(&d1, rooms, &me).await {
-            Ok(k) => k,
+        let mates = match crate::storage::presence::of_members(&d1, rooms, &me).await {
+            Ok(m) => m,
             Err(e) => {
                 crate::platform::log_error(&format!("user: room mates' presence: {e}"));
-                Vec::new()
+                return Ok(false);
             }
         };
-        let notes: Vec<Note> = known
-            .into_iter()
-            .map(|k| Note {
-                room_id: k.user_id,
-                kind: NoteKind::Presence,
-                pos: k.serial,
-                membership: None,
-                content: serde_json::from_str(&k.content).ok(),
+        let notes: Vec<Note> = mates
+            .iter()
+            .filter_map(|m| {
+                Some(Note {
+                    room_id: m.user_id.clone(),
+                    kind: NoteKind::Presence,
+                    pos: m.serial?,
+                    membership: None,
+                    content: m.content.as_deref().and_then(|c| serde_json::from_str(c).ok()),
+                })
             })
             .collect();
-        let moved = stream::notify(&self.db()?, &notes)?;
+        let moved = stream::notify(&db, &notes)?;
         // Ours, to them, after the answer.
-        if let (false, Some(own)) = (me.is_empty(), stream::own_presence(&self.db()?)?) {
+        if let (false, Some(own)) = (me.is_empty(), stream::own_presence(&db)?) {
             let env = self.env.clone();
-            let rooms = rooms.to_vec();
-            self.state.wait_until(async move {
-                let Ok(d1) = crate::storage::Db::open(&env) else {
-                    return;
-                };
-                let Ok(mates) = crate::storage::presence::members(&d1, &rooms, &me).await else {
-                    crate::platform::log_error("user: room mates lookup failed");
-                    return;
-                };
-                let note = Note {
-                    room_id: me.clone(),
-                    kind: NoteKind::Presence,
-                    pos: own.serial,
-                    membership: None,
-                    content: Some(own.content),
-                };
-                let notes = mates.into_iter().map(|m| (m, vec![note.clone()])).collect();
-                if crate::platform::users::notify_all(&env, notes).await.is_err() {
-                    crate::platform::log_error("user: presence to new room mates failed for some users");
-                }
-            });
+            let mates = mates.into_iter().map(|m| m.user_id).collect();
+            self.state
+                .wait_until(async move { tell_presence(&env, &me, own, mates).await });
         }
         Ok(moved)
     }

@@ -66,15 +66,20 @@ fn bodies(db: &MemorySql, host: &Host<'_>, who: &str) -> Vec<String> {
 
 /// Alice's room with the given history visibility; she says "before", invites bob, he
 /// joins, she says "after".
+/// The host the tests' rooms run on.
+fn host(key: &SigningKey) -> Host<'_> {
+    Host {
+        server_name: "hs.test",
+        key,
+        now_ms: 10,
+        clock_ms: clock,
+    }
+}
+
 fn room(visibility: &str) -> (MemorySql, SigningKey) {
     let db = MemorySql::new();
     let key = SigningKey::from_seed([5; 32], "t").expect("key");
-    let host = Host {
-        server_name: "hs.test",
-        key: &key,
-        now_ms: 10,
-        clock_ms: clock,
-    };
+    let host = host(&key);
     let version = RoomVersionId::V12;
     let rules = version.rules().expect("rules");
     let alice = OwnedUserId::try_from(user("alice")).expect("user");
@@ -131,12 +136,7 @@ fn history_visibility_decides_what_a_new_member_sees() {
         ("world_readable", vec!["before", "while invited", "after"]),
     ] {
         let (db, key) = room(visibility);
-        let host = Host {
-            server_name: "hs.test",
-            key: &key,
-            now_ms: 10,
-            clock_ms: clock,
-        };
+        let host = host(&key);
         assert_eq!(bodies(&db, &host, "bob"), expected, "{visibility}");
         assert_eq!(
             bodies(&db, &host, "alice"),
@@ -185,12 +185,7 @@ fn counts(notifications: i64, highlights: i64) -> Value {
 #[test]
 fn unread_counts_follow_the_users_push_rules() {
     let (db, key) = room("shared");
-    let host = Host {
-        server_name: "hs.test",
-        key: &key,
-        now_ms: 10,
-        clock_ms: clock,
-    };
+    let host = host(&key);
     // Bob joined before "after": one message from alice, none of his own.
     send(&db, &host, &user("bob"), message("my own"));
     assert_eq!(unread(&db, &host, "bob", None), counts(1, 0));
@@ -237,12 +232,7 @@ fn unread_counts_follow_the_users_push_rules() {
 #[test]
 fn unread_counts_stop_at_the_scan_bound() {
     let (db, key) = room("shared");
-    let host = Host {
-        server_name: "hs.test",
-        key: &key,
-        now_ms: 10,
-        clock_ms: clock,
-    };
+    let host = host(&key);
     let extra = super::sync_slice::UNREAD_SCAN + 5;
     for i in 0..extra {
         send(&db, &host, &user("alice"), message(&format!("m{i}")));
@@ -256,12 +246,7 @@ fn unread_counts_stop_at_the_scan_bound() {
 #[test]
 fn remembered_verdicts_follow_redactions_and_new_events() {
     let (db, key) = room("shared");
-    let host = Host {
-        server_name: "hs.test",
-        key: &key,
-        now_ms: 10,
-        clock_ms: clock,
-    };
+    let host = host(&key);
     let mention = EventSpec {
         content: json!({ "msgtype": "m.text", "body": "bob!", "m.mentions": { "user_ids": [user("bob")] } }),
         ..message("")
@@ -289,12 +274,7 @@ fn counts_kept_up_to_date_match_counts_made_afresh() {
     use super::dispatch::handle_cached;
     use super::engine::Cache;
     let (db, key) = room("shared");
-    let host = Host {
-        server_name: "hs.test",
-        key: &key,
-        now_ms: 10,
-        clock_ms: clock,
-    };
+    let host = host(&key);
     // One cache across requests, as in the Durable Object.
     let cache = Cache::default();
     let kept = |who: &str| {

@@ -301,6 +301,11 @@ pub fn slice(
 /// verdicts are remembered (`UnreadMemo`) and each event is evaluated once per user.
 pub const UNREAD_SCAN: i64 = 1000;
 
+/// A user's unread window: the newest `UNREAD_SCAN` accepted events of others in
+/// `(read position, to]` (parameters: read position, to, user, `UNREAD_SCAN`).
+const WINDOW: &str = "FROM events WHERE stream_pos > ? AND stream_pos <= ? AND status = 0 \
+                      AND sender != ? ORDER BY stream_pos DESC LIMIT ?";
+
 /// Most users whose verdicts a room remembers; past it the memo starts over.
 const MEMO_USERS: usize = 256;
 
@@ -338,6 +343,15 @@ impl UnreadMemo {
     pub fn clear(&mut self) {
         self.users.clear();
     }
+
+    /// The user's entry (a new one when absent; past `MEMO_USERS` users the memo starts
+    /// over first).
+    fn entry(&mut self, user: &str) -> &mut UserVerdicts {
+        if self.users.len() >= MEMO_USERS && !self.users.contains_key(user) {
+            self.users.clear();
+        }
+        self.users.entry(user.to_owned()).or_default()
+    }
 }
 
 /// Notification and highlight counts: the user's push rules (the server defaults when
@@ -365,9 +379,6 @@ fn unread(
         }
     }
     let counts = |n: i64, h: i64| json!({ "notification_count": n, "highlight_count": h });
-    const WINDOW: &str =
-        "FROM events WHERE stream_pos > ? AND stream_pos <= ? AND status = 0 AND sender != ? \
-                          ORDER BY stream_pos DESC LIMIT ?";
     let window = unread_window(room, user, read_pos, to)?;
     let Ok(user_id) = <&ruma::UserId>::try_from(user) else {
         return Ok(counts(0, 0));
@@ -409,10 +420,7 @@ fn unread(
         h.finish()
     };
     let mut memo = room.unread.borrow_mut();
-    if memo.users.len() >= MEMO_USERS && !memo.users.contains_key(user) {
-        memo.users.clear();
-    }
-    let known = memo.users.entry(user.to_owned()).or_default();
+    let known = memo.entry(user);
     if known.fingerprint != fingerprint {
         known.verdicts.clear();
         known.fingerprint = fingerprint;
@@ -533,9 +541,7 @@ fn unread_window(
         None => room
             .db
             .query(
-                "SELECT stream_pos, redacted_by IS NOT NULL FROM events \
-                 WHERE stream_pos > ? AND stream_pos <= ? AND status = 0 AND sender != ? \
-                 ORDER BY stream_pos DESC LIMIT ?",
+                &format!("SELECT stream_pos, redacted_by IS NOT NULL {WINDOW}"),
                 params![read_pos, to, user, UNREAD_SCAN],
             )
             .map_err(sql)?
@@ -545,10 +551,7 @@ fn unread_window(
             .map_err(sql)?,
     };
     let mut memo = room.unread.borrow_mut();
-    if memo.users.len() >= MEMO_USERS && !memo.users.contains_key(user) {
-        memo.users.clear();
-    }
-    let known = memo.users.entry(user.to_owned()).or_default();
+    let known = memo.entry(user);
     known.window = window.clone();
     known.read_pos = read_pos;
     known.counted_to = to;

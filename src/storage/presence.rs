@@ -18,40 +18,23 @@ pub async fn record(db: &Db, user_id: &str, serial: i64, content: &str) -> Resul
     Ok(())
 }
 
+/// A local user joined to a room, and their presence if they have set one.
 #[derive(Debug, Deserialize)]
-pub struct Known {
+pub struct Member {
     pub user_id: String,
-    pub serial: i64,
-    pub content: String,
+    pub serial: Option<i64>,
+    pub content: Option<String>,
 }
 
-/// The presence of the local users joined to any of `rooms`, but `except`.
-pub async fn of_members(db: &Db, rooms: &[String], except: &str) -> Result<Vec<Known>> {
+/// The local users joined to any of `rooms` but `except`, with their presence: one read.
+pub async fn of_members(db: &Db, rooms: &[String], except: &str) -> Result<Vec<Member>> {
     let list = serde_json::to_string(rooms).unwrap_or_else(|_| "[]".into());
     db.all(
-        "SELECT DISTINCT p.user_id, p.serial, p.content FROM room_memberships m \
-         JOIN presence p ON p.user_id = m.user_id \
+        "SELECT DISTINCT m.user_id, p.serial, p.content FROM room_memberships m \
+         LEFT JOIN presence p ON p.user_id = m.user_id \
          WHERE m.room_id IN (SELECT value FROM json_each(?1)) AND m.membership = 'join' \
          AND m.user_id != ?2",
         args![list, except],
     )
     .await
-}
-
-/// The local users joined to any of `rooms`, but `except`.
-pub async fn members(db: &Db, rooms: &[String], except: &str) -> Result<Vec<String>> {
-    #[derive(Deserialize)]
-    struct Row {
-        user_id: String,
-    }
-    let list = serde_json::to_string(rooms).unwrap_or_else(|_| "[]".into());
-    let rows: Vec<Row> = db
-        .all(
-            "SELECT DISTINCT user_id FROM room_memberships \
-             WHERE room_id IN (SELECT value FROM json_each(?1)) AND membership = 'join' \
-             AND user_id != ?2",
-            args![list, except],
-        )
-        .await?;
-    Ok(rows.into_iter().map(|r| r.user_id).collect())
 }

@@ -86,26 +86,21 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     };
     // The push rules (for the rooms' unread counts), the key counts and the device-list
     // changes are read from D1 while the user's Durable Object answers or waits. The
-    // device lists are read again after a wait only if they changed meanwhile (the
-    // plan says so); key counts are as of the start of the request.
+    // device lists are read again after a wait if the plan says they changed; key
+    // counts are as of the start of the request.
     let db = ctx.db()?;
-    let early_keys = async {
+    let (plan, push_rules, early_keys) = futures_util::future::join3(
+        users::call(&ctx.env, &session.user_id, &request),
+        push_rules::for_sync(&db, &session.user_id),
         e2e_keys::for_sync(
             &db,
             &session.user_id,
             &session.device_id,
             since.map(|s| s.device_lists),
-        )
-        .await
-        .map(Some)
-    };
-    let (plan, push_rules, early_keys) = futures_util::future::join3(
-        users::call(&ctx.env, &session.user_id, &request),
-        push_rules::for_sync(&db, &session.user_id),
-        early_keys,
+        ),
     )
     .await;
-    let mut early_keys = early_keys?;
+    let mut early_keys = Some(early_keys?);
     let mut push_rules = push_rules?;
     let plan = match plan {
         Ok(answer) => serde_json::from_value::<SyncPlan>(answer).map_err(crate::api::error::internal)?,
@@ -113,7 +108,8 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         Err(e) => return Err(e),
     };
     ctx.mark("wait");
-    if plan.device_lists {
+    if plan.device_lists && wait_ms > 0 {
+        // A change that arrived while the long-poll waited is newer than that read.
         early_keys = None;
     }
     let filter = match param {
