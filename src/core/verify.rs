@@ -19,8 +19,11 @@ use super::format::check_format;
 use super::keys::decode_base64;
 use super::pdu::Pdu;
 
-/// Events verified together before falling back to one-by-one checks on failure.
-const BATCH_CHUNK: usize = 64;
+mod batch;
+
+/// A failed batch is split in two until its parts hold at most this many signatures, which
+/// are then verified one by one.
+const ONE_BY_ONE: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verified {
@@ -74,7 +77,7 @@ pub fn check_pdus_batch(
             p
         })
         .collect();
-    let outcomes = verify_prepared(&prepared);
+    let outcomes = verify_prepared(&prepared, &cache.parsed);
     outcomes
         .into_iter()
         .zip(prepared)
@@ -124,7 +127,7 @@ pub fn verify_batch(
             }
         })
         .collect();
-    verify_prepared(&prepared)
+    verify_prepared(&prepared, &cache.parsed)
 }
 
 /// One event, ready for signature checks.
@@ -132,25 +135,29 @@ struct Prepared {
     event_id: OwnedEventId,
     bytes: String,
     hash_ok: bool,
-    signatures: Vec<(VerifyingKey, Signature)>,
+    /// `(index of the key in the cache, signature)`.
+    signatures: Vec<(usize, Signature)>,
 }
 
+/// The keys used so far, parsed once and numbered, so that a batch groups signatures by key.
 struct KeyCache<'a> {
     keys: &'a PublicKeyMap,
-    parsed: HashMap<(String, String), VerifyingKey>,
+    index: HashMap<(String, String), usize>,
+    parsed: Vec<VerifyingKey>,
 }
 
 impl<'a> KeyCache<'a> {
     fn new(keys: &'a PublicKeyMap) -> Self {
         Self {
             keys,
-            parsed: HashMap::new(),
+            index: HashMap::new(),
+            parsed: Vec::new(),
         }
     }
 
-    fn get(&mut self, server: &str, key_id: &str) -> Result<Option<VerifyingKey>, VerifyError> {
-        if let Some(k) = self.parsed.get(&(server.to_owned(), key_id.to_owned())) {
-            return Ok(Some(*k));
+    fn get(&mut self, server: &str, key_id: &str) -> Result<Option<usize>, VerifyError> {
+        if let Some(i) = self.index.get(&(server.to_owned(), key_id.to_owned())) {
+            return Ok(Some(*i));
         }
         let Some(raw) = self.keys.get(server).and_then(|set| set.get(key_id)) else {
             return Ok(None);
@@ -161,8 +168,10 @@ impl<'a> KeyCache<'a> {
             .map_err(|_| VerifyError(format!("public key {server} {key_id} is not 32 bytes")))?;
         let key = VerifyingKey::from_bytes(&bytes)
             .map_err(|_| VerifyError(format!("public key {server} {key_id} is invalid")))?;
-        self.parsed.insert((server.to_owned(), key_id.to_owned()), key);
-        Ok(Some(key))
+        self.parsed.push(key);
+        let i = self.parsed.len() - 1;
+        self.index.insert((server.to_owned(), key_id.to_owned()), i);
+        Ok(Some(i))
     }
 }
 
@@ -219,45 +228,69 @@ fn prepare(
     })
 }
 
-fn verify_one(p: &Prepared) -> Result<Verified, VerifyError> {
+fn verify_one(p: &Prepared, keys: &[VerifyingKey]) -> Result<Verified, VerifyError> {
     for (key, sig) in &p.signatures {
-        key.verify(p.bytes.as_bytes(), sig)
-            .map_err(|_| VerifyError(format!("bad signature on {}", p.event_id)))?;
+        keys.get(*key)
+            .is_some_and(|k| k.verify(p.bytes.as_bytes(), sig).is_ok())
+            .then_some(())
+            .ok_or_else(|| VerifyError(format!("bad signature on {}", p.event_id)))?;
     }
-    Ok(if p.hash_ok {
-        Verified::All
-    } else {
-        Verified::Redacted
-    })
+    Ok(p.outcome())
 }
 
-fn verify_prepared(prepared: &[Result<Prepared, VerifyError>]) -> Vec<Result<Verified, VerifyError>> {
-    let mut out = Vec::with_capacity(prepared.len());
-    for chunk in prepared.chunks(BATCH_CHUNK) {
-        let mut messages = Vec::new();
-        let mut sigs = Vec::new();
-        let mut keys = Vec::new();
-        for p in chunk.iter().flatten() {
-            for (key, sig) in &p.signatures {
-                messages.push(p.bytes.as_bytes());
-                sigs.push(*sig);
-                keys.push(*key);
-            }
-        }
-        let batch_ok = messages.len() > 1 && ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok();
-        for p in chunk {
-            out.push(match p {
-                Err(e) => Err(e.clone()),
-                Ok(p) if batch_ok => Ok(if p.hash_ok {
-                    Verified::All
-                } else {
-                    Verified::Redacted
-                }),
-                Ok(p) => verify_one(p),
-            });
+impl Prepared {
+    fn outcome(&self) -> Verified {
+        if self.hash_ok {
+            Verified::All
+        } else {
+            Verified::Redacted
         }
     }
-    out
+}
+
+/// Checks the signatures of all prepared events in one batch; when the batch fails, each
+/// half is checked again, down to single events, so only the bad ones fail.
+fn verify_prepared(
+    prepared: &[Result<Prepared, VerifyError>],
+    keys: &[VerifyingKey],
+) -> Vec<Result<Verified, VerifyError>> {
+    let ready: Vec<&Prepared> = prepared.iter().flatten().collect();
+    let mut outcomes = Vec::with_capacity(ready.len());
+    settle(&ready, keys, &mut outcomes);
+    let mut outcomes = outcomes.into_iter();
+    prepared
+        .iter()
+        .map(|p| match p {
+            Err(e) => Err(e.clone()),
+            Ok(_) => outcomes
+                .next()
+                .unwrap_or_else(|| Err(VerifyError("signature not checked".into()))),
+        })
+        .collect()
+}
+
+fn settle(events: &[&Prepared], keys: &[VerifyingKey], out: &mut Vec<Result<Verified, VerifyError>>) {
+    let entries: Vec<batch::Entry<'_>> = events
+        .iter()
+        .flat_map(|p| {
+            p.signatures.iter().map(|(key, signature)| batch::Entry {
+                message: p.bytes.as_bytes(),
+                key: *key,
+                signature,
+            })
+        })
+        .collect();
+    if entries.len() > ONE_BY_ONE && events.len() > 1 {
+        if batch::verify(keys, &entries) {
+            out.extend(events.iter().map(|p| Ok(p.outcome())));
+        } else {
+            let (a, b) = events.split_at(events.len() / 2);
+            settle(a, keys, out);
+            settle(b, keys, out);
+        }
+    } else {
+        out.extend(events.iter().map(|p| verify_one(p, keys)));
+    }
 }
 
 #[cfg(test)]

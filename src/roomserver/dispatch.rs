@@ -189,6 +189,9 @@ fn input(
         Some(_) => Some(Engine::open(db, cache)?),
         None => None,
     };
+    if let Some(engine) = room.as_mut() {
+        engine.batch_writes();
+    }
     if let (Some(engine), InputKind::New) = (room.as_mut(), kind) {
         let ids: Vec<String> = checked
             .iter()
@@ -209,7 +212,8 @@ fn input(
         let event_id = pdu.event_id().to_string();
         let outcome = match room.as_mut() {
             None if pdu.kind() == "m.room.create" => {
-                let (engine, outcome) = Engine::create(db, cache, pdu)?;
+                let (mut engine, outcome) = Engine::create(db, cache, pdu)?;
+                engine.batch_writes();
                 room = Some(engine);
                 Ok(outcome)
             }
@@ -228,13 +232,20 @@ fn input(
             Err(RoomError::WrongRoom) => {
                 json!({ "event_id": event_id, "error": "event belongs to another room" })
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // What earlier events left pending is theirs and complete: keep it.
+                if let Some(engine) = &room {
+                    engine.flush()?;
+                }
+                return Err(e.into());
+            }
         });
     }
-    let t3 = (host.clock_ms)();
     let Some(mut room) = room else {
         return Err(not_found());
     };
+    room.flush()?;
+    let t3 = (host.clock_ms)();
     let mut current = Map::new();
     for ((t, k), pdu) in room.current_state_pdus()? {
         let entry = current.entry(t.to_string()).or_insert_with(|| json!({}));

@@ -97,6 +97,9 @@ pub struct Cache {
     info: RefCell<Option<RoomInfo>>,
     /// Push rule verdicts per user, so /sync evaluates each event once (`sync_slice`).
     unread: RefCell<super::sync_slice::UnreadMemo>,
+    /// Resolved states by the sorted state groups they resolve: while forks stay open,
+    /// every event resolves the same groups again.
+    resolved: RefCell<HashMap<Vec<i64>, Arc<StateNids>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -104,6 +107,22 @@ struct Head {
     stream_pos: i64,
     current_group: Option<i64>,
     extremities: Vec<String>,
+    /// The nid the next stored event gets.
+    next_nid: i64,
+}
+
+/// Writes held back while an input batch runs and written together when it ends (or
+/// before anything reads the tables they touch): one statement per table instead of
+/// several per event. Events, their state groups and their outbox records still land in
+/// the same synchronous section (invariant 4).
+#[derive(Default)]
+struct Pending {
+    events: store::EventRows,
+    outbox: store::OutboxRows,
+    /// The forward extremities as stored, when they have changed since.
+    stored_extremities: Option<Vec<String>>,
+    /// The current state group to store, when it has changed.
+    current_group: Option<i64>,
 }
 
 /// Cache bounds, to stay far below the isolate's 128 MB.
@@ -120,6 +139,7 @@ impl Cache {
         *self.head.borrow_mut() = None;
         *self.info.borrow_mut() = None;
         self.unread.borrow_mut().clear();
+        self.resolved.borrow_mut().clear();
     }
 }
 
@@ -138,6 +158,10 @@ pub struct Engine<'a> {
     /// per event); each is used once.
     known_new: HashSet<String>,
     pub(super) unread: &'a RefCell<super::sync_slice::UnreadMemo>,
+    resolved: &'a RefCell<HashMap<Vec<i64>, Arc<StateNids>>>,
+    pending: RefCell<Pending>,
+    /// Whether writes wait for `flush` (an input batch) instead of each input's end.
+    batching: bool,
 }
 
 /// The room's info, if it exists in this database.
@@ -159,7 +183,7 @@ impl<'a> Engine<'a> {
     /// Looks up which of `event_ids` are not stored yet, in one query, so that inputting
     /// them skips the per-event idempotency lookup.
     pub fn prefetch_new(&mut self, event_ids: &[String]) -> Result<(), RoomError> {
-        let stored = store::stored_among(self.db, event_ids)?;
+        let stored = store::stored_among(self.sql()?, event_ids)?;
         self.known_new = event_ids
             .iter()
             .filter(|id| !stored.contains(*id))
@@ -189,6 +213,9 @@ impl<'a> Engine<'a> {
             head: &cache.head,
             known_new: HashSet::new(),
             unread: &cache.unread,
+            resolved: &cache.resolved,
+            pending: RefCell::default(),
+            batching: false,
         })
     }
 
@@ -219,6 +246,9 @@ impl<'a> Engine<'a> {
             head: &cache.head,
             known_new: HashSet::new(),
             unread: &cache.unread,
+            resolved: &cache.resolved,
+            pending: RefCell::default(),
+            batching: false,
         };
         let outcome = engine.input_new(create)?;
         Ok((engine, outcome))
@@ -226,6 +256,78 @@ impl<'a> Engine<'a> {
 
     pub fn rules(&self) -> &RoomVersionRules {
         &self.info.rules
+    }
+
+    // ---- writes held back ----
+
+    /// From now on, inputs leave their writes pending until `flush` (the caller must
+    /// flush, also when it gives up on an error).
+    pub fn batch_writes(&mut self) {
+        self.batching = true;
+    }
+
+    /// Writes everything pending.
+    pub fn flush(&self) -> Result<(), RoomError> {
+        let mut pending = self.pending.borrow_mut();
+        pending.events.write(self.db)?;
+        pending.outbox.write(self.db)?;
+        if let Some(stored) = pending.stored_extremities.take() {
+            let current = self.head.borrow().as_ref().map(|h| h.extremities.clone());
+            if let Some(current) = current {
+                store::write_extremities(self.db, &stored, &current)?;
+            }
+        }
+        if let Some(g) = pending.current_group.take() {
+            store::set_meta(self.db, "current_group", &g.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The database, after writing what is pending: for reads of the tables that
+    /// pending writes touch (events, extremities, outbox, meta).
+    fn sql(&self) -> Result<&'a dyn Sql, RoomError> {
+        let idle = {
+            let p = self.pending.borrow();
+            p.events.is_empty()
+                && p.outbox.is_empty()
+                && p.stored_extremities.is_none()
+                && p.current_group.is_none()
+        };
+        if !idle {
+            self.flush()?;
+        }
+        Ok(self.db)
+    }
+
+    /// Gives the next event nid.
+    fn take_nid(&self) -> Result<i64, RoomError> {
+        self.head()?;
+        let mut head = self.head.borrow_mut();
+        let head = head
+            .as_mut()
+            .ok_or_else(|| RoomError::Corrupt("no head".into()))?;
+        let nid = head.next_nid;
+        head.next_nid += 1;
+        Ok(nid)
+    }
+
+    /// Stores an event row (pending until the next flush), returning its nid.
+    fn stage_event(&self, row: &Row<'_>) -> Result<i64, RoomError> {
+        let nid = self.take_nid()?;
+        self.pending.borrow_mut().events.push(nid, row)?;
+        Ok(nid)
+    }
+
+    /// Ends an input outside a batch: writes what it left pending. The input's own error,
+    /// if any, comes first.
+    fn end_input<T>(&self, result: Result<T, RoomError>) -> Result<T, RoomError> {
+        if self.batching {
+            return result;
+        }
+        let flushed = self.flush();
+        let value = result?;
+        flushed?;
+        Ok(value)
     }
 
     // ---- reading ----
@@ -245,7 +347,7 @@ impl<'a> Engine<'a> {
         if let Some(p) = self.pdus.borrow().get(&nid) {
             return Ok(Some(p.clone()));
         }
-        let Some(row) = store::event_by_nid(self.db, nid)? else {
+        let Some(row) = store::event_by_nid(self.sql()?, nid)? else {
             return Ok(None);
         };
         let pdu = self.pdu_from_row(&row)?;
@@ -255,7 +357,7 @@ impl<'a> Engine<'a> {
 
     /// An event by id.
     pub fn pdu(&mut self, event_id: &str) -> Result<Option<(store::EventRow, Pdu)>, RoomError> {
-        let Some(row) = store::event_by_id(self.db, event_id)? else {
+        let Some(row) = store::event_by_id(self.sql()?, event_id)? else {
             return Ok(None);
         };
         let pdu = self.pdu_of_row(&row)?;
@@ -283,7 +385,12 @@ impl<'a> Engine<'a> {
             .copied()
             .collect();
         let mut loaded = HashMap::with_capacity(missing.len());
-        for row in store::events_by_nids(self.db, &missing)? {
+        let rows = if missing.is_empty() {
+            Vec::new()
+        } else {
+            store::events_by_nids(self.sql()?, &missing)?
+        };
+        for row in rows {
             let pdu = self.pdu_from_row(&row)?;
             loaded.insert(row.nid, pdu.clone());
             self.keep(row.nid, pdu);
@@ -340,7 +447,7 @@ impl<'a> Engine<'a> {
 
     /// The state after an event (for state events, including it).
     pub fn state_after(&mut self, event_id: &str) -> Result<Option<StateNids>, RoomError> {
-        match store::event_by_id(self.db, event_id)?.and_then(|r| r.state_after) {
+        match self.after_group(event_id)? {
             Some(g) => Ok(Some((*self.load_group(g)?).clone())),
             None => Ok(None),
         }
@@ -363,10 +470,12 @@ impl<'a> Engine<'a> {
         if let Some(h) = self.head.borrow().as_ref() {
             return Ok(h.clone());
         }
+        let db = self.sql()?;
         let head = Head {
-            stream_pos: store::latest_stream_pos(self.db)?,
-            current_group: store::meta_int(self.db, "current_group")?,
-            extremities: store::extremities(self.db)?,
+            stream_pos: store::latest_stream_pos(db)?,
+            current_group: store::meta_int(db, "current_group")?,
+            extremities: store::extremities(db)?,
+            next_nid: store::next_nid(db)?,
         };
         *self.head.borrow_mut() = Some(head.clone());
         Ok(head)
@@ -377,7 +486,7 @@ impl<'a> Engine<'a> {
         if let Some(g) = self.after.borrow().get(event_id) {
             return Ok(Some(*g));
         }
-        let group = store::event_by_id(self.db, event_id)?.and_then(|r| r.state_after);
+        let group = store::event_by_id(self.sql()?, event_id)?.and_then(|r| r.state_after);
         if let Some(g) = group {
             let mut after = self.after.borrow_mut();
             if after.len() >= MAX_CACHED_EVENTS {
@@ -408,7 +517,7 @@ impl<'a> Engine<'a> {
             if let Some(p) = self.by_id.borrow().get(id.as_str()) {
                 return Some(p.clone());
             }
-            let row = store::event_by_id(self.db, id.as_str()).ok()??;
+            let row = store::event_by_id(self.sql().ok()?, id.as_str()).ok()??;
             let object = crate::core::canonical::parse_object(&row.json).ok()?;
             let pdu = Pdu::from_checked(object, id.to_owned(), &self.info.rules)
                 .ok()
@@ -442,6 +551,32 @@ impl<'a> Engine<'a> {
     }
 
     // ---- input ----
+
+    /// The resolution of the states of several groups.
+    fn resolve_groups(&mut self, groups: &[i64]) -> Result<Arc<StateNids>, RoomError> {
+        let mut key = groups.to_vec();
+        key.sort_unstable();
+        key.dedup();
+        match key.as_slice() {
+            [] => return Ok(Arc::default()),
+            [one] => return self.load_group(*one),
+            _ => {}
+        }
+        if let Some(s) = self.resolved.borrow().get(&key) {
+            return Ok(s.clone());
+        }
+        let mut states = Vec::with_capacity(key.len());
+        for g in &key {
+            states.push((*self.load_group(*g)?).clone());
+        }
+        let state = Arc::new(self.resolve_states(states)?);
+        let mut resolved = self.resolved.borrow_mut();
+        if resolved.len() >= MAX_CACHED_GROUPS {
+            resolved.clear();
+        }
+        resolved.insert(key, state.clone());
+        Ok(state)
+    }
 
     /// Resolves several states (keyed by nid) into one.
     fn resolve_states(&mut self, states: Vec<StateNids>) -> Result<StateNids, RoomError> {
@@ -487,7 +622,7 @@ impl<'a> Engine<'a> {
         for ((t, k), id) in resolved {
             let nid = match by_id.get(&id) {
                 Some(n) => *n,
-                None => store::event_by_id(self.db, id.as_str())?
+                None => store::event_by_id(self.sql()?, id.as_str())?
                     .map(|r| r.nid)
                     .ok_or_else(|| RoomError::Corrupt(format!("resolved to unknown event {id}")))?,
             };
@@ -499,6 +634,12 @@ impl<'a> Engine<'a> {
     /// Inputs a new event that extends the DAG. Format, hashes and signatures must have
     /// been checked by the caller.
     pub fn input_new(&mut self, pdu: Pdu) -> Result<Outcome, RoomError> {
+        let result = self.input_new_held(pdu);
+        self.end_input(result)
+    }
+
+    /// `input_new` with its writes left pending.
+    fn input_new_held(&mut self, pdu: Pdu) -> Result<Outcome, RoomError> {
         if pdu.room_id() != self.info.room_id {
             return Err(RoomError::WrongRoom);
         }
@@ -506,7 +647,7 @@ impl<'a> Engine<'a> {
         let known_new = self.known_new.remove(pdu.event_id().as_str());
         if known_new {
             // Checked by the batch.
-        } else if let Some(row) = store::event_by_id(self.db, pdu.event_id().as_str())? {
+        } else if let Some(row) = store::event_by_id(self.sql()?, pdu.event_id().as_str())? {
             return Ok(match (row.status, row.stream_pos) {
                 (0, Some(pos)) => Outcome::Accepted { stream_pos: pos },
                 (2, _) => Outcome::SoftFailed("already soft-failed".into()),
@@ -535,7 +676,7 @@ impl<'a> Engine<'a> {
         let state_before: Arc<StateNids> = if prev_groups.iter().all(|g| Some(g) == prev_groups.first()) {
             prev_states.pop().unwrap_or_default()
         } else {
-            Arc::new(self.resolve_states(prev_states.iter().map(|s| (**s).clone()).collect())?)
+            self.resolve_groups(&prev_groups)?
         };
         let before_group = match prev_groups.first() {
             Some(g) if prev_groups.iter().all(|x| x == g) => Some(*g),
@@ -616,8 +757,22 @@ impl<'a> Engine<'a> {
             .err()
             .map(|r| r.reason.clone())
             .or(soft_fail.clone());
-        let nid = store::insert_event(
-            self.db,
+        let nid = self.take_nid()?;
+        // The state after: rejected events do not change state.
+        let mut state_after = state_before.clone();
+        let after_group = match (&state_key_pair, changes_state) {
+            (Some(pair), true) => {
+                Arc::make_mut(&mut state_after).insert(pair.clone(), nid);
+                Some(store::store_state(
+                    self.db,
+                    before_group.zip(Some(&*state_before)),
+                    &state_after,
+                )?)
+            }
+            _ => before_group,
+        };
+        self.pending.borrow_mut().events.push(
+            nid,
             &Row {
                 event_id: &event_id,
                 stream_pos,
@@ -630,27 +785,12 @@ impl<'a> Engine<'a> {
                 status,
                 reason: reason.as_deref(),
                 state_before: before_group,
-                // Known now unless the event adds itself to the state (needs its nid).
-                state_after: if changes_state { None } else { before_group },
+                state_after: after_group,
                 json: &json,
             },
         )?;
         let pdu = pdu.with_rejected(status == Status::Rejected);
         self.remember(nid, &pdu);
-        // The state after: rejected events do not change state.
-        let mut state_after = state_before.clone();
-        let after_group = match (&state_key_pair, changes_state) {
-            (Some(pair), true) => {
-                Arc::make_mut(&mut state_after).insert(pair.clone(), nid);
-                let g = store::store_state(self.db, before_group.zip(Some(&*state_before)), &state_after)?;
-                self.db.execute(
-                    "UPDATE events SET state_after = ? WHERE nid = ?",
-                    crate::params![g, nid],
-                )?;
-                Some(g)
-            }
-            _ => before_group,
-        };
         if let Some(g) = after_group {
             self.after.borrow_mut().insert(event_id.clone(), g);
         }
@@ -665,12 +805,12 @@ impl<'a> Engine<'a> {
 
         // Forward extremities and the new current state.
         let prevs: Vec<String> = pdu.prev_events().iter().map(|p| p.to_string()).collect();
-        let mut extremities = self.head()?.extremities;
-        match prevs.as_slice() {
-            // A linear step (the common case): one statement moves the extremity.
-            [prev] if extremities.contains(prev) => store::replace_extremity(self.db, prev, &event_id)?,
-            _ => store::update_extremities(self.db, &event_id, &prevs)?,
-        }
+        let head = self.head()?;
+        let mut extremities = head.extremities.clone();
+        self.pending
+            .borrow_mut()
+            .stored_extremities
+            .get_or_insert(head.extremities);
         extremities.retain(|e| !prevs.contains(e));
         extremities.push(event_id.clone());
         extremities.sort();
@@ -679,13 +819,13 @@ impl<'a> Engine<'a> {
         } else if !pdu.is_state() && current_group == before_group {
             current.clone()
         } else {
-            let mut states = Vec::new();
+            let mut groups = Vec::with_capacity(extremities.len());
             for ext in &extremities {
-                if let Some(s) = self.state_after(ext)? {
-                    states.push(s);
+                if let Some(g) = self.after_group(ext)? {
+                    groups.push(g);
                 }
             }
-            Arc::new(self.resolve_states(states)?)
+            self.resolve_groups(&groups)?
         };
         let new_group = if same_state(&new_current, &state_after) {
             after_group
@@ -700,13 +840,14 @@ impl<'a> Engine<'a> {
         };
         if new_group != current_group {
             if let Some(g) = new_group {
-                store::set_meta(self.db, "current_group", &g.to_string())?;
+                self.pending.borrow_mut().current_group = Some(g);
             }
         }
         *self.head.borrow_mut() = Some(Head {
             stream_pos,
             current_group: new_group.or(current_group),
             extremities,
+            next_nid: head.next_nid,
         });
 
         // The log record, in the same section (invariant 4).
@@ -723,7 +864,7 @@ impl<'a> Engine<'a> {
             delivered: false,
         };
         let payload = serde_json::to_string(&record).map_err(|e| RoomError::Corrupt(e.to_string()))?;
-        store::push_outbox(self.db, stream_pos, &payload)?;
+        self.pending.borrow_mut().outbox.push(stream_pos, &payload)?;
         if pdu.kind() == "m.room.redaction" {
             self.apply_redaction(&pdu)?;
         }

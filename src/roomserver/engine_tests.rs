@@ -416,3 +416,157 @@ fn redactions_strip_content_when_allowed() {
     assert!(row.redacted_by.is_some());
     assert_eq!(pdu.content(), json!({}));
 }
+
+/// Every row of the room's tables, in a stable order, for comparing two databases.
+fn dump(db: &MemorySql) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in [
+        "meta",
+        "events",
+        "extremities",
+        "state_groups",
+        "state_entries",
+        "outbox",
+    ] {
+        for row in db
+            .query(&format!("SELECT * FROM {table} ORDER BY 1"), &[])
+            .expect("dump")
+        {
+            out.push(format!("{table}: {row:?}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn batched_writes_store_exactly_what_one_by_one_writes_store() {
+    // A history with linear steps, state changes, a fork with conflicting topics and its
+    // merge, a rejected and a soft-failed event, and a redaction.
+    let db = MemorySql::new();
+    let k = key();
+    let mut source = new_room(&db, "12", &k);
+    for i in 0..3 {
+        source
+            .send(
+                &user("bob"),
+                NewEvent::message("m.room.message", json!({"body": i})),
+                signer(&k, 10 + i),
+            )
+            .expect("message");
+    }
+    let tip = source.extremities().expect("ext")[0].clone();
+    let topic_a = build_on(
+        &mut source,
+        &[&tip],
+        "alice",
+        NewEvent::state("m.room.topic", "", json!({"topic": "A"})),
+        &k,
+        20,
+    );
+    let topic_b = build_on(
+        &mut source,
+        &[&tip],
+        "bob",
+        NewEvent::state("m.room.topic", "", json!({"topic": "B"})),
+        &k,
+        21,
+    );
+    let after_a = {
+        source.input_new(topic_a.clone()).expect("a");
+        source.input_new(topic_b.clone()).expect("b");
+        build_on(
+            &mut source,
+            &[topic_a.event_id().as_str()],
+            "bob",
+            NewEvent::message("m.room.message", json!({"body": "on A"})),
+            &k,
+            22,
+        )
+    };
+    source.input_new(after_a.clone()).expect("on a");
+    let (merge, _) = source
+        .send(
+            &user("alice"),
+            NewEvent::message("m.room.message", json!({"body": "merge"})),
+            signer(&k, 30),
+        )
+        .expect("merge");
+    // Carol never joined: rejected.
+    let tip = merge.event_id().to_string();
+    let rejected = build_on(
+        &mut source,
+        &[&tip],
+        "carol",
+        NewEvent::message("m.room.message", json!({"body": "x"})),
+        &k,
+        31,
+    );
+    assert!(matches!(
+        source.input_new(rejected.clone()).expect("input"),
+        Outcome::Rejected(_)
+    ));
+    let (ban, _) = source
+        .send(&user("alice"), member("bob", "ban"), signer(&k, 40))
+        .expect("ban");
+    let late = build_on(
+        &mut source,
+        &[&tip],
+        "bob",
+        NewEvent::message("m.room.message", json!({"body": "late"})),
+        &k,
+        41,
+    );
+    assert!(matches!(
+        source.input_new(late.clone()).expect("input"),
+        Outcome::SoftFailed(_)
+    ));
+    let mut redaction = NewEvent::message("m.room.redaction", json!({}));
+    redaction.redacts = Some(merge.owned_event_id());
+    let (redaction, _) = source
+        .send(&user("alice"), redaction, signer(&k, 50))
+        .expect("redaction");
+
+    // Everything in input order (the source's nid order).
+    let nids = db
+        .query("SELECT nid FROM events ORDER BY nid", &[])
+        .expect("nids");
+    let mut pdus = Vec::new();
+    for row in nids {
+        let pdu = source
+            .pdu_by_nid(row.int(0).expect("nid"))
+            .expect("read")
+            .expect("event");
+        pdus.push(pdu);
+    }
+    // The stored merge is redacted now; input its original form, as the source did.
+    for p in pdus.iter_mut() {
+        if p.event_id() == merge.event_id() {
+            *p = merge.clone();
+        }
+    }
+    assert!(pdus.iter().any(|p| p.event_id() == ban.event_id()));
+    assert!(pdus.iter().any(|p| p.event_id() == redaction.event_id()));
+
+    let replay = |batch: bool| {
+        let db = MemorySql::new();
+        store::init(&db).expect("schema");
+        let cache: &Cache = Box::leak(Box::default());
+        let (mut room, _) = Engine::create(&db, cache, pdus[0].clone()).expect("create");
+        if batch {
+            room.batch_writes();
+        }
+        let mut outcomes = Vec::new();
+        for pdu in &pdus[1..] {
+            outcomes.push(room.input_new(pdu.clone()).expect("input"));
+        }
+        room.flush().expect("flush");
+        (dump(&db), outcomes)
+    };
+    let (one_by_one, outcomes) = replay(false);
+    let (batched, batched_outcomes) = replay(true);
+    assert_eq!(outcomes, batched_outcomes);
+    assert!(outcomes.iter().any(|o| matches!(o, Outcome::Rejected(_))));
+    assert!(outcomes.iter().any(|o| matches!(o, Outcome::SoftFailed(_))));
+    assert_eq!(one_by_one, batched);
+    assert_eq!(one_by_one, dump(&db), "the replays store what the source stored");
+}

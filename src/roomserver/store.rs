@@ -133,11 +133,49 @@ pub fn ever_joined(db: &dyn Sql, user: &str) -> Result<bool, SqlError> {
         .is_some())
 }
 
-pub fn insert_event(db: &dyn Sql, e: &NewEvent<'_>) -> Result<i64, SqlError> {
-    let row = db.query_opt(
-        "INSERT INTO events (event_id, stream_pos, depth, type, state_key, sender, origin_ts, kind, status, \
-         reason, state_before, state_after, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING nid",
-        params![
+/// Rows gathered to be written by one statement each (`write_rows`): a room writes an input
+/// batch's events and outbox records together instead of one statement per row.
+#[derive(Debug, Default)]
+struct Rows {
+    /// A JSON array of row arrays, without its closing bracket.
+    json: Vec<u8>,
+    count: usize,
+}
+
+impl Rows {
+    fn push(&mut self, row: &impl serde::Serialize) -> Result<(), SqlError> {
+        self.json.push(if self.count == 0 { b'[' } else { b',' });
+        serde_json::to_writer(&mut self.json, row).map_err(|e| SqlError(e.to_string()))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn take_array(&mut self) -> Result<Option<String>, SqlError> {
+        if self.count == 0 {
+            return Ok(None);
+        }
+        let mut json = std::mem::take(&mut self.json);
+        json.push(b']');
+        self.count = 0;
+        String::from_utf8(json)
+            .map(Some)
+            .map_err(|e| SqlError(e.to_string()))
+    }
+}
+
+/// Event rows, each with the nid its writer gave it (the room is the only writer of its
+/// database, so it numbers its events itself).
+#[derive(Debug, Default)]
+pub struct EventRows(Rows);
+
+impl EventRows {
+    pub fn push(&mut self, nid: i64, e: &NewEvent<'_>) -> Result<(), SqlError> {
+        self.0.push(&(
+            nid,
             e.event_id,
             e.stream_pos,
             e.depth,
@@ -149,12 +187,62 @@ pub fn insert_event(db: &dyn Sql, e: &NewEvent<'_>) -> Result<i64, SqlError> {
             e.status as i64,
             e.reason,
             e.state_before,
-            e.state_after,
-            e.json
-        ],
-    )?;
-    row.ok_or_else(|| SqlError("insert returned no row".into()))?
-        .int(0)
+            (e.state_after, e.json),
+        ))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Inserts the gathered rows (one statement) and empties the list.
+    pub fn write(&mut self, db: &dyn Sql) -> Result<(), SqlError> {
+        let Some(array) = self.0.take_array()? else {
+            return Ok(());
+        };
+        db.execute(
+            "INSERT INTO events (nid, event_id, stream_pos, depth, type, state_key, sender, origin_ts, kind, \
+             status, reason, state_before, state_after, json) \
+             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, \
+             value->>8, value->>9, value->>10, value->>11, value->>'$[12][0]', value->>'$[12][1]' \
+             FROM json_each(?)",
+            params![array],
+        )
+    }
+}
+
+/// Outbox records gathered to be inserted together.
+#[derive(Debug, Default)]
+pub struct OutboxRows(Rows);
+
+impl OutboxRows {
+    pub fn push(&mut self, stream_pos: i64, payload: &str) -> Result<(), SqlError> {
+        self.0.push(&(stream_pos, payload))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn write(&mut self, db: &dyn Sql) -> Result<(), SqlError> {
+        let Some(array) = self.0.take_array()? else {
+            return Ok(());
+        };
+        db.execute(
+            "INSERT OR REPLACE INTO outbox (stream_pos, payload) \
+             SELECT value->>0, value->>1 FROM json_each(?)",
+            params![array],
+        )
+    }
+}
+
+/// The next free event nid.
+pub fn next_nid(db: &dyn Sql) -> Result<i64, SqlError> {
+    Ok(db
+        .query_opt("SELECT coalesce(max(nid), 0) + 1 FROM events", params![])?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(1))
 }
 
 pub fn event_by_id(db: &dyn Sql, event_id: &str) -> Result<Option<EventRow>, SqlError> {
@@ -362,25 +450,35 @@ pub fn stored_among(
     .collect()
 }
 
-/// `new_event` replaces the extremity `prev` (its only prev event).
-pub fn replace_extremity(db: &dyn Sql, prev: &str, new_event: &str) -> Result<(), SqlError> {
-    db.execute(
-        "UPDATE OR REPLACE extremities SET event_id = ? WHERE event_id = ?",
-        params![new_event, prev],
-    )
-}
-
-pub fn update_extremities(db: &dyn Sql, new_event: &str, prev_events: &[String]) -> Result<(), SqlError> {
-    for prev in prev_events {
-        db.execute(
-            "DELETE FROM extremities WHERE event_id = ?",
-            params![prev.as_str()],
-        )?;
+/// Rewrites the stored forward extremities from `old` to `new`: one statement for the
+/// common linear step (one replaced by one), else a delete and an insert.
+pub fn write_extremities(db: &dyn Sql, old: &[String], new: &[String]) -> Result<(), SqlError> {
+    let removed: Vec<&String> = old.iter().filter(|e| !new.contains(e)).collect();
+    let added: Vec<&String> = new.iter().filter(|e| !old.contains(e)).collect();
+    match (removed.as_slice(), added.as_slice()) {
+        ([], []) => Ok(()),
+        ([gone], [new]) => db.execute(
+            "UPDATE OR REPLACE extremities SET event_id = ? WHERE event_id = ?",
+            params![new.as_str(), gone.as_str()],
+        ),
+        _ => {
+            if !removed.is_empty() {
+                let list = serde_json::to_string(&removed).map_err(|e| SqlError(e.to_string()))?;
+                db.execute(
+                    "DELETE FROM extremities WHERE event_id IN (SELECT value FROM json_each(?))",
+                    params![list],
+                )?;
+            }
+            if !added.is_empty() {
+                let list = serde_json::to_string(&added).map_err(|e| SqlError(e.to_string()))?;
+                db.execute(
+                    "INSERT OR IGNORE INTO extremities (event_id) SELECT value FROM json_each(?)",
+                    params![list],
+                )?;
+            }
+            Ok(())
+        }
     }
-    db.execute(
-        "INSERT OR IGNORE INTO extremities (event_id) VALUES (?)",
-        params![new_event],
-    )
 }
 
 pub fn txn_event(db: &dyn Sql, user: &str, device: &str, txn: &str) -> Result<Option<String>, SqlError> {
@@ -396,13 +494,6 @@ pub fn set_txn(db: &dyn Sql, user: &str, device: &str, txn: &str, event_id: &str
     db.execute(
         "INSERT OR IGNORE INTO txns (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)",
         params![user, device, txn, event_id],
-    )
-}
-
-pub fn push_outbox(db: &dyn Sql, stream_pos: i64, payload: &str) -> Result<(), SqlError> {
-    db.execute(
-        "INSERT OR REPLACE INTO outbox (stream_pos, payload) VALUES (?, ?)",
-        params![stream_pos, payload],
     )
 }
 
@@ -477,17 +568,85 @@ mod tests {
         assert_eq!(load_state(&db, g2).expect("load"), b);
     }
 
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
     #[test]
-    fn extremities_follow_prev_events() {
+    fn extremities_are_rewritten_from_the_difference() {
         let db = db();
-        update_extremities(&db, "$a", &[]).expect("a");
-        update_extremities(&db, "$b", &["$a".into()]).expect("b");
-        update_extremities(&db, "$c", &["$a".into()]).expect("c (fork)");
+        let steps: [&[&str]; 5] = [&["$a"], &["$b"], &["$b", "$c"], &["$d"], &["$e", "$f", "$g"]];
+        let mut old = Vec::new();
+        for step in steps {
+            let new = strings(step);
+            write_extremities(&db, &old, &new).expect("write");
+            assert_eq!(extremities(&db).expect("read"), new);
+            old = new;
+        }
+    }
+
+    fn event<'a>(id: &'a str, pos: Option<i64>, json: &'a str) -> NewEvent<'a> {
+        NewEvent {
+            event_id: id,
+            stream_pos: pos,
+            depth: 3,
+            event_type: "m.room.message",
+            state_key: None,
+            sender: "@a:hs",
+            origin_ts: 1_700_000_000_000,
+            kind: Kind::New,
+            status: Status::Accepted,
+            reason: Some("why \"quoted\" ü"),
+            state_before: Some(4),
+            state_after: None,
+            json,
+        }
+    }
+
+    #[test]
+    fn gathered_rows_are_written_in_one_statement_exactly() {
+        let db = db();
+        assert_eq!(next_nid(&db).expect("nid"), 1);
+        let mut rows = EventRows::default();
+        let json = r#"{"content":{"body":"a \"b\" \\ c\n ☃"},"type":"m.room.message"}"#;
+        rows.push(1, &event("$one", Some(1), json)).expect("push");
+        rows.push(7, &event("$two", None, "{}")).expect("push");
+        assert!(!rows.is_empty());
+        rows.write(&db).expect("write");
+        assert!(rows.is_empty());
+        rows.write(&db).expect("nothing to write");
+        let one = event_by_id(&db, "$one").expect("read").expect("stored");
         assert_eq!(
-            extremities(&db).expect("ext"),
-            vec!["$b".to_owned(), "$c".to_owned()]
+            (
+                one.nid,
+                one.stream_pos,
+                one.depth,
+                one.state_before,
+                one.state_after
+            ),
+            (1, Some(1), 3, Some(4), None)
         );
-        update_extremities(&db, "$d", &["$b".into(), "$c".into()]).expect("merge");
-        assert_eq!(extremities(&db).expect("ext"), vec!["$d".to_owned()]);
+        assert_eq!(one.json, json);
+        assert_eq!(one.sender, "@a:hs");
+        let two = event_by_nid(&db, 7).expect("read").expect("stored");
+        assert_eq!((two.event_id.as_str(), two.stream_pos), ("$two", None));
+        let reason = db
+            .query(
+                "SELECT reason, origin_ts, kind, status FROM events WHERE nid = 7",
+                params![],
+            )
+            .expect("row");
+        assert_eq!(reason[0].text(0).expect("reason"), "why \"quoted\" ü");
+        assert_eq!(reason[0].int(1).expect("ts"), 1_700_000_000_000);
+        assert_eq!(next_nid(&db).expect("nid"), 8);
+
+        let mut outbox_rows = OutboxRows::default();
+        outbox_rows.push(1, r#"{"a":"\"x\""}"#).expect("push");
+        outbox_rows.push(2, "{}").expect("push");
+        outbox_rows.write(&db).expect("write");
+        assert_eq!(
+            outbox(&db, 10).expect("outbox"),
+            vec![(1, r#"{"a":"\"x\""}"#.to_owned()), (2, "{}".to_owned())]
+        );
     }
 }

@@ -101,6 +101,27 @@ fn batch_locates_the_bad_event() {
 }
 
 #[test]
+fn batch_splits_until_each_bad_event_is_found() {
+    let mut room = TestRoom::new("12", "alice");
+    let keys = keys(&room);
+    let pdus = messages(&mut room, 300);
+    let mut objects: Vec<CanonicalJsonObject> = pdus.iter().map(|p| p.object().clone()).collect();
+    // Bad signatures (the signed bytes changed) in both halves and at the ends, and one
+    // event without signatures at all (fails before the batch).
+    let bad = [0usize, 1, 149, 150, 151, 222, 299];
+    for i in bad {
+        objects[i].insert("depth".into(), CanonicalJsonValue::Integer(ruma::Int::from(7u32)));
+    }
+    objects[40].remove("signatures");
+    let items: Vec<_> = objects.iter().map(|o| (o, &room.rules)).collect();
+    let results = verify_batch(&items, &keys);
+    for (i, r) in results.iter().enumerate() {
+        let expect_ok = !bad.contains(&i) && i != 40;
+        assert_eq!(r.is_ok(), expect_ok, "event {i}: {r:?}");
+    }
+}
+
+#[test]
 fn format_errors_are_reported() {
     let mut room = TestRoom::new("12", "alice");
     let keys = keys(&room);
