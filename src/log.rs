@@ -1,5 +1,9 @@
 //! The append-only log between the roomserver and its consumers: the messages on the
 //! `room-log` Queue and the consumer dispatch.
+//!
+//! A message carries many records of one room, in stream order: a JSON array of records
+//! (a Queue operation per message, not per event). A message that is one record's JSON
+//! object, as published before, is still read.
 
 pub mod fanout;
 
@@ -36,21 +40,53 @@ pub enum LogRecord {
     },
 }
 
+/// Largest message the room publishes, in bytes of JSON: the Queue takes 128 KB per
+/// message, and a string may count two bytes per character.
+pub const MESSAGE_BYTES: usize = 48 * 1024;
+
 impl LogRecord {
     /// The record as published: marked delivered when the room's direct fan-out
-    /// covered it.
+    /// covered it. The stored text never has the flag (it is skipped while false), so it
+    /// is added as the last member of the object.
     pub fn published(payload: &str, delivered: bool) -> String {
-        if !delivered {
-            return payload.to_owned();
-        }
-        match serde_json::from_str::<LogRecord>(payload) {
-            Ok(mut record) => {
-                let LogRecord::Event { delivered, .. } = &mut record;
-                *delivered = true;
-                serde_json::to_string(&record).unwrap_or_else(|_| payload.to_owned())
+        match payload.trim_end().strip_suffix('}') {
+            Some(open) if delivered && !payload.contains("\"delivered\":") => {
+                let sep = if open.trim_end().ends_with('{') { "" } else { "," };
+                format!("{open}{sep}\"delivered\":true}}")
             }
-            Err(_) => payload.to_owned(),
+            _ => payload.to_owned(),
         }
+    }
+
+    /// The records of one message: a JSON array of records, or a single record.
+    pub fn from_message(body: &str) -> Result<Vec<LogRecord>, serde_json::Error> {
+        if body.trim_start().starts_with('[') {
+            serde_json::from_str(body)
+        } else {
+            serde_json::from_str(body).map(|r| vec![r])
+        }
+    }
+
+    /// Packs published records (in order) into messages of at most `MESSAGE_BYTES` each
+    /// (a record larger than that travels alone).
+    pub fn into_messages(records: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut messages = Vec::new();
+        let mut current = String::from("[");
+        for record in records {
+            if current.len() > 1 && current.len() + record.len() + 2 > MESSAGE_BYTES {
+                current.push(']');
+                messages.push(std::mem::replace(&mut current, String::from("[")));
+            }
+            if current.len() > 1 {
+                current.push(',');
+            }
+            current.push_str(&record);
+        }
+        if current.len() > 1 {
+            current.push(']');
+            messages.push(current);
+        }
+        messages
     }
 }
 
@@ -83,43 +119,48 @@ pub async fn consume(
     let mut members: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for message in batch.raw_iter() {
         let body: String = serde_wasm_bindgen::from_value(message.body()).unwrap_or_default();
-        match serde_json::from_str::<LogRecord>(&body) {
-            Ok(record) => match project(&db, &config.server_name, &record).await {
-                Ok(()) => {
-                    let LogRecord::Event {
-                        room_id, delivered, ..
-                    } = &record;
-                    if *delivered {
-                        message.ack();
-                        continue;
-                    }
-                    if !members.contains_key(room_id) {
-                        match crate::storage::rooms::joined_members(&db, room_id).await {
-                            Ok(joined) => {
-                                members.insert(room_id.clone(), joined);
-                            }
-                            Err(err) => {
-                                crate::platform::log_error(&format!(
-                                    "room-log: members lookup failed: {err}"
-                                ));
-                                message.retry();
-                                continue;
-                            }
-                        }
-                    }
-                    let joined = members.get(room_id).map(Vec::as_slice).unwrap_or_default();
-                    fanout::notes_for(&record, joined, &config.server_name, &mut notes);
-                    message.ack();
-                }
-                Err(err) => {
-                    crate::platform::log_error(&format!("room-log: projection failed, will retry: {err}"));
-                    message.retry();
-                }
-            },
+        let records = match LogRecord::from_message(&body) {
+            Ok(records) => records,
             Err(err) => {
-                crate::platform::log_error(&format!("room-log: unreadable record: {err}"));
+                crate::platform::log_error(&format!("room-log: unreadable message: {err}"));
                 message.ack();
+                continue;
             }
+        };
+        // A message is handled whole: on a failure all its records come again (every
+        // step is idempotent).
+        let mut failed = false;
+        for record in &records {
+            if let Err(err) = project(&db, &config.server_name, record).await {
+                crate::platform::log_error(&format!("room-log: projection failed, will retry: {err}"));
+                failed = true;
+                break;
+            }
+            let LogRecord::Event {
+                room_id, delivered, ..
+            } = record;
+            if *delivered {
+                continue;
+            }
+            if !members.contains_key(room_id) {
+                match crate::storage::rooms::joined_members(&db, room_id).await {
+                    Ok(joined) => {
+                        members.insert(room_id.clone(), joined);
+                    }
+                    Err(err) => {
+                        crate::platform::log_error(&format!("room-log: members lookup failed: {err}"));
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            let joined = members.get(room_id).map(Vec::as_slice).unwrap_or_default();
+            fanout::notes_for(record, joined, &config.server_name, &mut notes);
+        }
+        if failed {
+            message.retry();
+        } else {
+            message.ack();
         }
     }
     if crate::platform::users::notify_all(&env, notes).await.is_err() {
@@ -208,11 +249,38 @@ mod tests {
             serde_json::from_str::<LogRecord>(&marked),
             Ok(LogRecord::Event { delivered: true, .. })
         ));
+        assert_eq!(LogRecord::published(&marked, true), marked, "marked once");
         assert_eq!(LogRecord::published(&text, false), text);
+        let mut unmarked = record.clone();
+        let LogRecord::Event { delivered, .. } = &mut unmarked;
+        *delivered = true;
+        assert_eq!(
+            serde_json::from_str::<LogRecord>(&marked).expect("parse"),
+            unmarked
+        );
         assert!(text.contains("\"v\":\"1\""));
         let back: LogRecord = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, record);
         assert_eq!(local_memberships(&record, "hs"), vec![("@b:hs", "join", "$e")]);
+
+        // Messages: many records in order, split by size; a lone record still reads.
+        let records: Vec<String> = (0..1000).map(|_| text.clone()).collect();
+        let messages = LogRecord::into_messages(records);
+        assert!(messages.len() > 1);
+        let mut count = 0;
+        for m in &messages {
+            assert!(m.len() <= MESSAGE_BYTES);
+            let back = LogRecord::from_message(m).expect("message");
+            assert!(back.iter().all(|r| *r == record));
+            count += back.len();
+        }
+        assert_eq!(count, 1000);
+        assert_eq!(
+            LogRecord::from_message(&text).expect("single"),
+            vec![record.clone()]
+        );
+        assert!(LogRecord::into_messages(Vec::<String>::new()).is_empty());
+        assert!(LogRecord::from_message("{\"v\":\"9\"}").is_err());
         // Server names with a port.
         assert_eq!(
             local_memberships(&record, "hs:8448"),

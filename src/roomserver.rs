@@ -35,6 +35,9 @@ const OUTBOX_RETRY_MS: i64 = 5_000;
 /// direct notifications) share one publication to the queue.
 const PUBLISH_DELAY_MS: u64 = 10;
 
+/// Outbox records read per publication round.
+const PUBLISH_ROWS: i64 = 1000;
+
 /// Shared by a room's publications: the highest outbox position whose notes reached
 /// every local member directly, and whether a publication is scheduled.
 #[derive(Default)]
@@ -293,30 +296,34 @@ impl Room {
 async fn flush_outbox(storage: worker::Storage, queue: Option<worker::Queue>, delivered_up_to: i64) {
     let db = DoSql(storage.sql());
     loop {
-        let pending = match store::outbox(&db, 100) {
+        let pending = match store::outbox(&db, PUBLISH_ROWS) {
             Ok(p) => p,
             Err(_) => return, // no table yet: nothing was ever written
         };
         let Some(last) = pending.last().map(|(pos, _)| *pos) else {
             return;
         };
-        let sent = match &queue {
-            Some(queue) => {
-                // Each message is the record's JSON text.
-                let batch: Vec<String> = pending
-                    .iter()
-                    .map(|(pos, payload)| LogRecord::published(payload, *pos <= delivered_up_to))
-                    .collect();
-                queue.send_batch(batch).await.is_ok()
+        let messages = LogRecord::into_messages(
+            pending
+                .iter()
+                .map(|(pos, payload)| LogRecord::published(payload, *pos <= delivered_up_to)),
+        );
+        let mut sent = queue.is_some();
+        if let Some(queue) = &queue {
+            // `sendBatch` takes at most 256 KB: two full messages per call.
+            for group in messages.chunks(2) {
+                if queue.send_batch(group.to_vec()).await.is_err() {
+                    sent = false;
+                    break;
+                }
             }
-            None => false,
-        };
+        }
         if !sent {
             platform::log_error("room: outbox publish failed; retrying on alarm");
             let _ = storage.set_alarm(OUTBOX_RETRY_MS).await;
             return;
         }
-        if store::clear_outbox(&db, last).is_err() || pending.len() < 100 {
+        if store::clear_outbox(&db, last).is_err() || pending.len() < PUBLISH_ROWS as usize {
             return;
         }
     }

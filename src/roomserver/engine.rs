@@ -314,7 +314,7 @@ impl<'a> Engine<'a> {
     /// Stores an event row (pending until the next flush), returning its nid.
     fn stage_event(&self, row: &Row<'_>) -> Result<i64, RoomError> {
         let nid = self.take_nid()?;
-        self.pending.borrow_mut().events.push(nid, row)?;
+        self.pending.borrow_mut().events.push(nid, row);
         Ok(nid)
     }
 
@@ -788,7 +788,7 @@ impl<'a> Engine<'a> {
                 state_after: after_group,
                 json: &json,
             },
-        )?;
+        );
         let pdu = pdu.with_rejected(status == Status::Rejected);
         self.remember(nid, &pdu);
         if let Some(g) = after_group {
@@ -864,7 +864,7 @@ impl<'a> Engine<'a> {
             delivered: false,
         };
         let payload = serde_json::to_string(&record).map_err(|e| RoomError::Corrupt(e.to_string()))?;
-        self.pending.borrow_mut().outbox.push(stream_pos, &payload)?;
+        self.pending.borrow_mut().outbox.push(stream_pos, payload);
         if pdu.kind() == "m.room.redaction" {
             self.apply_redaction(&pdu)?;
         }

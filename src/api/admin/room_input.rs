@@ -34,8 +34,10 @@ fn new_kind() -> InputKind {
 /// `POST /_neurite/admin/v1/rooms/{roomId}/input`
 pub async fn input(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
     require_admin(ctx, req).await?;
+    ctx.mark("auth");
     crate::api::client::membership::valid_room_id(room_id)?;
     let body: Body = req.json()?;
+    ctx.mark("parse");
     if body.pdus.len() > MAX_EVENTS {
         return Err(MatrixError::invalid_param(format!(
             "At most {MAX_EVENTS} events per request"
@@ -46,5 +48,7 @@ pub async fn input(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value,
         pdus: body.pdus,
         keys: body.keys,
     };
-    rooms::call(ctx, room_id, &request).await
+    let answer = rooms::call(ctx, room_id, &request).await;
+    ctx.mark("room");
+    answer
 }
