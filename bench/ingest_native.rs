@@ -72,6 +72,7 @@ fn main() {
                     .map(|p| neurite::roomserver::protocol::RawPdu::from_value(p).expect("pdu"))
                     .collect(),
                 keys: std::collections::BTreeMap::clone(&keys),
+                state: false,
             },
         )
         .expect("input");

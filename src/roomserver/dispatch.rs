@@ -127,7 +127,12 @@ pub fn handle_cached(
             txn_id.as_deref(),
             event,
         ),
-        RoomRequest::Input { kind, pdus, keys } => input(db, host, cache, kind, pdus, &keys),
+        RoomRequest::Input {
+            kind,
+            pdus,
+            keys,
+            state,
+        } => input(db, host, cache, kind, pdus, &keys, state),
         other => {
             let mut room = Engine::open(db, cache)?;
             query(&mut room, host, other)
@@ -136,7 +141,9 @@ pub fn handle_cached(
 }
 
 /// Verifies and inputs received events; answers each one's outcome, the forward
-/// extremities and the resulting current state (`type → state_key → event id`).
+/// extremities and, when asked, the resulting current state (`type → state_key → event
+/// id`).
+#[allow(clippy::too_many_arguments)]
 fn input(
     db: &dyn Sql,
     host: &Host<'_>,
@@ -144,6 +151,7 @@ fn input(
     kind: InputKind,
     pdus: Vec<super::protocol::RawPdu>,
     keys: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    with_state: bool,
 ) -> Result<Value, RoomFailure> {
     let t0 = (host.clock_ms)();
     let mut key_map = ruma::signatures::PublicKeyMap::new();
@@ -246,19 +254,22 @@ fn input(
     };
     room.flush()?;
     let t3 = (host.clock_ms)();
-    let mut current = Map::new();
-    for ((t, k), pdu) in room.current_state_pdus()? {
-        let entry = current.entry(t.to_string()).or_insert_with(|| json!({}));
-        entry[k] = json!(pdu.event_id());
-    }
-    Ok(json!({
+    let mut answer = json!({
         "results": results,
         "extremities": room.extremities()?,
-        "current_state": current,
         "stream_pos": store::latest_stream_pos(db).map_err(RoomError::from)?,
         "database_bytes": db.database_size(),
         "timing_ms": { "parse": t1 - t0, "verify": t2 - t1, "input": t3 - t2 },
-    }))
+    });
+    if with_state {
+        let mut current = Map::new();
+        for ((t, k), pdu) in room.current_state_pdus()? {
+            let entry = current.entry(t.to_string()).or_insert_with(|| json!({}));
+            entry[k] = json!(pdu.event_id());
+        }
+        answer["current_state"] = Value::Object(current);
+    }
+    Ok(answer)
 }
 
 fn create_room(

@@ -140,6 +140,9 @@ pub enum RoomRequest {
         kind: InputKind,
         pdus: Vec<RawPdu>,
         keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+        /// Whether the answer carries the room's whole current state afterwards.
+        #[serde(default)]
+        state: bool,
     },
     /// Name, topic, member count and the like, for the directory and previews. An
     /// empty `user_id` is the server itself (the directory).

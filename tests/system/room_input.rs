@@ -131,6 +131,7 @@ fn input(admin: &Client, room_id: &str, pdus: &[Pdu], keys: &Value) -> Value {
     let body = json!({
         "pdus": pdus.iter().map(Pdu::to_federation_value).collect::<Vec<_>>(),
         "keys": keys,
+        "state": true,
     });
     admin.post(&path, &body).expect(200)
 }

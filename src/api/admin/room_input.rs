@@ -25,6 +25,9 @@ struct Body {
     pdus: Vec<RawPdu>,
     #[serde(default)]
     keys: BTreeMap<String, BTreeMap<String, String>>,
+    /// Also answer the room's current state afterwards (`type → state_key → event id`).
+    #[serde(default)]
+    state: bool,
 }
 
 fn new_kind() -> InputKind {
@@ -47,6 +50,7 @@ pub async fn input(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value,
         kind: body.kind,
         pdus: body.pdus,
         keys: body.keys,
+        state: body.state,
     };
     let answer = rooms::call(ctx, room_id, &request).await;
     ctx.mark("room");
