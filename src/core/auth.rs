@@ -78,9 +78,23 @@ pub fn check_auth_events(
     rules: &RoomVersionRules,
     fetch_event: impl Fn(&EventId) -> Option<Pdu>,
 ) -> Result<(), Rejection> {
+    check_auth_events_traced(pdu, rules, fetch_event).map(|_| ())
+}
+
+/// One state entry the authorization rules looked up, and the event they found.
+pub type Lookup = ((StateEventType, String), Option<OwnedEventId>);
+
+/// [`check_auth_events`], also answering every state entry the rules looked up. The rules
+/// are a function of the event and what those lookups find: a state that holds the same
+/// events under those keys gives the same verdict, with no need to run them again.
+pub fn check_auth_events_traced(
+    pdu: &Pdu,
+    rules: &RoomVersionRules,
+    fetch_event: impl Fn(&EventId) -> Option<Pdu>,
+) -> Result<Vec<Lookup>, Rejection> {
     check_state_independent_auth_rules(&rules.authorization, pdu, &fetch_event).map_err(Rejection::new)?;
     if *pdu.event_type() == TimelineEventType::RoomCreate {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut state: HashMap<(StateEventType, String), Pdu> = HashMap::new();
     for id in pdu.auth_events() {
@@ -96,9 +110,16 @@ pub fn check_auth_events(
             .ok_or_else(|| Rejection::new(format!("missing create event {create_id}")))?;
         state.insert((StateEventType::RoomCreate, String::new()), create);
     }
+    let lookups = std::cell::RefCell::new(Vec::new());
     check_auth(pdu, rules, |kind, key| {
-        state.get(&(kind.clone(), key.to_owned())).cloned()
-    })
+        let found = state.get(&(kind.clone(), key.to_owned())).cloned();
+        lookups.borrow_mut().push((
+            (kind.clone(), key.to_owned()),
+            found.as_ref().map(Pdu::owned_event_id),
+        ));
+        found
+    })?;
+    Ok(lookups.into_inner())
 }
 
 /// The create event id named by a v12 room id (`!hash` → `$hash`).

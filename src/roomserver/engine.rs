@@ -23,7 +23,7 @@ use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::StateMap;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId};
 
-use crate::core::auth::{check_auth, check_auth_events, Rejection};
+use crate::core::auth::{check_auth, check_auth_events_traced, Rejection};
 use crate::core::builder::BuildError;
 use crate::core::pdu::Pdu;
 use crate::core::room_version;
@@ -511,6 +511,22 @@ impl<'a> Engine<'a> {
         Ok(state)
     }
 
+    /// Stores a state as a group (see `store::store_state`) and keeps it in the cache: the
+    /// next events read it at once.
+    fn store_group(
+        &self,
+        parent: Option<(i64, &StateNids)>,
+        state: &Arc<StateNids>,
+    ) -> Result<i64, RoomError> {
+        let group = store::store_state(self.db, parent, state)?;
+        let mut groups = self.groups.borrow_mut();
+        if groups.len() >= MAX_CACHED_GROUPS {
+            groups.clear();
+        }
+        groups.insert(group, state.clone());
+        Ok(group)
+    }
+
     /// Looks events up by id for the auth checks and state resolution (cached).
     fn fetch_fn(&self) -> impl Fn(&EventId) -> Option<Pdu> + '_ {
         move |id: &EventId| {
@@ -687,19 +703,18 @@ impl<'a> Engine<'a> {
                     Some(g) => Some((*self.load_group(g)?).clone()),
                     None => None,
                 };
-                Some(store::store_state(
-                    self.db,
-                    parent.zip(parent_state.as_ref()),
-                    &state_before,
-                )?)
+                Some(self.store_group(parent.zip(parent_state.as_ref()), &state_before)?)
             }
         };
 
         // 2. and 4. Authorization.
         let rules = self.info.rules.clone();
-        let mut verdict: Result<(), Rejection> = {
+        let (mut verdict, lookups): (Result<(), Rejection>, _) = {
             let fetch = self.fetch_fn();
-            check_auth_events(&pdu, &rules, fetch)
+            match check_auth_events_traced(&pdu, &rules, fetch) {
+                Ok(lookups) => (Ok(()), lookups),
+                Err(r) => (Err(r), Vec::new()),
+            }
         };
         // The auth rules look up a few entries of a state: by nid, from the event cache,
         // never materialising the whole state as events.
@@ -721,13 +736,31 @@ impl<'a> Engine<'a> {
                 }
             }
         };
-        if verdict.is_ok() {
+        // The rules against a state that holds the very events the auth events gave them
+        // (the usual case) would decide the same: they run again only when it differs.
+        let holds_same = |state: &StateNids| -> Result<bool, RoomError> {
+            for ((t, k), id) in &lookups {
+                let here = match state.get(&(t.to_string(), k.clone())) {
+                    Some(nid) => self.pdu_by_nid(*nid)?.map(|p| p.owned_event_id()),
+                    None => None,
+                };
+                if here != *id {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        if verdict.is_ok() && !holds_same(&state_before)? {
             verdict = check_auth(&pdu, &rules, |t, k| lookup(&state_before, t, k));
         }
         let (current_group, current) = self.current_state_shared()?;
         // 5. Soft fail against the current state, when it differs from the state before.
         let mut soft_fail = None;
-        if verdict.is_ok() && current_group.is_some() && !same_state(&current, &state_before) {
+        if verdict.is_ok()
+            && current_group.is_some()
+            && !same_state(&current, &state_before)
+            && !holds_same(&current)?
+        {
             if let Err(r) = check_auth(&pdu, &rules, |t, k| lookup(&current, t, k)) {
                 soft_fail = Some(r.reason);
             }
@@ -763,11 +796,7 @@ impl<'a> Engine<'a> {
         let after_group = match (&state_key_pair, changes_state) {
             (Some(pair), true) => {
                 Arc::make_mut(&mut state_after).insert(pair.clone(), nid);
-                Some(store::store_state(
-                    self.db,
-                    before_group.zip(Some(&*state_before)),
-                    &state_after,
-                )?)
+                Some(self.store_group(before_group.zip(Some(&*state_before)), &state_after)?)
             }
             _ => before_group,
         };
@@ -832,11 +861,7 @@ impl<'a> Engine<'a> {
         } else if same_state(&new_current, &current) {
             current_group
         } else {
-            Some(store::store_state(
-                self.db,
-                current_group.zip(Some(&*current)),
-                &new_current,
-            )?)
+            Some(self.store_group(current_group.zip(Some(&*current)), &new_current)?)
         };
         if new_group != current_group {
             if let Some(g) = new_group {

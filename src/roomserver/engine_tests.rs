@@ -570,3 +570,30 @@ fn batched_writes_store_exactly_what_one_by_one_writes_store() {
     assert_eq!(one_by_one, batched);
     assert_eq!(one_by_one, dump(&db), "the replays store what the source stored");
 }
+
+#[test]
+fn stale_auth_events_do_not_let_an_event_past_the_state_before_it() {
+    // Bob's message names his join among its auth events (which allow it), but its prev
+    // event is his ban: the state before it refuses him.
+    let db = MemorySql::new();
+    let k = key();
+    let mut room = new_room(&db, "12", &k);
+    let tip = room.extremities().expect("ext")[0].clone();
+    let before_ban = room.state_after_pdus(&tip).expect("state").expect("has state");
+    let (ban, _) = room
+        .send(&user("alice"), member("bob", "ban"), signer(&k, 50))
+        .expect("ban");
+    let rules = room.rules().clone();
+    let late = build_event(
+        &rules,
+        &room.info.room_id.clone(),
+        &user("bob"),
+        NewEvent::message("m.room.message", json!({"body": "still here?"})),
+        &[(ban.owned_event_id(), ban.depth())],
+        |t, s| before_ban.get(&(t.clone(), s.to_owned())).cloned(),
+        signer(&k, 60),
+    )
+    .expect("build");
+    let outcome = room.input_new(late).expect("input");
+    assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
+}
