@@ -35,6 +35,9 @@ const OUTBOX_RETRY_MS: i64 = 5_000;
 /// direct notifications) share one publication to the queue.
 const PUBLISH_DELAY_MS: u64 = 10;
 
+/// Outbox records a request's notes cover at most.
+const NOTED_ROWS: i64 = 1000;
+
 /// Outbox records read per publication round.
 const PUBLISH_ROWS: i64 = 1000;
 
@@ -237,15 +240,34 @@ impl Room {
                 None => (out, 0),
             };
         }
+        // Without local members, only records that name a local user (a membership of
+        // theirs changed) have notes: SQLite picks those out of the outbox.
+        let (rows, filtered_up_to) = if joined.is_empty() {
+            let mark = format!(":{server_name}\"");
+            match store::outbox_mentioning(&db, &mark, NOTED_ROWS) {
+                Ok((rows, last)) => (rows, Some(last)),
+                Err(_) => (Vec::new(), None),
+            }
+        } else {
+            (store::outbox(&db, NOTED_ROWS).unwrap_or_default(), None)
+        };
         let mut covered = 0;
-        for (pos, payload) in store::outbox(&db, 1000).unwrap_or_default() {
+        let mut unreadable = None;
+        for (pos, payload) in rows {
             match serde_json::from_str::<LogRecord>(&payload) {
                 Ok(record) => {
                     fanout::notes_for(&record, &joined, &server_name, &mut out);
                     covered = pos;
                 }
-                Err(_) => break,
+                Err(_) => {
+                    unreadable = Some(pos);
+                    break;
+                }
             }
+        }
+        // The records passed over had no notes: covered too, up to an unreadable one.
+        if let Some(last) = filtered_up_to {
+            covered = unreadable.map_or(last, |pos| pos - 1);
         }
         fanout::compact(&mut out);
         (out, covered)
@@ -331,18 +353,5 @@ async fn flush_outbox(storage: worker::Storage, queue: Option<worker::Queue>, de
 
 /// The room's local joined members, from its current state.
 fn local_joined(room: &mut engine::Engine<'_>, server_name: &str) -> Vec<String> {
-    let Ok(state) = room.current_state_pdus() else {
-        return Vec::new();
-    };
-    let mut members: Vec<String> = state
-        .iter()
-        .filter(|((t, key), pdu)| {
-            t.to_string() == "m.room.member"
-                && key.split_once(':').is_some_and(|(_, s)| s == server_name)
-                && engine::membership_of(pdu).as_deref() == Some("join")
-        })
-        .map(|((_, key), _)| key.clone())
-        .collect();
-    members.sort();
-    members
+    room.local_members(server_name).unwrap_or_default()
 }

@@ -422,6 +422,27 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The users of `server_name` joined to the room now, sorted. Reads only the member
+    /// entries of the current state whose user is on that server.
+    pub fn local_members(&self, server_name: &str) -> Result<Vec<String>, RoomError> {
+        let (_, state) = self.current_state_shared()?;
+        let suffix = format!(":{server_name}");
+        let mut out = Vec::new();
+        let from = ("m.room.member".to_owned(), String::new());
+        for ((t, user), nid) in state.range(from..) {
+            if t != "m.room.member" {
+                break;
+            }
+            if !user.ends_with(&suffix) || user[..user.len() - suffix.len()].contains(':') {
+                continue;
+            }
+            if self.pdu_by_nid(*nid)?.as_ref().and_then(membership_of).as_deref() == Some("join") {
+                out.push(user.clone());
+            }
+        }
+        Ok(out)
+    }
+
     /// One entry of a state group, as an event.
     pub fn state_event_in_group(
         &mut self,

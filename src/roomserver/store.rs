@@ -498,6 +498,34 @@ pub fn outbox(db: &dyn Sql, limit: i64) -> Result<Vec<(i64, String)>, SqlError> 
     .collect()
 }
 
+/// Of the first `limit` outbox records, those whose text contains `mark`, and the
+/// position of the last of the `limit` (0 when the outbox is empty).
+pub fn outbox_mentioning(
+    db: &dyn Sql,
+    mark: &str,
+    limit: i64,
+) -> Result<(Vec<(i64, String)>, i64), SqlError> {
+    let last = db
+        .query_opt(
+            "SELECT coalesce(max(stream_pos), 0) FROM \
+             (SELECT stream_pos FROM outbox ORDER BY stream_pos LIMIT ?)",
+            params![limit],
+        )?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    let rows = db
+        .query(
+            "SELECT stream_pos, payload FROM outbox WHERE stream_pos <= ? AND instr(payload, ?) > 0 \
+             ORDER BY stream_pos",
+            params![last, mark],
+        )?
+        .iter()
+        .map(|r| Ok((r.int(0)?, r.text(1)?.to_owned())))
+        .collect::<Result<_, SqlError>>()?;
+    Ok((rows, last))
+}
+
 pub fn clear_outbox(db: &dyn Sql, up_to: i64) -> Result<(), SqlError> {
     db.execute("DELETE FROM outbox WHERE stream_pos <= ?", params![up_to])
 }
@@ -574,6 +602,27 @@ mod tests {
             assert_eq!(extremities(&db).expect("read"), new);
             old = new;
         }
+    }
+
+    #[test]
+    fn outbox_records_naming_a_server_are_picked_out() {
+        let db = db();
+        assert_eq!(
+            outbox_mentioning(&db, ":hs\"", 10).expect("empty"),
+            (Vec::new(), 0)
+        );
+        let mut rows = OutboxRows::default();
+        rows.push(1, r#"{"state_key":"@a:elsewhere"}"#.to_owned());
+        rows.push(2, r#"{"state_key":"@b:hs"}"#.to_owned());
+        rows.push(3, r#"{"sender":"@c:hs.example"}"#.to_owned());
+        rows.push(4, r#"{"state_key":"@d:hs"}"#.to_owned());
+        rows.write(&db).expect("write");
+        let (found, last) = outbox_mentioning(&db, ":hs\"", 10).expect("mentioning");
+        assert_eq!(last, 4);
+        assert_eq!(found.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![2, 4]);
+        // Only within the first `limit` records.
+        let (found, last) = outbox_mentioning(&db, ":hs\"", 3).expect("mentioning");
+        assert_eq!((found.len(), last), (1, 3));
     }
 
     fn event<'a>(id: &'a str, pos: Option<i64>, json: &'a str) -> NewEvent<'a> {
