@@ -27,7 +27,7 @@ use crate::core::auth::{check_auth, check_auth_events_traced, Rejection};
 use crate::core::builder::BuildError;
 use crate::core::pdu::Pdu;
 use crate::core::room_version;
-use crate::core::state_res::{auth_chains_for, resolve};
+use crate::core::state_res::{auth_chain_differences, resolve};
 use crate::log::{LogRecord, StateChange};
 use crate::storage::sql::{Sql, SqlError};
 
@@ -651,7 +651,7 @@ impl<'a> Engine<'a> {
             .collect();
         let rules = self.info.rules.clone();
         let fetch = self.fetch_fn();
-        let chains = auth_chains_for(&sets, &fetch);
+        let chains = auth_chain_differences(&sets, &fetch);
         let resolved =
             resolve(&rules, &sets, &chains, &fetch).map_err(|e| RoomError::Corrupt(e.to_string()))?;
         let by_id: HashMap<&OwnedEventId, i64> = ids.iter().map(|(n, id)| (id, *n)).collect();

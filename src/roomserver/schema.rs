@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS events (
     redacted_by  TEXT,
     json         TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_depth ON events (depth);
+DROP INDEX IF EXISTS events_depth;
 CREATE TABLE IF NOT EXISTS extremities (
     event_id TEXT PRIMARY KEY
 );

@@ -16,8 +16,15 @@ fn key(kind: &str, state_key: &str) -> (StateEventType, String) {
 fn resolve_forks(room: &TestRoom, forks: &[&Branch]) -> StateMap<OwnedEventId> {
     let sets: Vec<StateMap<OwnedEventId>> = forks.iter().map(|b| b.state.clone()).collect();
     let fetch = |id: &EventId| room.fetch(id);
-    let chains = auth_chains_for(&sets, fetch);
+    let chains = auth_chain_differences(&sets, fetch);
     let resolved = resolve(&room.rules, &sets, &chains, fetch).expect("resolves");
+    // The full chains resolve the same way (only their difference matters).
+    let full = auth_chains_for(&sets, fetch);
+    assert_eq!(
+        resolve(&room.rules, &sets, &full, fetch).expect("resolves with full chains"),
+        resolved
+    );
+    assert_eq!(auth_difference(&full), auth_difference(&chains));
     let mut rev_sets = sets.clone();
     rev_sets.reverse();
     let mut rev_chains = chains.clone();
@@ -25,6 +32,16 @@ fn resolve_forks(room: &TestRoom, forks: &[&Branch]) -> StateMap<OwnedEventId> {
     let again = resolve(&room.rules, &rev_sets, &rev_chains, fetch).expect("resolves reversed");
     assert_eq!(resolved, again, "resolution depends on input order");
     resolved
+}
+
+/// Union less intersection of the chains.
+fn auth_difference(chains: &[HashSet<OwnedEventId>]) -> std::collections::BTreeSet<OwnedEventId> {
+    let union: HashSet<&OwnedEventId> = chains.iter().flatten().collect();
+    union
+        .into_iter()
+        .filter(|id| !chains.iter().all(|c| c.contains(*id)))
+        .cloned()
+        .collect()
 }
 
 /// alice (creator, admin), bob at 50, carol joined.
