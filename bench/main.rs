@@ -223,6 +223,14 @@ fn workloads(name: &str, server: &Client, parts: &Parts, counts: &Counts) -> rep
         let (alice, _) = server.register(&harness::unique("sender"), "bench password");
         let one_room = create_room(&alice);
         let many_rooms: Vec<String> = (0..20).map(|_| create_room(&alice)).collect();
+        for concurrency in [1usize, 32] {
+            let r = noop_load(server, concurrency, counts.sends);
+            eprintln!(
+                "[bench] {name} no-op GET /versions c={concurrency}: {:.0} req/s p50 {:.1} ms",
+                r.per_s, r.p50
+            );
+            figures.noop.push(r);
+        }
         for concurrency in [1usize, 8, 32] {
             for (label, rooms) in [
                 ("1 room", vec![one_room.clone()]),
@@ -347,6 +355,33 @@ fn create_room(c: &Client) -> String {
         .to_owned()
 }
 
+/// `total` requests for `GET /_matrix/client/versions` from `concurrency` threads.
+fn noop_load(c: &Client, concurrency: usize, total: usize) -> report::Send {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let c = c.clone();
+            let next = next.clone();
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                while next.fetch_add(1, Ordering::SeqCst) < total {
+                    let t0 = Instant::now();
+                    if c.get("/_matrix/client/versions").status == 200 {
+                        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let lat: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap_or_default())
+        .collect();
+    summarize("no-op", concurrency, lat, started.elapsed().as_secs_f64())
+}
+
 /// `total` sends spread over `concurrency` threads and the given rooms.
 fn send_load(c: &Client, rooms: &[String], concurrency: usize, total: usize) -> report::Send {
     let next = Arc::new(AtomicUsize::new(0));
@@ -384,17 +419,19 @@ fn send_load(c: &Client, rooms: &[String], concurrency: usize, total: usize) -> 
             })
         })
         .collect();
-    let mut lat: Vec<f64> = handles
+    let lat: Vec<f64> = handles
         .into_iter()
         .flat_map(|h| h.join().unwrap_or_default())
         .collect();
-    let secs = started
-        .elapsed()
-        .as_secs_f64()
-        .max(Duration::from_millis(1).as_secs_f64());
+    summarize("", concurrency, lat, started.elapsed().as_secs_f64())
+}
+
+/// Throughput and latency percentiles of successful requests over `secs` of wall time.
+fn summarize(target: &str, concurrency: usize, mut lat: Vec<f64>, secs: f64) -> report::Send {
+    let secs = secs.max(Duration::from_millis(1).as_secs_f64());
     lat.sort_by(|a, b| a.total_cmp(b));
     report::Send {
-        target: String::new(),
+        target: target.to_owned(),
         concurrency,
         ok: lat.len(),
         per_s: lat.len() as f64 / secs,

@@ -30,6 +30,9 @@ pub struct Send {
 #[derive(Default)]
 pub struct Figures {
     pub sends: Vec<Send>,
+    /// `GET /_matrix/client/versions` (no storage, no auth) by concurrency: what the
+    /// server and its HTTP front end cost before any work.
+    pub noop: Vec<Send>,
     pub delivery: Option<Delivery>,
     pub initial: Option<Initial>,
 }
@@ -150,6 +153,14 @@ fn rows(run: &Run) -> Vec<Row> {
         push(format!("{label}: p50 ms"), false, &|f| find(f).map(|s| s.p50));
         push(format!("{label}: p95 ms"), false, &|f| find(f).map(|s| s.p95));
         push(format!("{label}: p99 ms"), false, &|f| find(f).map(|s| s.p99));
+    }
+    for c in [1usize, 32] {
+        let find = |f: &Figures| f.noop.iter().find(|s| s.concurrency == c).cloned();
+        let label = format!("no-op request (GET /versions), c={c}");
+        push(format!("{label}: requests/s"), true, &|f| {
+            find(f).map(|s| s.per_s)
+        });
+        push(format!("{label}: p50 ms"), false, &|f| find(f).map(|s| s.p50));
     }
     push("sync delivery: p50 ms".into(), false, &|f| {
         f.delivery.as_ref().map(|d| d.p50)
@@ -404,6 +415,14 @@ pub fn write(run: &Run) {
         "- send: one user sends {} `m.room.message` events with `PUT /rooms/{{roomId}}/send` per \
          row, from 1, 8 or 32 threads at a time, into one room or spread over 20 rooms; \
          events/s counts successful sends over the wall time, pN is the latency of one request.",
+        run.sends_per_level
+    );
+    let _ = writeln!(
+        md,
+        "- no-op request: {} `GET /_matrix/client/versions` (no storage, no authentication) from 1 \
+         or 32 threads: the ceiling the server and its HTTP front end put on any request. For \
+         Neurite that front end is `wrangler dev`'s local proxy and router, which a deployed \
+         worker does not have.",
         run.sends_per_level
     );
     if let Some(d) = run.neurite.delivery.as_ref() {
