@@ -67,12 +67,11 @@ impl LogRecord {
         }
     }
 
-    /// Packs published records (in order) into messages of at most `MESSAGE_BYTES` each
-    /// (a record larger than that travels alone).
+    /// Packs published records (in order) into messages of at most `MESSAGE_BYTES` each.
     pub fn into_messages(records: impl IntoIterator<Item = String>) -> Vec<String> {
         let mut messages = Vec::new();
         let mut current = String::from("[");
-        for record in records {
+        for record in records.into_iter().flat_map(Self::split_large) {
             if current.len() > 1 && current.len() + record.len() + 2 > MESSAGE_BYTES {
                 current.push(']');
                 messages.push(std::mem::replace(&mut current, String::from("[")));
@@ -87,6 +86,69 @@ impl LogRecord {
             messages.push(current);
         }
         messages
+    }
+
+    /// A published record too large for one message (a merge that changes thousands of
+    /// state entries) as several records of the same event, each with part of its state
+    /// changes: consumers handle each change on its own and are idempotent, so the parts
+    /// mean what the whole did. Other records are kept as they are.
+    fn split_large(record: String) -> Vec<String> {
+        if record.len() + 2 <= MESSAGE_BYTES {
+            return vec![record];
+        }
+        let Ok(LogRecord::Event {
+            room_id,
+            stream_pos,
+            event_id,
+            sender,
+            event_type,
+            state_key,
+            membership,
+            state,
+            delivered,
+        }) = serde_json::from_str::<LogRecord>(&record)
+        else {
+            return vec![record];
+        };
+        let part = |state: Vec<StateChange>| {
+            serde_json::to_string(&LogRecord::Event {
+                room_id: room_id.clone(),
+                stream_pos,
+                event_id: event_id.clone(),
+                sender: sender.clone(),
+                event_type: event_type.clone(),
+                state_key: state_key.clone(),
+                membership: membership.clone(),
+                state,
+                delivered,
+            })
+            .ok()
+        };
+        let Some(base) = part(Vec::new()) else {
+            return vec![record];
+        };
+        // Room for the changes in each part, with a margin for the separators.
+        let room = MESSAGE_BYTES.saturating_sub(base.len() + 64);
+        let mut parts = Vec::new();
+        let mut chunk = Vec::new();
+        let mut size = 0;
+        for change in state {
+            let len = serde_json::to_string(&change).map_or(0, |t| t.len() + 1);
+            if !chunk.is_empty() && size + len > room {
+                parts.extend(part(std::mem::take(&mut chunk)));
+                size = 0;
+            }
+            size += len;
+            chunk.push(change);
+        }
+        if !chunk.is_empty() {
+            parts.extend(part(chunk));
+        }
+        if parts.is_empty() {
+            vec![record]
+        } else {
+            parts
+        }
     }
 }
 
@@ -280,6 +342,40 @@ mod tests {
             vec![record.clone()]
         );
         assert!(LogRecord::into_messages(Vec::<String>::new()).is_empty());
+
+        // A record too large for one message travels as parts with all its changes.
+        let mut big = record.clone();
+        let LogRecord::Event { state, delivered, .. } = &mut big;
+        *delivered = true;
+        *state = (0..3000)
+            .map(|i| StateChange {
+                event_type: "m.room.member".into(),
+                state_key: format!("@user{i}:hs"),
+                event_id: Some(format!("$event{i}")),
+                membership: Some("join".into()),
+            })
+            .collect();
+        let text = serde_json::to_string(&big).expect("json");
+        assert!(text.len() > 2 * MESSAGE_BYTES);
+        let messages = LogRecord::into_messages([text]);
+        assert!(messages.len() >= 3);
+        let mut changes = Vec::new();
+        for m in &messages {
+            assert!(m.len() <= MESSAGE_BYTES, "{} bytes", m.len());
+            for part in LogRecord::from_message(m).expect("parts") {
+                let LogRecord::Event { state, .. } = &part;
+                let mut same = part.clone();
+                let LogRecord::Event { state: s, .. } = &mut same;
+                s.clear();
+                let mut expected = big.clone();
+                let LogRecord::Event { state: e, .. } = &mut expected;
+                e.clear();
+                assert_eq!(same, expected, "every part is the same event");
+                changes.extend(state.iter().cloned());
+            }
+        }
+        let LogRecord::Event { state, .. } = &big;
+        assert_eq!(&changes, state);
         assert!(LogRecord::from_message("{\"v\":\"9\"}").is_err());
         // Server names with a port.
         assert_eq!(
