@@ -124,11 +124,37 @@ impl Engine<'_> {
                 }
             }
         }
-        let state = self.current_state_pdus()?;
+        // The few state entries the event needs, looked up by nid: a large room's whole
+        // state is never turned into events for one send.
+        let (_, state) = self.current_state_shared()?;
         let rules = self.info.rules.clone();
-        let lookup = |t: &StateEventType, k: &str| state.get(&(t.clone(), k.to_owned())).cloned();
-        let pdu = build_event(&rules, &self.info.room_id, sender, new, &prev, lookup, signer)?;
-        check_auth(&pdu, &rules, lookup).map_err(|r| RoomError::Forbidden(r.reason))?;
+        let failed: std::cell::RefCell<Option<RoomError>> = std::cell::RefCell::new(None);
+        let lookup = |t: &StateEventType, k: &str| {
+            let nid = *state.get(&(t.to_string(), k.to_owned()))?;
+            match self.pdu_by_nid(nid) {
+                Ok(Some(p)) => Some(p),
+                Ok(None) => {
+                    failed
+                        .borrow_mut()
+                        .get_or_insert(RoomError::Corrupt(format!("state event {nid}")));
+                    None
+                }
+                Err(e) => {
+                    failed.borrow_mut().get_or_insert(e);
+                    None
+                }
+            }
+        };
+        let built = build_event(&rules, &self.info.room_id, sender, new, &prev, lookup, signer);
+        let allowed = match &built {
+            Ok(pdu) => check_auth(pdu, &rules, lookup),
+            Err(_) => Ok(()),
+        };
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        let pdu = built?;
+        allowed.map_err(|r| RoomError::Forbidden(r.reason))?;
         match self.input_new(pdu.clone())? {
             Outcome::Accepted { stream_pos } => Ok((pdu, stream_pos)),
             Outcome::Rejected(r) | Outcome::SoftFailed(r) => Err(RoomError::Forbidden(r)),
