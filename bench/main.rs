@@ -357,40 +357,49 @@ fn create_room(c: &Client) -> String {
 
 /// `total` requests for `GET /_matrix/client/versions` from `concurrency` threads.
 fn noop_load(c: &Client, concurrency: usize, total: usize) -> report::Send {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let c = c.clone();
-            let next = next.clone();
-            std::thread::spawn(move || {
-                let mut lat = Vec::new();
-                while next.fetch_add(1, Ordering::SeqCst) < total {
-                    let t0 = Instant::now();
-                    if c.get("/_matrix/client/versions").status == 200 {
-                        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
-                    }
-                }
-                lat
-            })
-        })
-        .collect();
-    let lat: Vec<f64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap_or_default())
-        .collect();
-    summarize("no-op", concurrency, lat, started.elapsed().as_secs_f64())
+    let c = c.clone();
+    run_load("no-op", concurrency, total, move |_, _| {
+        c.get("/_matrix/client/versions").status == 200
+    })
 }
 
 /// `total` sends spread over `concurrency` threads and the given rooms.
 fn send_load(c: &Client, rooms: &[String], concurrency: usize, total: usize) -> report::Send {
+    let c = c.clone();
+    let rooms = rooms.to_vec();
+    run_load("", concurrency, total, move |t, i| {
+        let room = &rooms[i % rooms.len()];
+        // Unique per row: a transaction id seen before in the same room would be
+        // answered from the server's idempotency record, not sent.
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/c{concurrency}r{}t{t}x{i}",
+            room.replace('!', "%21").replace(':', "%3A"),
+            rooms.len()
+        );
+        c.put(
+            &path,
+            &json!({"msgtype": "m.text", "body": format!("message {i}")}),
+        )
+        .status
+            == 200
+    })
+}
+
+/// Runs `total` requests from `concurrency` threads; `request(thread, i)` makes the i-th
+/// and says whether it succeeded. The latency of each successful one is kept.
+fn run_load(
+    target: &str,
+    concurrency: usize,
+    total: usize,
+    request: impl Fn(usize, usize) -> bool + Send + Sync + 'static,
+) -> report::Send {
     let next = Arc::new(AtomicUsize::new(0));
+    let request = Arc::new(request);
     let started = Instant::now();
     let handles: Vec<_> = (0..concurrency)
         .map(|t| {
-            let c = c.clone();
-            let rooms = rooms.to_vec();
             let next = next.clone();
+            let request = request.clone();
             std::thread::spawn(move || {
                 let mut lat = Vec::new();
                 loop {
@@ -398,20 +407,8 @@ fn send_load(c: &Client, rooms: &[String], concurrency: usize, total: usize) -> 
                     if i >= total {
                         break;
                     }
-                    let room = &rooms[i % rooms.len()];
-                    // Unique per row: a transaction id seen before in the same room
-                    // would be answered from the server's idempotency record, not sent.
-                    let path = format!(
-                        "/_matrix/client/v3/rooms/{}/send/m.room.message/c{concurrency}r{}t{t}x{i}",
-                        room.replace('!', "%21").replace(':', "%3A"),
-                        rooms.len()
-                    );
                     let t0 = Instant::now();
-                    let resp = c.put(
-                        &path,
-                        &json!({"msgtype": "m.text", "body": format!("message {i}")}),
-                    );
-                    if resp.status == 200 {
+                    if request(t, i) {
                         lat.push(t0.elapsed().as_secs_f64() * 1000.0);
                     }
                 }
@@ -423,7 +420,7 @@ fn send_load(c: &Client, rooms: &[String], concurrency: usize, total: usize) -> 
         .into_iter()
         .flat_map(|h| h.join().unwrap_or_default())
         .collect();
-    summarize("", concurrency, lat, started.elapsed().as_secs_f64())
+    summarize(target, concurrency, lat, started.elapsed().as_secs_f64())
 }
 
 /// Throughput and latency percentiles of successful requests over `secs` of wall time.

@@ -96,33 +96,16 @@ impl LogRecord {
         if record.len() + 2 <= MESSAGE_BYTES {
             return vec![record];
         }
-        let Ok(LogRecord::Event {
-            room_id,
-            stream_pos,
-            event_id,
-            sender,
-            event_type,
-            state_key,
-            membership,
-            state,
-            delivered,
-        }) = serde_json::from_str::<LogRecord>(&record)
-        else {
+        let Ok(mut shell) = serde_json::from_str::<LogRecord>(&record) else {
             return vec![record];
         };
-        let part = |state: Vec<StateChange>| {
-            serde_json::to_string(&LogRecord::Event {
-                room_id: room_id.clone(),
-                stream_pos,
-                event_id: event_id.clone(),
-                sender: sender.clone(),
-                event_type: event_type.clone(),
-                state_key: state_key.clone(),
-                membership: membership.clone(),
-                state,
-                delivered,
-            })
-            .ok()
+        let LogRecord::Event { state, .. } = &mut shell;
+        let state = std::mem::take(state);
+        // The record with the given changes in place of all of them.
+        let mut part = |changes: Vec<StateChange>| {
+            let LogRecord::Event { state, .. } = &mut shell;
+            *state = changes;
+            serde_json::to_string(&shell).ok()
         };
         let Some(base) = part(Vec::new()) else {
             return vec![record];

@@ -92,11 +92,11 @@ pub fn auth_chain_differences(
     state_sets: &[StateMap<OwnedEventId>],
     fetch_event: impl Fn(&EventId) -> Option<Pdu>,
 ) -> Vec<HashSet<OwnedEventId>> {
-    let Some((first, rest)) = state_sets.split_first() else {
+    let Some(first) = state_sets.first() else {
         return Vec::new();
     };
     let unconflicted = |key: &(ruma::events::StateEventType, String), id: &OwnedEventId| {
-        rest.iter().all(|s| s.get(key) == Some(id))
+        state_sets.iter().all(|s| s.get(key) == Some(id))
     };
     let common = auth_chain(
         first.iter().filter(|(k, v)| unconflicted(k, v)).map(|(_, v)| v),
@@ -105,10 +105,7 @@ pub fn auth_chain_differences(
     state_sets
         .iter()
         .map(|set| {
-            let own = set
-                .iter()
-                .filter(|(k, v)| !(state_sets.iter().all(|s| s.get(*k) == Some(*v))))
-                .map(|(_, v)| v);
+            let own = set.iter().filter(|(k, v)| !unconflicted(k, v)).map(|(_, v)| v);
             let mut chain = auth_chain(own, &fetch_event);
             chain.retain(|e| !common.contains(e));
             chain

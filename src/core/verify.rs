@@ -230,10 +230,12 @@ fn prepare(
 
 fn verify_one(p: &Prepared, keys: &[VerifyingKey]) -> Result<Verified, VerifyError> {
     for (key, sig) in &p.signatures {
-        keys.get(*key)
-            .is_some_and(|k| k.verify(p.bytes.as_bytes(), sig).is_ok())
-            .then_some(())
-            .ok_or_else(|| VerifyError(format!("bad signature on {}", p.event_id)))?;
+        if keys
+            .get(*key)
+            .is_none_or(|k| k.verify(p.bytes.as_bytes(), sig).is_err())
+        {
+            return Err(VerifyError(format!("bad signature on {}", p.event_id)));
+        }
     }
     Ok(p.outcome())
 }

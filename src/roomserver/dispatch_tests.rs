@@ -18,18 +18,17 @@ fn user(name: &str) -> String {
     format!("@{name}:hs.test")
 }
 
+fn send_request(sender: &str, event: EventSpec) -> RoomRequest {
+    RoomRequest::Send {
+        sender: sender.to_owned(),
+        device_id: None,
+        txn_id: None,
+        event,
+    }
+}
+
 fn send(db: &MemorySql, host: &Host<'_>, sender: &str, event: EventSpec) -> Value {
-    handle(
-        db,
-        host,
-        RoomRequest::Send {
-            sender: sender.to_owned(),
-            device_id: None,
-            txn_id: None,
-            event,
-        },
-    )
-    .expect("send")
+    handle(db, host, send_request(sender, event)).expect("send")
 }
 
 fn message(body: &str) -> EventSpec {
@@ -296,18 +295,7 @@ fn counts_kept_up_to_date_match_counts_made_afresh() {
     };
     // Sends through the same cache, as the Durable Object does.
     let send_here = |sender: &str, event: EventSpec| {
-        handle_cached(
-            &db,
-            &host,
-            &cache,
-            RoomRequest::Send {
-                sender: sender.to_owned(),
-                device_id: None,
-                txn_id: None,
-                event,
-            },
-        )
-        .expect("send")
+        handle_cached(&db, &host, &cache, send_request(sender, event)).expect("send")
     };
     let mention = |n: usize| EventSpec {
         content: json!({ "msgtype": "m.text", "body": format!("hey {n}"), "m.mentions": { "user_ids": [user("bob")] } }),

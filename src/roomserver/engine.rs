@@ -15,6 +15,7 @@
 //!    extremities when there are several), stream position and the outbox record.
 
 use std::cell::RefCell;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -125,9 +126,27 @@ struct Pending {
     current_group: Option<i64>,
 }
 
+impl Pending {
+    fn is_idle(&self) -> bool {
+        self.events.is_empty()
+            && self.outbox.is_empty()
+            && self.stored_extremities.is_none()
+            && self.current_group.is_none()
+    }
+}
+
 /// Cache bounds, to stay far below the isolate's 128 MB.
 const MAX_CACHED_EVENTS: usize = 20_000;
 const MAX_CACHED_GROUPS: usize = 512;
+
+/// Inserts into a bounded cache, which starts over when full.
+fn bounded_insert<K: std::hash::Hash + Eq, V>(cache: &RefCell<HashMap<K, V>>, max: usize, key: K, value: V) {
+    let mut cache = cache.borrow_mut();
+    if cache.len() >= max {
+        cache.clear();
+    }
+    cache.insert(key, value);
+}
 
 impl Cache {
     /// Forgets everything (after a failed request, whose writes may be partial).
@@ -286,13 +305,7 @@ impl<'a> Engine<'a> {
     /// The database, after writing what is pending: for reads of the tables that
     /// pending writes touch (events, extremities, outbox, meta).
     fn sql(&self) -> Result<&'a dyn Sql, RoomError> {
-        let idle = {
-            let p = self.pending.borrow();
-            p.events.is_empty()
-                && p.outbox.is_empty()
-                && p.stored_extremities.is_none()
-                && p.current_group.is_none()
-        };
+        let idle = self.pending.borrow().is_idle();
         if !idle {
             self.flush()?;
         }
@@ -509,11 +522,7 @@ impl<'a> Engine<'a> {
         }
         let group = store::event_by_id(self.sql()?, event_id)?.and_then(|r| r.state_after);
         if let Some(g) = group {
-            let mut after = self.after.borrow_mut();
-            if after.len() >= MAX_CACHED_EVENTS {
-                after.clear();
-            }
-            after.insert(event_id.to_owned(), g);
+            bounded_insert(self.after, MAX_CACHED_EVENTS, event_id.to_owned(), g);
         }
         Ok(group)
     }
@@ -524,12 +533,34 @@ impl<'a> Engine<'a> {
             return Ok(s.clone());
         }
         let state = Arc::new(store::load_state(self.db, group)?);
-        let mut groups = self.groups.borrow_mut();
-        if groups.len() >= MAX_CACHED_GROUPS {
-            groups.clear();
-        }
-        groups.insert(group, state.clone());
+        bounded_insert(self.groups, MAX_CACHED_GROUPS, group, state.clone());
         Ok(state)
+    }
+
+    /// One entry of a state as an event, for the auth rules (by nid, from the event
+    /// cache). A storage failure is kept in `failed`, for the caller to fail with: the
+    /// rules only see a missing entry, which must never turn into a rejection.
+    fn state_entry(
+        &self,
+        state: &StateNids,
+        event_type: &StateEventType,
+        state_key: &str,
+        failed: &RefCell<Option<RoomError>>,
+    ) -> Option<Pdu> {
+        let nid = *state.get(&(event_type.to_string(), state_key.to_owned()))?;
+        match self.pdu_by_nid(nid) {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => {
+                failed
+                    .borrow_mut()
+                    .get_or_insert(RoomError::Corrupt(format!("state event {nid}")));
+                None
+            }
+            Err(e) => {
+                failed.borrow_mut().get_or_insert(e);
+                None
+            }
+        }
     }
 
     /// Stores a state as a group (see `store::store_state`) and keeps it in the cache: the
@@ -540,11 +571,7 @@ impl<'a> Engine<'a> {
         state: &Arc<StateNids>,
     ) -> Result<i64, RoomError> {
         let group = store::store_state(self.db, parent, state)?;
-        let mut groups = self.groups.borrow_mut();
-        if groups.len() >= MAX_CACHED_GROUPS {
-            groups.clear();
-        }
-        groups.insert(group, state.clone());
+        bounded_insert(self.groups, MAX_CACHED_GROUPS, group, state.clone());
         Ok(group)
     }
 
@@ -559,32 +586,24 @@ impl<'a> Engine<'a> {
             let pdu = Pdu::from_checked(object, id.to_owned(), &self.info.rules)
                 .ok()
                 .map(|p| p.with_rejected(row.status == Status::Rejected as i64))?;
-            let mut cache = self.by_id.borrow_mut();
-            if cache.len() >= MAX_CACHED_EVENTS {
-                cache.clear();
-            }
-            cache.insert(id.as_str().to_owned(), pdu.clone());
+            bounded_insert(self.by_id, MAX_CACHED_EVENTS, id.as_str().to_owned(), pdu.clone());
             Some(pdu)
         }
     }
 
     fn remember(&mut self, nid: i64, pdu: &Pdu) {
-        let mut cache = self.by_id.borrow_mut();
-        if cache.len() >= MAX_CACHED_EVENTS {
-            cache.clear();
-        }
-        cache.insert(pdu.event_id().as_str().to_owned(), pdu.clone());
-        drop(cache);
+        bounded_insert(
+            self.by_id,
+            MAX_CACHED_EVENTS,
+            pdu.event_id().as_str().to_owned(),
+            pdu.clone(),
+        );
         self.keep(nid, pdu.clone());
     }
 
     /// Keeps an event by nid across requests (bounded like the other caches).
     fn keep(&self, nid: i64, pdu: Pdu) {
-        let mut cache = self.pdus.borrow_mut();
-        if cache.len() >= MAX_CACHED_EVENTS {
-            cache.clear();
-        }
-        cache.insert(nid, pdu);
+        bounded_insert(self.pdus, MAX_CACHED_EVENTS, nid, pdu);
     }
 
     // ---- input ----
@@ -607,11 +626,7 @@ impl<'a> Engine<'a> {
             states.push((*self.load_group(*g)?).clone());
         }
         let state = Arc::new(self.resolve_states(states)?);
-        let mut resolved = self.resolved.borrow_mut();
-        if resolved.len() >= MAX_CACHED_GROUPS {
-            resolved.clear();
-        }
-        resolved.insert(key, state.clone());
+        bounded_insert(self.resolved, MAX_CACHED_GROUPS, key, state.clone());
         Ok(state)
     }
 
@@ -695,26 +710,18 @@ impl<'a> Engine<'a> {
         // 3. (prerequisite) the state after each prev event.
         // State maps are shared (`Arc`) and copied only to be changed: a room's state can
         // hold thousands of entries, and most events change none.
-        let mut prev_states: Vec<Arc<StateNids>> = Vec::new();
         let mut missing = Vec::new();
         let mut prev_groups = Vec::new();
         for prev in pdu.prev_events() {
             match self.after_group(prev.as_str())? {
-                Some(g) => {
-                    prev_groups.push(g);
-                    prev_states.push(self.load_group(g)?);
-                }
+                Some(g) => prev_groups.push(g),
                 None => missing.push(prev.clone()),
             }
         }
         if !missing.is_empty() {
             return Err(RoomError::MissingPrev(missing));
         }
-        let state_before: Arc<StateNids> = if prev_groups.iter().all(|g| Some(g) == prev_groups.first()) {
-            prev_states.pop().unwrap_or_default()
-        } else {
-            self.resolve_groups(&prev_groups)?
-        };
+        let state_before = self.resolve_groups(&prev_groups)?;
         let before_group = match prev_groups.first() {
             Some(g) if prev_groups.iter().all(|x| x == g) => Some(*g),
             _ if state_before.is_empty() => None,
@@ -740,23 +747,8 @@ impl<'a> Engine<'a> {
         // The auth rules look up a few entries of a state: by nid, from the event cache,
         // never materialising the whole state as events.
         // A storage failure during a lookup fails the input (never a rejection).
-        let failed: std::cell::RefCell<Option<RoomError>> = std::cell::RefCell::new(None);
-        let lookup = |state: &StateNids, t: &StateEventType, k: &str| -> Option<Pdu> {
-            let nid = *state.get(&(t.to_string(), k.to_owned()))?;
-            match self.pdu_by_nid(nid) {
-                Ok(Some(p)) => Some(p),
-                Ok(None) => {
-                    failed
-                        .borrow_mut()
-                        .get_or_insert(RoomError::Corrupt(format!("state event {nid}")));
-                    None
-                }
-                Err(e) => {
-                    failed.borrow_mut().get_or_insert(e);
-                    None
-                }
-            }
-        };
+        let failed = RefCell::new(None);
+        let lookup = |state: &StateNids, t: &StateEventType, k: &str| self.state_entry(state, t, k, &failed);
         // The rules against a state that holds the very events the auth events gave them
         // (the usual case) would decide the same: they run again only when it differs.
         let holds_same = |state: &StateNids| -> Result<bool, RoomError> {
@@ -842,7 +834,7 @@ impl<'a> Engine<'a> {
         let pdu = pdu.with_rejected(status == Status::Rejected);
         self.remember(nid, &pdu);
         if let Some(g) = after_group {
-            self.after.borrow_mut().insert(event_id.clone(), g);
+            bounded_insert(self.after, MAX_CACHED_EVENTS, event_id.clone(), g);
         }
 
         if !accepted {
@@ -927,30 +919,22 @@ impl<'a> Engine<'a> {
         // Both maps are sorted by key: walk them side by side.
         let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
         loop {
-            let (key, before, after) = match (a.peek(), b.peek()) {
+            let order = match (a.peek(), b.peek()) {
                 (None, None) => break,
-                (Some((ka, va)), Some((kb, vb))) if ka == kb => {
-                    let item = (*ka, Some(**va), Some(**vb));
-                    a.next();
-                    b.next();
-                    item
-                }
-                (Some((ka, va)), Some((kb, _))) if ka < kb => {
-                    let item = (*ka, Some(**va), None);
-                    a.next();
-                    item
-                }
-                (Some((ka, va)), None) => {
-                    let item = (*ka, Some(**va), None);
-                    a.next();
-                    item
-                }
-                (_, Some((kb, vb))) => {
-                    let item = (*kb, None, Some(**vb));
-                    b.next();
-                    item
-                }
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
             };
+            // The smaller key is only on its side; an equal key is on both.
+            let (key, before, after) = match order {
+                Ordering::Less => a.next().map(|(k, v)| (k, Some(*v), None)),
+                Ordering::Greater => b.next().map(|(k, v)| (k, None, Some(*v))),
+                Ordering::Equal => a
+                    .next()
+                    .zip(b.next())
+                    .map(|((k, v), (_, w))| (k, Some(*v), Some(*w))),
+            }
+            .ok_or_else(|| RoomError::Corrupt("state walk".into()))?;
             if before == after {
                 continue;
             }

@@ -431,14 +431,18 @@ pub fn stored_among(
     if event_ids.is_empty() {
         return Ok(Default::default());
     }
-    let list = serde_json::to_string(event_ids).map_err(|e| SqlError(e.to_string()))?;
     db.query(
         "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))",
-        params![list],
+        params![json_list(event_ids)?],
     )?
     .iter()
     .map(|r| r.text(0).map(str::to_owned))
     .collect()
+}
+
+/// Strings as a JSON array, for `json_each(?)`.
+fn json_list(items: &[impl serde::Serialize]) -> Result<String, SqlError> {
+    serde_json::to_string(items).map_err(|e| SqlError(e.to_string()))
 }
 
 /// Rewrites the stored forward extremities from `old` to `new`: one statement for the
@@ -454,17 +458,15 @@ pub fn write_extremities(db: &dyn Sql, old: &[String], new: &[String]) -> Result
         ),
         _ => {
             if !removed.is_empty() {
-                let list = serde_json::to_string(&removed).map_err(|e| SqlError(e.to_string()))?;
                 db.execute(
                     "DELETE FROM extremities WHERE event_id IN (SELECT value FROM json_each(?))",
-                    params![list],
+                    params![json_list(&removed)?],
                 )?;
             }
             if !added.is_empty() {
-                let list = serde_json::to_string(&added).map_err(|e| SqlError(e.to_string()))?;
                 db.execute(
                     "INSERT OR IGNORE INTO extremities (event_id) SELECT value FROM json_each(?)",
-                    params![list],
+                    params![json_list(&added)?],
                 )?;
             }
             Ok(())
@@ -644,7 +646,7 @@ mod tests {
     }
 
     #[test]
-    fn gathered_rows_are_written_in_one_statement_exactly() {
+    fn gathered_rows_are_written_exactly() {
         let db = db();
         assert_eq!(next_nid(&db).expect("nid"), 1);
         let mut rows = EventRows::default();

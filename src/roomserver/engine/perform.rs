@@ -128,23 +128,8 @@ impl Engine<'_> {
         // state is never turned into events for one send.
         let (_, state) = self.current_state_shared()?;
         let rules = self.info.rules.clone();
-        let failed: std::cell::RefCell<Option<RoomError>> = std::cell::RefCell::new(None);
-        let lookup = |t: &StateEventType, k: &str| {
-            let nid = *state.get(&(t.to_string(), k.to_owned()))?;
-            match self.pdu_by_nid(nid) {
-                Ok(Some(p)) => Some(p),
-                Ok(None) => {
-                    failed
-                        .borrow_mut()
-                        .get_or_insert(RoomError::Corrupt(format!("state event {nid}")));
-                    None
-                }
-                Err(e) => {
-                    failed.borrow_mut().get_or_insert(e);
-                    None
-                }
-            }
-        };
+        let failed = std::cell::RefCell::new(None);
+        let lookup = |t: &StateEventType, k: &str| self.state_entry(&state, t, k, &failed);
         let built = build_event(&rules, &self.info.room_id, sender, new, &prev, lookup, signer);
         let allowed = match &built {
             Ok(pdu) => check_auth(pdu, &rules, lookup),
