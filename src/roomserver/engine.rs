@@ -48,6 +48,8 @@ pub enum RoomError {
     WrongRoom,
     #[error("missing prev events: {0:?}")]
     MissingPrev(Vec<OwnedEventId>),
+    #[error("event not found")]
+    UnknownEvent,
     #[error("not allowed: {0}")]
     Forbidden(String),
     #[error("cannot build event: {0}")]

@@ -56,8 +56,10 @@ impl Engine<'_> {
     }
 
     /// Applies an accepted redaction to its target: the stored event is replaced by its
-    /// redacted form when the redacter may redact it (same server as the original
-    /// sender, or enough power for `redact`). Otherwise the redaction stays a no-op.
+    /// redacted form when the redacter may redact it (the original's sender, enough
+    /// power for `redact`, or the same server as the original sender: that server checked
+    /// it, as this one checks its own users' redactions before sending them,
+    /// `check_local_redaction`). Otherwise the redaction stays a no-op.
     pub(super) fn apply_redaction(&mut self, redaction: &Pdu) -> Result<(), RoomError> {
         let Some(target_id) = redaction.redacts() else {
             return Ok(());
@@ -68,24 +70,9 @@ impl Engine<'_> {
         if row.redacted_by.is_some() || target.kind() == "m.room.create" {
             return Ok(());
         }
-        let same_server = target.sender().server_name() == redaction.sender().server_name();
-        let allowed = same_server || {
-            let state = self.current_state_pdus()?;
-            let power = state
-                .get(&(StateEventType::RoomPowerLevels, String::new()))
-                .map(|p| p.content())
-                .unwrap_or_default();
-            let creators = self.info.rules.authorization.explicitly_privilege_room_creators
-                && state
-                    .get(&(StateEventType::RoomCreate, String::new()))
-                    .is_some_and(|c| c.sender() == redaction.sender());
-            let level = power["users"][redaction.sender().as_str()]
-                .as_i64()
-                .or_else(|| power["users_default"].as_i64())
-                .unwrap_or(0);
-            let needed = power["redact"].as_i64().unwrap_or(50);
-            creators || level >= needed
-        };
+        let vouched = target.sender().server_name() == redaction.sender().server_name();
+        let allowed =
+            target.sender() == redaction.sender() || vouched || self.has_redact_power(redaction.sender())?;
         if !allowed {
             return Ok(());
         }
@@ -102,6 +89,66 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// Whether `user` holds the room's `redact` power level now (room creators always do
+    /// where the room version privileges them).
+    fn has_redact_power(&self, user: &UserId) -> Result<bool, RoomError> {
+        let (_, state) = self.current_state_shared()?;
+        let failed = std::cell::RefCell::new(None);
+        let create = self.state_entry(&state, &StateEventType::RoomCreate, "", &failed);
+        let power = self.state_entry(&state, &StateEventType::RoomPowerLevels, "", &failed);
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        if self.info.rules.authorization.explicitly_privilege_room_creators {
+            if let Some(create) = &create {
+                let additional = create.content();
+                let extra = additional["additional_creators"]
+                    .as_array()
+                    .is_some_and(|list| list.iter().any(|c| c.as_str() == Some(user.as_str())));
+                if create.sender() == user || extra {
+                    return Ok(true);
+                }
+            }
+        }
+        let Some(power) = power else {
+            // No power levels: the creator has 100, everyone else 0; `redact` is 50.
+            return Ok(create.is_some_and(|c| c.sender() == user));
+        };
+        let power = power.content();
+        let level = |v: &serde_json::Value| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        };
+        let have = level(&power["users"][user.as_str()])
+            .or_else(|| level(&power["users_default"]))
+            .unwrap_or(0);
+        let needed = level(&power["redact"]).unwrap_or(50);
+        Ok(have >= needed)
+    }
+
+    /// A local user may redact an event of this room that they sent, or any with the
+    /// `redact` power level. Anything else is refused before an event is made.
+    fn check_local_redaction(
+        &mut self,
+        sender: &UserId,
+        target: Option<&ruma::EventId>,
+    ) -> Result<(), RoomError> {
+        let target =
+            target.ok_or_else(|| RoomError::Forbidden("A redaction names the event it redacts".into()))?;
+        let Some((row, pdu)) = self.pdu(target.as_str())? else {
+            return Err(RoomError::UnknownEvent);
+        };
+        if row.status != Status::Accepted as i64 && pdu.sender() != sender {
+            return Err(RoomError::UnknownEvent);
+        }
+        if pdu.sender() == sender || self.has_redact_power(sender)? {
+            return Ok(());
+        }
+        Err(RoomError::Forbidden(
+            "You may only redact your own events without the redact power level".into(),
+        ))
+    }
+
     // ---- local events ----
 
     /// Builds, signs, authorizes and inputs an event from a local user. Nothing is stored
@@ -112,6 +159,12 @@ impl Engine<'_> {
         new: NewEvent,
         signer: Signer<'_>,
     ) -> Result<(Pdu, i64), RoomError> {
+        if new.event_type == "m.room.redaction" {
+            self.check_local_redaction(sender, new.redacts.as_deref())?;
+        }
+        if let Some(same) = self.same_state(sender, &new)? {
+            return Ok(same);
+        }
         let extremities = self.head()?.extremities;
         let mut prev = Vec::with_capacity(extremities.len());
         {
@@ -145,6 +198,31 @@ impl Engine<'_> {
             Outcome::Rejected(r) | Outcome::SoftFailed(r) => Err(RoomError::Forbidden(r)),
             Outcome::Stored => Err(RoomError::Corrupt("local event stored as outlier".into())),
         }
+    }
+
+    /// A state event the room already has, from the same sender with the same content:
+    /// setting state (or joining) twice makes no new event, and answers the existing one.
+    fn same_state(&mut self, sender: &UserId, new: &NewEvent) -> Result<Option<(Pdu, i64)>, RoomError> {
+        let Some(state_key) = new.state_key.as_deref() else {
+            return Ok(None);
+        };
+        let (_, state) = self.current_state_shared()?;
+        let failed = std::cell::RefCell::new(None);
+        let kind = StateEventType::from(new.event_type.as_str());
+        let current = self.state_entry(&state, &kind, state_key, &failed);
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        if current.sender() != sender || current.content() != new.content {
+            return Ok(None);
+        }
+        let Some((row, pdu)) = self.pdu(current.event_id().as_str())? else {
+            return Ok(None);
+        };
+        Ok(row.stream_pos.map(|pos| (pdu, pos)))
     }
 
     /// The forward extremities with their depths.
