@@ -308,6 +308,10 @@ impl User {
                 Ok(Some(json!({})))
             }
             UserRequest::GetPresence { now_ms } => Ok(Some(stream::get_presence(&self.db()?, now_ms)?)),
+            UserRequest::RoomPosition { room_id, stream: at } => {
+                let room_pos = stream::room_position(&self.db()?, &room_id, at)?;
+                Ok(Some(json!({ "room_pos": room_pos })))
+            }
         }
     }
 

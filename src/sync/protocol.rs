@@ -105,6 +105,10 @@ pub enum UserRequest {
     },
     /// `{presence, last_active_ago, status_msg, currently_active}`.
     GetPresence { now_ms: u64 },
+    /// The room's event stream position a sync token of this user stands for (the last
+    /// event of the room the user's stream had reached at `stream`): `{room_pos}`. Lets
+    /// `/messages` and `/members` take a sync token where they take a room token.
+    RoomPosition { room_id: String, stream: i64 },
 }
 
 /// One room a /sync must fetch.

@@ -189,6 +189,20 @@ struct RoomPositions {
     at: [i64; 3],
 }
 
+/// The room's event position the user's stream had reached at stream position `at`
+/// (0 when the room had not appeared yet).
+pub fn room_position(db: &dyn Sql, room_id: &str, at: i64) -> Result<i64, SqlError> {
+    Ok(db
+        .query_opt(
+            "SELECT MAX(room_pos) FROM stream WHERE room_id = ? AND kind = 'event' AND pos <= ?",
+            params![room_id, at],
+        )?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}
+
 /// What a sync from `since` (or an initial sync) must send. Deletes the to-device
 /// messages `since` acknowledges. `now_ms` dates presence (`last_active_ago`).
 pub fn plan(

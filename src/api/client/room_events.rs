@@ -7,8 +7,10 @@ use serde_json::{json, Value};
 use crate::api::auth::require_user;
 use crate::api::http::HttpRequest;
 use crate::api::MatrixError;
-use crate::platform::{rooms, Ctx};
+use crate::platform::{rooms, users, Ctx};
 use crate::roomserver::protocol::{Dir, EventSpec, RoomRequest};
+use crate::sync::protocol::UserRequest;
+use crate::sync::token::SyncToken;
 
 use super::membership::{project_sent, valid_room_id};
 
@@ -190,6 +192,32 @@ pub async fn redact(
     Ok(json!({ "event_id": answer["event_id"] }))
 }
 
+/// A position token as the room reads it. Room tokens (`r<pos>`, from `/messages`,
+/// `/context` and a timeline's `prev_batch`) pass unchanged; a sync token (`next_batch`)
+/// becomes the room position the user's stream had reached at that token, so every
+/// token the server hands out works wherever a position is asked for.
+async fn room_token(
+    ctx: &Ctx,
+    user_id: &str,
+    room_id: &str,
+    token: Option<&str>,
+) -> Result<Option<String>, MatrixError> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    if !token.starts_with('s') {
+        return Ok(Some(token.to_owned()));
+    }
+    let sync =
+        SyncToken::decode(token).ok_or_else(|| MatrixError::invalid_param("Invalid pagination token"))?;
+    let request = UserRequest::RoomPosition {
+        room_id: room_id.to_owned(),
+        stream: sync.stream,
+    };
+    let answer = users::call(&ctx.env, user_id, &request).await?;
+    Ok(Some(format!("r{}", answer["room_pos"].as_i64().unwrap_or(0))))
+}
+
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`
 pub async fn messages(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
@@ -211,10 +239,12 @@ pub async fn messages(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Val
         }
         None => None,
     };
+    let from = room_token(ctx, &session.user_id, room_id, req.query_param("from")).await?;
+    let to = room_token(ctx, &session.user_id, room_id, req.query_param("to")).await?;
     let request = RoomRequest::Messages {
         user_id: session.user_id,
-        from: req.query_param("from").map(str::to_owned),
-        to: req.query_param("to").map(str::to_owned),
+        from,
+        to,
         dir,
         limit,
         filter,
@@ -272,9 +302,10 @@ pub async fn members(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
             Some(_) => Err(MatrixError::invalid_param(format!("Invalid {name}"))),
         }
     };
+    let at = room_token(ctx, &session.user_id, room_id, req.query_param("at")).await?;
     let request = RoomRequest::Members {
         user_id: session.user_id,
-        at: req.query_param("at").map(str::to_owned),
+        at,
         membership: membership_param("membership")?,
         not_membership: membership_param("not_membership")?,
     };
