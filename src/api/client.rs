@@ -19,6 +19,7 @@ pub mod receipts;
 pub mod register;
 pub mod room_events;
 pub mod sync;
+pub mod thirdparty;
 pub mod to_device;
 pub mod upgrade;
 pub mod versions;

@@ -6,7 +6,12 @@ use serde_json::{json, Value};
 /// endpoints they require land (v1.11 needs authenticated media, for example).
 pub const SPEC_VERSIONS: &[&str] = &["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"];
 
-/// `GET /_matrix/client/versions`
+/// `GET /_matrix/client/versions`. `unstable_features` names what clients probe for
+/// by its unstable name: cross-signing (MSC1756, in the spec since v1.1; Element sets up
+/// cross-signing for a new account only when it sees this flag or v1.1).
 pub fn get() -> Value {
-    json!({ "versions": SPEC_VERSIONS, "unstable_features": {} })
+    json!({
+        "versions": SPEC_VERSIONS,
+        "unstable_features": { "org.matrix.e2e_cross_signing": true },
+    })
 }
