@@ -18,6 +18,9 @@ use crate::sync::token::SyncToken;
 
 use super::push_rules;
 
+/// How long a /sync waits before asking a room that failed to answer once more.
+const SLICE_RETRY_MS: u64 = 100;
+
 /// Longest long-poll we hold.
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -176,7 +179,19 @@ async fn assemble(
                 push_rules: push_rules::for_room(push_rules, &r.room_id),
             },
         };
-        async move { rooms::call(ctx, &r.room_id, &request).await }
+        async move {
+            // A room that fails to answer is asked once more; if it still fails, the
+            // whole /sync fails (the client retries with the same token). Leaving the
+            // room out while the token moves on would hide its events for good.
+            match rooms::call(ctx, &r.room_id, &request).await {
+                Ok(slice) => Ok(slice),
+                Err(e) if e.status() < 500 => Err(e),
+                Err(_) => {
+                    crate::platform::sleep(SLICE_RETRY_MS).await;
+                    rooms::call(ctx, &r.room_id, &request).await
+                }
+            }
+        }
     }));
     // Account data, from D1, while the rooms answer.
     let account = async {
@@ -238,9 +253,17 @@ async fn assemble(
     for (room_plan, slice) in wanted.iter().zip(slices) {
         let slice = match slice {
             Ok(s) => s,
-            Err(e) => {
-                crate::platform::log_error(&format!("sync: room {} skipped: {e}", room_plan.room_id));
+            // A refusal is the room's answer (nothing to show this user); a failure is
+            // not, and the token must not move past what it would have shown.
+            Err(e) if e.status() < 500 => {
+                crate::platform::log_error(&format!("sync: room {} refused: {e}", room_plan.room_id));
                 continue;
+            }
+            Err(e) => {
+                crate::platform::log_error(&format!("sync: room {} did not answer: {e}", room_plan.room_id));
+                return Err(
+                    MatrixError::new("M_UNKNOWN", "A room is unavailable; retry the sync").with_status(503),
+                );
             }
         };
         let room_id = room_plan.room_id.clone();
