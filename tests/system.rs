@@ -36,3 +36,9 @@ mod sync;
 
 #[path = "system/push_rules.rs"]
 mod push_rules;
+
+#[path = "system/conformance.rs"]
+mod conformance;
+
+#[path = "system/crash.rs"]
+mod crash;

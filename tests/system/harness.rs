@@ -33,9 +33,40 @@ impl Default for Options {
 
 pub struct Server {
     pub port: u16,
+    inspector: u16,
     pub server_name: String,
     pub state_dir: PathBuf,
+    options: Options,
     child: Child,
+}
+
+/// Starts `scripts/run.sh` in its own process group, its output appended to the state
+/// directory's `server.log`, with a watchdog that stops it when the tests are gone.
+fn spawn_server(port: u16, inspector: u16, server_name: &str, state_dir: &Path, options: &Options) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join("server.log"))
+        .expect("open log");
+    let child = Command::new("bash")
+        .arg(repo_root().join("scripts/run.sh"))
+        .args(["--port", &port.to_string()])
+        .args(["--inspector-port", &inspector.to_string()])
+        .args(["--server-name", server_name])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--registration", options.registration])
+        .env("NEURITE_SKIP_SETUP", "1")
+        .env("NEURITE_SKIP_BUILD", "1")
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("spawn scripts/run.sh");
+    spawn_watchdog(child.id());
+    child
 }
 
 fn repo_root() -> &'static Path {
@@ -70,39 +101,44 @@ impl Server {
         while inspector == port {
             inspector = free_port();
         }
-        let server_name = format!("localhost:{port}");
         let state_dir = repo_root()
             .join("target/system-tests")
             .join(format!("{}-{n}-{port}", std::process::id()));
         let _ = fs::remove_dir_all(&state_dir);
         fs::create_dir_all(&state_dir).expect("create state dir");
-        let log = File::create(state_dir.join("server.log")).expect("create log");
-        let child = Command::new("bash")
-            .arg(repo_root().join("scripts/run.sh"))
-            .args(["--port", &port.to_string()])
-            .args(["--inspector-port", &inspector.to_string()])
-            .args(["--server-name", &server_name])
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(["--registration", options.registration])
-            .env("NEURITE_SKIP_SETUP", "1")
-            .env("NEURITE_SKIP_BUILD", "1")
-            .env("CI", "true")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("spawn scripts/run.sh");
-        spawn_watchdog(child.id());
+        let server_name = format!("localhost:{port}");
+        let child = spawn_server(port, inspector, &server_name, &state_dir, &options);
         let mut server = Server {
             port,
+            inspector,
             server_name,
             state_dir,
+            options,
             child,
         };
         server.wait_until_ready();
         server
+    }
+
+    /// Kills the whole server (wrangler, workerd and everything they started) with
+    /// SIGKILL, as a crash would, then starts it again on the same port and state
+    /// directory and waits until it answers.
+    pub fn crash_and_restart(&mut self) {
+        kill_group(self.child.id(), "KILL");
+        let _ = self.child.wait();
+        // workerd's children may outlive the group leader for a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpListener::bind(("127.0.0.1", self.port)).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child = spawn_server(
+            self.port,
+            self.inspector,
+            &self.server_name,
+            &self.state_dir,
+            &self.options,
+        );
+        self.wait_until_ready();
     }
 
     pub fn base_url(&self) -> String {
@@ -295,6 +331,31 @@ impl Client {
 
     /// Sends a request with a raw body and extra headers.
     pub fn raw(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Resp {
+        match self.try_raw(method, path, body, headers) {
+            Ok(resp) => resp,
+            Err(err) => panic!("{method} {path}: transport error {err}"),
+        }
+    }
+
+    /// A request that may meet a server that is down (crash tests): the transport
+    /// error instead of a panic.
+    pub fn try_json(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Resp, String> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("serialize"));
+        self.try_raw(
+            method,
+            path,
+            bytes.as_deref(),
+            &[("Content-Type", "application/json")],
+        )
+    }
+
+    fn try_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Result<Resp, String> {
         let mut req = Self::agent().request(method, &format!("{}{}", self.base, path));
         if let Some(token) = &self.token {
             req = req.set("Authorization", &format!("Bearer {token}"));
@@ -309,7 +370,7 @@ impl Client {
         let resp = match result {
             Ok(resp) => resp,
             Err(ureq::Error::Status(_, resp)) => resp,
-            Err(err) => panic!("{method} {path}: transport error {err}"),
+            Err(err) => return Err(err.to_string()),
         };
         let status = resp.status();
         let headers = resp
@@ -317,13 +378,14 @@ impl Client {
             .into_iter()
             .filter_map(|name| resp.header(&name).map(|v| (name.clone(), v.to_owned())))
             .collect();
-        let text = resp.into_string().unwrap_or_default();
+        // A body cut off (the server died while answering) is a transport error.
+        let text = resp.into_string().map_err(|e| format!("body cut off: {e}"))?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
+        Ok(Resp {
             status,
             body,
             headers,
-        }
+        })
     }
 
     pub fn get(&self, path: &str) -> Resp {

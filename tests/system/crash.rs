@@ -1,0 +1,416 @@
+//! Crash safety against the real worker: the whole server (wrangler, workerd) is
+//! killed with SIGKILL at random moments under load and started again on the same
+//! state directory; nothing acknowledged may be lost, hidden or repeated.
+//!
+//! `NEURITE_CRASH_KILLS` sets the number of kills (default 3, the short variant run by
+//! the test command); `NEURITE_CRASH_SEED` replays a run's kill timing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::{enc, unique, Client, Options, Server};
+
+const SENDERS: usize = 8;
+
+/// A small deterministic generator for kill timings (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("NEURITE_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+                    | 1
+            });
+        eprintln!("crash test seed {seed} (NEURITE_CRASH_SEED replays it)");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn kills() -> usize {
+    std::env::var("NEURITE_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
+/// Retries a request until the server answers with something other than a 5xx (it
+/// may be down or starting); gives up after two minutes.
+fn until_answered(c: &Client, method: &str, path: &str, body: Option<&Value>) -> crate::harness::Resp {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match c.try_json(method, path, body) {
+            Ok(resp) if resp.status < 500 => return resp,
+            Ok(resp) if Instant::now() > deadline => panic!("{method} {path}: {} {}", resp.status, resp.body),
+            Err(e) if Instant::now() > deadline => panic!("{method} {path}: {e}"),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// What one member's client saw: message event ids per room, in arrival order.
+type Seen = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
+
+/// A member's sync loop: incremental syncs from `token`, retrying with the same token
+/// on any failure (as clients do), until `stop`. A gap (`limited`) is a failure: the
+/// timeline limit is far above what arrives between two syncs.
+fn sync_loop(c: Client, mut token: String, stop: Arc<AtomicBool>, seen: Seen) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let filter = enc(&json!({"room": {"timeline": {"limit": 1000}}}).to_string());
+        while !stop.load(Ordering::SeqCst) {
+            let path = format!(
+                "/_matrix/client/v3/sync?timeout=500&filter={filter}&since={}",
+                enc(&token)
+            );
+            let body = match c.try_json("GET", &path, None) {
+                Ok(resp) if resp.status == 200 => resp.body,
+                _ => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            };
+            let mut arrived: Vec<(String, Vec<String>)> = Vec::new();
+            if let Some(rooms) = body["rooms"]["join"].as_object() {
+                for (room, r) in rooms {
+                    // A gap (`limited`) is filled as clients fill it: `/messages`
+                    // backwards from the timeline's `prev_batch` to the sync token.
+                    let mut ids = match (
+                        r["timeline"]["limited"].as_bool(),
+                        r["timeline"]["prev_batch"].as_str(),
+                    ) {
+                        (Some(true), Some(prev)) => gap(&c, room, prev, &token),
+                        _ => Vec::new(),
+                    };
+                    ids.extend(messages_of(&r["timeline"]["events"]));
+                    arrived.push((room.clone(), ids));
+                }
+            }
+            let mut seen = seen.lock().expect("seen");
+            for (room, ids) in arrived {
+                seen.entry(room).or_default().extend(ids);
+            }
+            token = body["next_batch"].as_str().expect("next_batch").to_owned();
+        }
+    })
+}
+
+fn messages_of(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The messages between a sync token and a timeline's start, oldest first.
+fn gap(c: &Client, room: &str, prev_batch: &str, since: &str) -> Vec<String> {
+    let mut pages = Vec::new();
+    let mut from = prev_batch.to_owned();
+    loop {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100&from={}&to={}",
+            enc(room),
+            enc(&from),
+            enc(since)
+        );
+        let page = until_answered(c, "GET", &path, None);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let mut ids = messages_of(&page.body["chunk"]);
+        ids.reverse();
+        pages.push(ids);
+        match page.body["end"].as_str() {
+            Some(end) => from = end.to_owned(),
+            None => break,
+        }
+    }
+    pages.into_iter().rev().flatten().collect()
+}
+
+/// The room's messages in stream order, as `/messages` pages them forwards.
+fn room_messages(c: &Client, room: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let q = match &from {
+            Some(t) => format!("dir=f&limit=500&from={t}"),
+            None => "dir=f&limit=500".to_owned(),
+        };
+        let page = until_answered(
+            c,
+            "GET",
+            &format!("/_matrix/client/v3/rooms/{}/messages?{q}", enc(room)),
+            None,
+        );
+        assert_eq!(page.status, 200, "{}", page.body);
+        for e in page.body["chunk"].as_array().into_iter().flatten() {
+            if e["type"] == "m.room.message" {
+                out.push(e["event_id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        match page.body["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn acknowledged_sends_reach_every_member_across_crashes() {
+    let mut server = Server::start(Options::default());
+    let mut rng = Rng::from_env();
+    let root = server.client();
+    let (alice, _) = root.register(&unique("cral"), "correct horse battery");
+    let mut members = Vec::new();
+    for name in ["crbo", "crca"] {
+        members.push(root.register(&unique(name), "correct horse battery").0);
+    }
+    let rooms: Vec<String> = (0..2)
+        .map(|_| {
+            alice
+                .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
+                .expect(200)["room_id"]
+                .as_str()
+                .expect("room_id")
+                .to_owned()
+        })
+        .collect();
+    for m in &members {
+        for room in &rooms {
+            m.post(&format!("/_matrix/client/v3/join/{}", enc(room)), &json!({}))
+                .expect(200);
+        }
+    }
+
+    // The first member syncs all along; the second only after the last restart, from a
+    // token taken before the load.
+    let stop_sync = Arc::new(AtomicBool::new(false));
+    let mut syncers = Vec::new();
+    let mut seen_by = Vec::new();
+    let mut tokens = Vec::new();
+    for m in &members {
+        let token = m.get("/_matrix/client/v3/sync?timeout=0").expect(200)["next_batch"]
+            .as_str()
+            .expect("next_batch")
+            .to_owned();
+        tokens.push(token);
+        seen_by.push(Seen::default());
+    }
+    syncers.push(sync_loop(
+        members[0].clone(),
+        tokens[0].clone(),
+        stop_sync.clone(),
+        seen_by[0].clone(),
+    ));
+
+    // Eight senders, each retrying its transaction until acknowledged.
+    let stop_send = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|n| {
+            let (alice, rooms, stop, acked) =
+                (alice.clone(), rooms.clone(), stop_send.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let room = &rooms[(n + i) % rooms.len()];
+                    let path = format!(
+                        "/_matrix/client/v3/rooms/{}/send/m.room.message/c{n}-{i}",
+                        enc(room)
+                    );
+                    let body = json!({"msgtype": "m.text", "body": format!("{n}-{i}")});
+                    let resp = until_answered(&alice, "PUT", &path, Some(&body));
+                    assert_eq!(resp.status, 200, "{}", resp.body);
+                    let id = resp.body["event_id"].as_str().expect("event_id").to_owned();
+                    acked.lock().expect("acked").push((room.clone(), id));
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    let kills = kills();
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(300 + rng.below(2500)));
+        server.crash_and_restart();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop_send.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.join().expect("sender");
+    }
+    syncers.push(sync_loop(
+        members[1].clone(),
+        tokens[1].clone(),
+        stop_sync.clone(),
+        seen_by[1].clone(),
+    ));
+    let acked = acked.lock().expect("acked").clone();
+    assert!(
+        acked.len() >= SENDERS,
+        "the load ran: {} acknowledged",
+        acked.len()
+    );
+
+    // Every room's messages, in stream order: each acknowledged event exactly once.
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for room in &rooms {
+        let list = room_messages(&alice, room);
+        let unique_ids: BTreeSet<&String> = list.iter().collect();
+        assert_eq!(unique_ids.len(), list.len(), "a message stored twice in {room}");
+        order.insert(room.clone(), list);
+    }
+    for (room, id) in &acked {
+        assert!(
+            order[room].contains(id),
+            "acknowledged {id} missing from /messages of {room}"
+        );
+    }
+    let acked_ids: BTreeSet<&String> = acked.iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        acked_ids.len(),
+        acked.len(),
+        "a transaction acknowledged as two events"
+    );
+
+    // Every member's /sync converges to exactly the room's order.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let done = seen_by.iter().all(|seen| *seen.lock().expect("seen") == order);
+        if done {
+            break;
+        }
+        if Instant::now() > deadline {
+            for (n, seen) in seen_by.iter().enumerate() {
+                let seen = seen.lock().expect("seen");
+                for (room, want) in &order {
+                    let got = seen.get(room).cloned().unwrap_or_default();
+                    let missing: Vec<&String> = want.iter().filter(|id| !got.contains(id)).collect();
+                    eprintln!(
+                        "member {n}, {room}: {} of {} seen, {} missing, in order: {}",
+                        got.len(),
+                        want.len(),
+                        missing.len(),
+                        &got == want
+                    );
+                }
+            }
+            panic!(
+                "members' /sync did not converge after {kills} kills ({} acknowledged)",
+                acked.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop_sync.store(true, Ordering::SeqCst);
+    for s in syncers {
+        s.join().expect("syncer");
+    }
+    eprintln!(
+        "crash test: {kills} kills survived, {} acknowledged events checked in {} members' syncs",
+        acked.len(),
+        members.len()
+    );
+}
+
+/// Kill point "after the 200, before any notes": eight sends are acknowledged and the
+/// server is killed the moment the last answer arrives, before the room's direct
+/// notifications or its outbox publication can run. A member who syncs only after
+/// the restart (and after one more message) sees every acknowledged event once.
+#[test]
+fn sends_acknowledged_just_before_a_kill_reach_a_member() {
+    let mut server = Server::start(Options::default());
+    let root = server.client();
+    let (alice, _) = root.register(&unique("kpal"), "correct horse battery");
+    let (bob, _) = root.register(&unique("kpbo"), "correct horse battery");
+    let room = alice
+        .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
+        .expect(200);
+    let token = bob.get("/_matrix/client/v3/sync?timeout=0").expect(200)["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let mut acked = Vec::new();
+    for round in 0..kills() {
+        let handles: Vec<_> = (0..SENDERS)
+            .map(|n| {
+                let (alice, room) = (alice.clone(), room.clone());
+                std::thread::spawn(move || {
+                    let path = format!(
+                        "/_matrix/client/v3/rooms/{}/send/m.room.message/k{round}-{n}",
+                        enc(&room)
+                    );
+                    let resp = alice.put(
+                        &path,
+                        &json!({"msgtype": "m.text", "body": format!("{round}-{n}")}),
+                    );
+                    assert_eq!(resp.status, 200, "{}", resp.body);
+                    resp.body["event_id"].as_str().expect("event_id").to_owned()
+                })
+            })
+            .collect();
+        for h in handles {
+            acked.push(h.join().expect("sender"));
+        }
+        server.crash_and_restart();
+    }
+    // One more message after the last restart.
+    let last = alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/after",
+                enc(&room)
+            ),
+            &json!({"msgtype": "m.text", "body": "after"}),
+        )
+        .expect(200)["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_owned();
+    acked.push(last);
+    let order = room_messages(&alice, &room);
+    assert_eq!(
+        order.len(),
+        acked.len(),
+        "/messages holds each acknowledged event once"
+    );
+    let seen: Seen = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let syncer = sync_loop(bob.clone(), token, stop.clone(), seen.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().expect("seen").get(&room) != Some(&order) {
+        if Instant::now() > deadline {
+            let got = seen.lock().expect("seen").get(&room).cloned().unwrap_or_default();
+            panic!(
+                "bob saw {} of {} acknowledged events: {got:?}",
+                got.len(),
+                order.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, Ordering::SeqCst);
+    syncer.join().expect("syncer");
+}
