@@ -11,6 +11,7 @@ pub mod filter;
 pub mod format;
 pub mod keys;
 pub mod pdu;
+pub mod power;
 pub mod push;
 pub mod room_version;
 pub mod state_res;

@@ -248,6 +248,7 @@ impl User {
                 user_id,
                 set_presence,
                 now_ms,
+                full_state,
             } => {
                 // Syncing is activity: online unless the client said otherwise.
                 let presence = set_presence.as_deref().unwrap_or("online");
@@ -265,7 +266,7 @@ impl User {
                     },
                     None => None,
                 };
-                let mut plan = self.wait(&device_id, since, timeout_ms).await?;
+                let mut plan = self.wait(&device_id, since, timeout_ms, full_state).await?;
                 plan.filter = filter;
                 Ok(Some(
                     serde_json::to_value(plan).map_err(|e| SqlError(e.to_string()))?,
@@ -321,10 +322,17 @@ impl User {
         device_id: &str,
         since: Option<token::SyncToken>,
         timeout_ms: u64,
+        full_state: bool,
     ) -> std::result::Result<SyncPlan, SqlError> {
         let deadline = crate::platform::now_ms().saturating_add(timeout_ms);
         loop {
-            let plan = stream::plan(&self.db()?, device_id, since, crate::platform::now_ms())?;
+            let plan = stream::plan_with(
+                &self.db()?,
+                device_id,
+                since,
+                crate::platform::now_ms(),
+                full_state,
+            )?;
             let now = crate::platform::now_ms();
             if since.is_none() || !plan.is_empty() || now >= deadline {
                 return Ok(plan);
@@ -334,7 +342,13 @@ impl User {
             let delay = worker::Delay::from(Duration::from_millis(deadline - now));
             if let Either::Right(_) = select(rx, Box::pin(delay)).await {
                 // Timed out: one last look, then answer.
-                return stream::plan(&self.db()?, device_id, since, crate::platform::now_ms());
+                return stream::plan_with(
+                    &self.db()?,
+                    device_id,
+                    since,
+                    crate::platform::now_ms(),
+                    full_state,
+                );
             }
         }
     }

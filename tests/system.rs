@@ -42,3 +42,6 @@ mod conformance;
 
 #[path = "system/crash.rs"]
 mod crash;
+
+#[path = "system/conformance_more.rs"]
+mod conformance_more;

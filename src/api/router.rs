@@ -20,6 +20,7 @@ pub enum Endpoint {
     BanRoom,
     UnbanRoom,
     SendEvent,
+    SendEventNoTxn,
     PutStateKeyed,
     PutStateEmpty,
     GetStateKeyed,
@@ -156,6 +157,11 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         Put,
         "/_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}",
         E::SendEvent,
+    ),
+    (
+        Post,
+        "/_matrix/client/v3/rooms/{roomId}/send/{eventType}",
+        E::SendEventNoTxn,
     ),
     (
         Put,

@@ -57,7 +57,7 @@ impl From<RoomError> for RoomFailure {
     fn from(e: RoomError) -> Self {
         match e {
             RoomError::NoRoom => not_found(),
-            RoomError::UnknownEvent => fail(404, "M_NOT_FOUND", "Event not found in this room"),
+            RoomError::UnknownEvent => fail(400, "M_INVALID_PARAM", "No such event in this room"),
             RoomError::Exists => fail(400, "M_ROOM_IN_USE", "Room already exists"),
             RoomError::Forbidden(why) => forbidden(why),
             RoomError::Build(crate::core::builder::BuildError::TooLarge) => {

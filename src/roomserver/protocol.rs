@@ -98,6 +98,9 @@ pub enum RoomRequest {
         user_id: String,
         event_type: String,
         state_key: String,
+        /// `format=event`: the whole event rather than its content.
+        #[serde(default)]
+        whole_event: bool,
     },
     /// Member events, at a point or now, filtered by membership.
     Members {
@@ -111,6 +114,9 @@ pub enum RoomRequest {
     },
     /// `{user_id: {display_name, avatar_url}}` of joined members.
     JoinedMembers { user_id: String },
+    /// Whether a joined user's power level lets them send state of `event_type` now:
+    /// `{allowed}` (false for anyone not joined). For the directory's checks.
+    MaySendState { user_id: String, event_type: String },
     /// A page of the timeline.
     Messages {
         user_id: String,

@@ -265,16 +265,28 @@ pub fn slice(
     heroes.sort();
     heroes.truncate(5);
     body["summary"] = json!({
-        "m.heroes": heroes,
         "m.joined_member_count": joined_n,
         "m.invited_member_count": invited_n,
     });
+    // Heroes name a room that has no name of its own (nor a canonical alias).
+    let named = |t: &str, field: &str| {
+        state_to
+            .get(&(t.into(), String::new()))
+            .is_some_and(|p| p.content()[field].as_str().is_some_and(|v| !v.is_empty()))
+    };
+    if !named("m.room.name", "name") && !named("m.room.canonical_alias", "alias") {
+        body["summary"]["m.heroes"] = json!(heroes);
+    }
 
     // 4. Ephemeral: typing (whole list) and receipts in the range.
     let mut ephemeral_events = Vec::new();
     if spec.typing {
+        // A room new to the client only says who is typing; an incremental sync also
+        // says when everyone stopped (an empty list).
         let users = ephemeral::typing_users(room.db, host.now_ms).map_err(sql)?;
-        ephemeral_events.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
+        if !(full && users.is_empty()) {
+            ephemeral_events.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
+        }
     }
     if spec.receipts_to > spec.receipts_from {
         if let Some(content) =

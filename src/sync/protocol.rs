@@ -77,6 +77,9 @@ pub enum UserRequest {
         /// `offline` leaves their presence alone.
         #[serde(default)]
         set_presence: Option<String>,
+        /// `full_state=true`: every joined room, moved or not.
+        #[serde(default)]
+        full_state: bool,
         #[serde(default)]
         now_ms: u64,
     },
@@ -106,7 +109,8 @@ pub enum UserRequest {
     /// `{presence, last_active_ago, status_msg, currently_active}`.
     GetPresence { now_ms: u64 },
     /// The room's event stream position a sync token of this user stands for (the last
-    /// event of the room the user's stream had reached at `stream`): `{room_pos}`. Lets
+    /// event of the room the user's stream had reached at `stream`): `{room_pos}`, null
+    /// when the room was not in the user's stream then. Lets
     /// `/messages` and `/members` take a sync token where they take a room token.
     RoomPosition { room_id: String, stream: i64 },
 }

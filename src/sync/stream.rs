@@ -190,8 +190,8 @@ struct RoomPositions {
 }
 
 /// The room's event position the user's stream had reached at stream position `at`
-/// (0 when the room had not appeared yet).
-pub fn room_position(db: &dyn Sql, room_id: &str, at: i64) -> Result<i64, SqlError> {
+/// (`None` when the room had not appeared in it yet).
+pub fn room_position(db: &dyn Sql, room_id: &str, at: i64) -> Result<Option<i64>, SqlError> {
     Ok(db
         .query_opt(
             "SELECT MAX(room_pos) FROM stream WHERE room_id = ? AND kind = 'event' AND pos <= ?",
@@ -199,8 +199,7 @@ pub fn room_position(db: &dyn Sql, room_id: &str, at: i64) -> Result<i64, SqlErr
         )?
         .map(|r| r.opt_int(0))
         .transpose()?
-        .flatten()
-        .unwrap_or(0))
+        .flatten())
 }
 
 /// What a sync from `since` (or an initial sync) must send. Deletes the to-device
@@ -210,6 +209,18 @@ pub fn plan(
     device_id: &str,
     since: Option<SyncToken>,
     now_ms: u64,
+) -> Result<SyncPlan, SqlError> {
+    plan_with(db, device_id, since, now_ms, false)
+}
+
+/// [`plan`], where `full_state` also lists every joined room that did not move (an
+/// incremental sync with `full_state=true` sends each joined room's whole state).
+pub fn plan_with(
+    db: &dyn Sql,
+    device_id: &str,
+    since: Option<SyncToken>,
+    now_ms: u64,
+    full_state: bool,
 ) -> Result<SyncPlan, SqlError> {
     let now = counter(db, "stream")?;
     let base = since.unwrap_or_default();
@@ -227,14 +238,15 @@ pub fn plan(
         )?,
         Some(_) => db.query(
             "WITH changed AS (SELECT DISTINCT room_id FROM stream WHERE pos > ?1 \
-             AND room_id != '' AND kind IN ('event', 'receipt', 'typing')) \
+             AND room_id != '' AND kind IN ('event', 'receipt', 'typing') \
+             UNION SELECT room_id FROM rooms WHERE ?2 AND membership = 'join') \
              SELECT c.room_id, COALESCE(r.membership, 'join'), COALESCE(r.joined_pos, 0), \
              h.kind, h.room_pos, (SELECT MAX(t.room_pos) FROM stream t \
              WHERE t.room_id = c.room_id AND t.kind = h.kind AND t.pos <= ?1) \
              FROM changed c JOIN heads h ON h.room_id = c.room_id \
              AND h.kind IN ('event', 'receipt', 'typing') \
              LEFT JOIN rooms r ON r.room_id = c.room_id",
-            params![at],
+            params![at, i64::from(full_state)],
         )?,
     };
     let mut positions: BTreeMap<String, RoomPositions> = BTreeMap::new();
@@ -272,7 +284,8 @@ pub fn plan(
         let receipts_from = if full { 0 } else { p.at[1] };
         let receipts_to = p.now[1];
         let typing = full || p.now[2] > p.at[2];
-        if !full && to <= from && receipts_to <= receipts_from && !typing {
+        let wanted_whole = full_state && membership == "join";
+        if !full && !wanted_whole && to <= from && receipts_to <= receipts_from && !typing {
             continue;
         }
         rooms.push(RoomPlan {

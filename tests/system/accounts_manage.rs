@@ -85,11 +85,17 @@ fn deleting_a_device_needs_the_password_and_kills_its_token() {
     let mut wrong = password_auth(&user_id, "not it");
     wrong["session"] = json!(session);
     delete_device(&me, &victim_device, Some(wrong)).expect_err(401, "M_FORBIDDEN");
-    // Someone else's password does not do either.
+    // Someone else's password does not do either: 403, not another challenge.
     let other = unique("deldevother");
     c.register(&other, PW);
-    delete_device(&me, &victim_device, Some(password_auth(&other, PW))).expect_err(401, "M_FORBIDDEN");
+    delete_device(&me, &victim_device, Some(password_auth(&other, PW))).expect_err(403, "M_FORBIDDEN");
     whoami(&victim).expect(200);
+    // The session belongs to this deletion: it cannot authorize deleting another device.
+    let (_, spare_device) = login_ok(&c, &name, PW);
+    let mut elsewhere = password_auth(&user_id, PW);
+    elsewhere["session"] = json!(session);
+    delete_device(&me, &spare_device, Some(elsewhere)).expect_err(403, "M_FORBIDDEN");
+    assert!(device_ids(&me).contains(&spare_device));
 
     let mut right = password_auth(&user_id, PW);
     right["session"] = json!(session);

@@ -300,7 +300,7 @@ fn only_the_sender_or_a_moderator_redacts() {
     let redacted = event(&bob, &room, &msg);
     assert!(redacted["content"].get("body").is_none(), "{redacted}");
     // An unknown event id: nothing to redact.
-    redact(&alice, &room, "$nosuchevent", "x4").expect_err(404, "M_NOT_FOUND");
+    redact(&alice, &room, "$nosuchevent", "x4").expect_err(400, "M_INVALID_PARAM");
 }
 
 #[test]
@@ -309,7 +309,7 @@ fn a_redaction_through_another_room_is_refused() {
     let room = create_room(&alice, json!({"preset": "public_chat"}));
     let other = create_room(&alice, json!({"preset": "public_chat"}));
     let msg = send_text(&alice, &room, "o1", "stays");
-    redact(&alice, &other, &msg, "o2").expect_err(404, "M_NOT_FOUND");
+    redact(&alice, &other, &msg, "o2").expect_err(400, "M_INVALID_PARAM");
     assert_eq!(event(&alice, &room, &msg)["content"]["body"], "stays");
     let page = alice
         .get(&format!(

@@ -109,18 +109,70 @@ pub fn session_of(auth: Option<&AuthDict>) -> Result<String, MatrixError> {
     }
 }
 
+/// Length of a bound session's random part.
+const SESSION_NONCE: usize = 24;
+
+/// The tag that binds a session to one user and one operation: the server's signature
+/// (deterministic, keyed by its secret) over both and the nonce, as letters and digits.
+fn session_tag(key: &crate::core::keys::SigningKey, user: &str, operation: &str, nonce: &str) -> String {
+    key.sign_bytes(format!("uia\0{user}\0{operation}\0{nonce}").as_bytes())
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(22)
+        .collect()
+}
+
+/// A session id bound to `user` and `operation` (no state is stored: the id carries
+/// its own proof). A client must finish an operation with the session it started it
+/// with; a session offered for another operation (or user) is refused.
+pub fn bound_session(
+    key: &crate::core::keys::SigningKey,
+    user: &str,
+    operation: &str,
+    offered: Option<&str>,
+) -> Result<String, MatrixError> {
+    match offered {
+        Some(id) => {
+            let bound = id.len() > SESSION_NONCE
+                && id.is_char_boundary(SESSION_NONCE)
+                && session_tag(key, user, operation, &id[..SESSION_NONCE]) == id[SESSION_NONCE..];
+            if bound {
+                Ok(id.to_owned())
+            } else {
+                Err(MatrixError::forbidden(
+                    "This authentication session belongs to another request",
+                ))
+            }
+        }
+        None => {
+            let random = crate::platform::random_array::<24>().map_err(crate::api::error::internal)?;
+            let nonce = new_session(&random);
+            let tag = session_tag(key, user, operation, &nonce);
+            Ok(format!("{nonce}{tag}"))
+        }
+    }
+}
+
 /// Runs the `m.login.password` stage for an authenticated request: answers the
 /// challenge when `auth` is missing, and checks the password of the session's own user
-/// (the identifier, if given, must name that user). Failed checks count towards the
+/// (the identifier, if given, must name that user: 403 otherwise), within a session
+/// bound to `operation` (a text naming the request and its target, e.g. the device
+/// to delete). Failed checks count towards the
 /// login rate limits.
 pub async fn require_password(
     ctx: &crate::platform::Ctx,
     req: &crate::api::http::HttpRequest,
     session: &super::Session,
     body: &Value,
+    operation: &str,
 ) -> Result<(), MatrixError> {
     let auth = parse_auth(body)?;
-    let session_id = session_of(auth.as_ref())?;
+    let session_id = bound_session(
+        &ctx.config.signing_key,
+        &session.user_id,
+        operation,
+        auth.as_ref().and_then(|a| a.session.as_deref()),
+    )?;
     let stages = [PASSWORD];
     let Some(auth) = auth else {
         return Err(challenge(&stages, &session_id, json!({})));
@@ -147,12 +199,9 @@ pub async fn require_password(
     if let Some(named) = named {
         let named = crate::core::accounts::username::login_user_id(named, server);
         if named.as_deref() != Some(session.user_id.as_str()) {
-            return Err(failed(
-                &stages,
-                &session_id,
-                json!({}),
-                "M_FORBIDDEN",
-                "Invalid username or password",
+            // Another account's credentials cannot authorize this one's request.
+            return Err(MatrixError::forbidden(
+                "The authentication names another user than the requester",
             ));
         }
     }

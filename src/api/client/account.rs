@@ -28,7 +28,7 @@ pub async fn change_password(ctx: &Ctx, req: &HttpRequest) -> Result<Value, Matr
     if let Some(p) = &body.new_password {
         check_new_password(p)?;
     }
-    uia::require_password(ctx, req, &session, &value).await?;
+    uia::require_password(ctx, req, &session, &value, "change password").await?;
     let new_password = body
         .new_password
         .ok_or_else(|| MatrixError::missing_param("Missing new_password"))?;
@@ -60,7 +60,7 @@ pub async fn deactivate(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixErr
     let value = req.json_value()?;
     let _: DeactivateBody = serde_json::from_value(value.clone())
         .map_err(|e| MatrixError::bad_json(format!("Invalid request body: {e}")))?;
-    uia::require_password(ctx, req, &session, &value).await?;
+    uia::require_password(ctx, req, &session, &value, "deactivate").await?;
     let mut stmts = users::deactivate(&session.user_id);
     stmts.extend(devices::delete_all_except(&session.user_id, None));
     ctx.db()?.batch(stmts).await?;

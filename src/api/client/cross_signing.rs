@@ -70,7 +70,7 @@ pub async fn upload_keys(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixEr
         }
     });
     if replaces && stored(CrossSigningKind::Master).is_some() {
-        uia::require_password(ctx, req, &session, &body).await?;
+        uia::require_password(ctx, req, &session, &body, "replace cross-signing keys").await?;
     }
     // 4. Store, and tell the user's observers.
     let mut stmts = Vec::new();

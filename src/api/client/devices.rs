@@ -72,7 +72,7 @@ pub async fn delete(ctx: &Ctx, req: &HttpRequest, device_id: &str) -> Result<Val
     if devices::get(&db, &session.user_id, device_id).await?.is_none() {
         return Err(unknown_device());
     }
-    uia::require_password(ctx, req, &session, &body).await?;
+    uia::require_password(ctx, req, &session, &body, &format!("delete device {device_id}")).await?;
     db.batch(devices::delete(&session.user_id, device_id)).await?;
     crate::api::auth::token_cache::forget_all();
     super::keys::wake_device_list_observers(ctx, &[&session.user_id]).await;
@@ -93,7 +93,10 @@ pub async fn delete_many(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixEr
     if body.devices.len() > 1000 {
         return Err(MatrixError::invalid_param("Too many devices"));
     }
-    uia::require_password(ctx, req, &session, &value).await?;
+    let mut listed = body.devices.clone();
+    listed.sort();
+    let operation = format!("delete devices {}", listed.join(" "));
+    uia::require_password(ctx, req, &session, &value, &operation).await?;
     let stmts = body
         .devices
         .iter()

@@ -6,7 +6,7 @@ use crate::api::auth::require_user;
 use crate::api::http::HttpRequest;
 use crate::api::MatrixError;
 use crate::platform::{rooms, Ctx};
-use crate::roomserver::protocol::RoomRequest;
+use crate::roomserver::protocol::{EventSpec, RoomRequest};
 use crate::storage;
 
 use super::membership::valid_room_id;
@@ -65,25 +65,86 @@ pub async fn delete_alias(ctx: &Ctx, req: &HttpRequest, alias: &str) -> Result<V
     let row = storage::rooms::alias(&db, alias)
         .await?
         .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-    if row.creator != session.user_id && !session.is_admin {
-        return Err(MatrixError::forbidden("Only the alias's creator may delete it"));
+    // The alias's creator, a server admin, or a member with the power to change the
+    // room's canonical alias.
+    if row.creator != session.user_id
+        && !session.is_admin
+        && !may_send_state(ctx, &row.room_id, &session.user_id, "m.room.canonical_alias").await?
+    {
+        return Err(MatrixError::forbidden(
+            "Only the alias's creator or a room moderator may delete it",
+        ));
     }
     storage::rooms::delete_alias(&db, alias).await?;
+    drop_from_canonical_alias(ctx, &row.room_id, &session.user_id, alias).await;
     Ok(json!({}))
+}
+
+/// Whether `user` is joined to the room with the power to send `event_type` state.
+async fn may_send_state(ctx: &Ctx, room_id: &str, user: &str, event_type: &str) -> Result<bool, MatrixError> {
+    let request = RoomRequest::MaySendState {
+        user_id: user.to_owned(),
+        event_type: event_type.to_owned(),
+    };
+    match rooms::call(ctx, room_id, &request).await {
+        Ok(answer) => Ok(answer["allowed"] == true),
+        Err(e) if e.status() == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A deleted alias no longer names the room: it leaves the room's canonical alias
+/// event (sent as the user who deleted it). If they may not change that event, it
+/// stays (a client shows an alias that no longer resolves; the room is unharmed).
+async fn drop_from_canonical_alias(ctx: &Ctx, room_id: &str, user: &str, alias: &str) {
+    let request = RoomRequest::StateEvent {
+        user_id: user.to_owned(),
+        event_type: "m.room.canonical_alias".into(),
+        state_key: String::new(),
+        whole_event: false,
+    };
+    let Ok(mut content) = rooms::call(ctx, room_id, &request).await else {
+        return;
+    };
+    let mut changed = false;
+    if content["alias"] == alias {
+        if let Some(obj) = content.as_object_mut() {
+            obj.remove("alias");
+        }
+        changed = true;
+    }
+    if let Some(alt) = content["alt_aliases"].as_array_mut() {
+        let before = alt.len();
+        alt.retain(|a| a != alias);
+        changed |= alt.len() != before;
+    }
+    if !changed {
+        return;
+    }
+    let send = RoomRequest::Send {
+        sender: user.to_owned(),
+        device_id: None,
+        txn_id: None,
+        event: EventSpec::state("m.room.canonical_alias", "", content),
+    };
+    if let Err(e) = rooms::call(ctx, room_id, &send).await {
+        crate::platform::log_error(&format!("directory: canonical alias of {room_id} kept: {e}"));
+    }
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/aliases`
 pub async fn room_aliases(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
     valid_room_id(room_id)?;
-    rooms::call(
-        ctx,
-        room_id,
-        &RoomRequest::Summary {
-            user_id: session.user_id,
-        },
-    )
-    .await?;
+    // Members (and anyone, for a world-readable room) may list its aliases: the room's
+    // read check decides, as for its state.
+    let request = RoomRequest::StateEvent {
+        user_id: session.user_id,
+        event_type: "m.room.create".into(),
+        state_key: String::new(),
+        whole_event: false,
+    };
+    rooms::call(ctx, room_id, &request).await?;
     let aliases = storage::rooms::aliases_of(&ctx.db()?, room_id).await?;
     Ok(json!({ "aliases": aliases }))
 }
@@ -115,6 +176,12 @@ pub async fn put_visibility(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Resu
     .await?;
     if answer["membership"] != "join" {
         return Err(MatrixError::forbidden("You are not joined to this room"));
+    }
+    // Publishing a room is a moderator's decision, as changing its canonical alias is.
+    if !session.is_admin && !may_send_state(ctx, room_id, &session.user_id, "m.room.canonical_alias").await? {
+        return Err(MatrixError::forbidden(
+            "You need the power to change the room's canonical alias to publish it",
+        ));
     }
     storage::rooms::set_public(&ctx.db()?, room_id, public, ctx.now_ms()).await?;
     Ok(json!({}))

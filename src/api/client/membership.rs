@@ -118,6 +118,15 @@ struct ReasonBody {
     reason: Option<String>,
 }
 
+/// A join or knock body: `reason`, and any custom fields.
+#[derive(Deserialize, Default)]
+struct EnterBody {
+    #[serde(default)]
+    reason: Option<Value>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, Value>,
+}
+
 #[derive(Deserialize)]
 struct TargetBody {
     user_id: String,
@@ -147,18 +156,24 @@ async fn enter(
     membership: &str,
 ) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
-    let body: ReasonBody = body_or_default(req)?;
+    let body: EnterBody = body_or_default(req)?;
+    if body.reason.as_ref().is_some_and(|r| !r.is_string()) {
+        return Err(MatrixError::bad_json("reason must be a string"));
+    }
     let room_id = resolve_room(ctx, id_or_alias).await?;
     let mut content = profile_fields(ctx, &session.user_id).await?;
+    // Custom fields of the request body are kept in the member event (as clients and
+    // bridges expect); the membership itself and the third-party proof are not content.
+    for (key, value) in body.extra {
+        if key != "membership" && key != "third_party_signed" {
+            content[key] = value;
+        }
+    }
+    if let Some(reason) = body.reason {
+        content["reason"] = reason;
+    }
     content["membership"] = json!(membership);
-    member_event(
-        ctx,
-        &session,
-        &room_id,
-        &session.user_id,
-        with_reason(content, body.reason),
-    )
-    .await?;
+    member_event(ctx, &session, &room_id, &session.user_id, content).await?;
     Ok(json!({ "room_id": room_id }))
 }
 

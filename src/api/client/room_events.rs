@@ -32,13 +32,15 @@ fn content_of(req: &HttpRequest) -> Result<Value, MatrixError> {
     Ok(content)
 }
 
-/// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+/// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`, and the older
+/// `POST /_matrix/client/v3/rooms/{roomId}/send/{eventType}` without a transaction id
+/// (not idempotent: each request is a new event).
 pub async fn send(
     ctx: &Ctx,
     req: &HttpRequest,
     room_id: &str,
     event_type: &str,
-    txn_id: &str,
+    txn_id: Option<&str>,
 ) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
     ctx.mark("auth");
@@ -48,7 +50,7 @@ pub async fn send(
     let request = RoomRequest::Send {
         sender: session.user_id.clone(),
         device_id: Some(session.device_id.clone()),
-        txn_id: Some(txn_id.to_owned()),
+        txn_id: txn_id.map(str::to_owned),
         event: EventSpec {
             event_type: event_type.to_owned(),
             state_key: None,
@@ -136,10 +138,16 @@ pub async fn get_state(
 ) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
     valid_room_id(room_id)?;
+    let whole_event = match req.query_param("format") {
+        None | Some("content") => false,
+        Some("event") => true,
+        Some(_) => return Err(MatrixError::invalid_param("format must be content or event")),
+    };
     let request = RoomRequest::StateEvent {
         user_id: session.user_id,
         event_type: event_type.to_owned(),
         state_key: state_key.to_owned(),
+        whole_event,
     };
     rooms::call(ctx, room_id, &request).await
 }
@@ -195,7 +203,9 @@ pub async fn redact(
 /// A position token as the room reads it. Room tokens (`r<pos>`, from `/messages`,
 /// `/context` and a timeline's `prev_batch`) pass unchanged; a sync token (`next_batch`)
 /// becomes the room position the user's stream had reached at that token, so every
-/// token the server hands out works wherever a position is asked for.
+/// token the server hands out works wherever a position is asked for. A room the
+/// user's stream did not know then (a peek into a world-readable room) reads as no
+/// position: the room's latest.
 async fn room_token(
     ctx: &Ctx,
     user_id: &str,
@@ -215,7 +225,7 @@ async fn room_token(
         stream: sync.stream,
     };
     let answer = users::call(&ctx.env, user_id, &request).await?;
-    Ok(Some(format!("r{}", answer["room_pos"].as_i64().unwrap_or(0))))
+    Ok(answer["room_pos"].as_i64().map(|pos| format!("r{pos}")))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/messages`

@@ -18,6 +18,10 @@ use crate::sync::token::SyncToken;
 
 use super::push_rules;
 
+fn is_empty_list(v: &Value) -> bool {
+    v.as_array().is_none_or(Vec::is_empty)
+}
+
 /// How long a /sync waits before asking a room that failed to answer once more.
 const SLICE_RETRY_MS: u64 = 100;
 
@@ -86,6 +90,7 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         user_id: session.user_id.clone(),
         set_presence,
         now_ms: ctx.now_ms(),
+        full_state,
     };
     // The push rules (for the rooms' unread counts), the key counts and the device-list
     // changes are read from D1 while the user's Durable Object answers or waits. The
@@ -280,6 +285,15 @@ async fn assemble(
         }
         let account_events = room_account.remove(&room_id).unwrap_or_else(|| json!([]));
         match slice["membership"].as_str() {
+            // An incremental sync leaves out a room the filter emptied entirely.
+            Some("join")
+                if since.is_some()
+                    && !full_state
+                    && !room_plan.full
+                    && is_empty_list(&timeline["events"])
+                    && is_empty_list(&slice["state"])
+                    && is_empty_list(&slice["ephemeral"]["events"])
+                    && is_empty_list(&account_events) => {}
             Some("join") => {
                 join.insert(
                     room_id,

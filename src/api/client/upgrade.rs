@@ -54,14 +54,6 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
     let session = require_user(ctx, req).await?;
     valid_room_id(room_id)?;
     let body: Body = req.json()?;
-    let (version, rules) = room_version::parse(&body.new_version)
-        .filter(|(v, _)| room_version::is_offered_to_clients(v))
-        .ok_or_else(|| {
-            MatrixError::new(
-                "M_UNSUPPORTED_ROOM_VERSION",
-                "This server does not offer that room version",
-            )
-        })?;
     let user = <&UserId>::try_from(session.user_id.as_str()).map_err(|_| MatrixError::internal())?;
 
     // The old room's state, as the user sees it (they must be joined).
@@ -76,6 +68,14 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
     if membership["membership"] != "join" {
         return Err(MatrixError::forbidden("You are not joined to this room"));
     }
+    let (version, rules) = room_version::parse(&body.new_version)
+        .filter(|(v, _)| room_version::is_offered_to_clients(v))
+        .ok_or_else(|| {
+            MatrixError::new(
+                "M_UNSUPPORTED_ROOM_VERSION",
+                "This server does not offer that room version",
+            )
+        })?;
     let state = rooms::call(
         ctx,
         room_id,

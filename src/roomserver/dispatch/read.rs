@@ -243,6 +243,7 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             user_id,
             event_type,
             state_key,
+            whole_event,
         } => {
             let vis = visibility(room, &user_id)?;
             let state = match vis.until {
@@ -252,7 +253,11 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             let pdu = state
                 .get(&(event_type.as_str().into(), state_key))
                 .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
-            Ok(pdu.content())
+            Ok(if whole_event {
+                pdu.to_client_event(None)
+            } else {
+                pdu.content()
+            })
         }
         RoomRequest::Members {
             user_id,
@@ -282,6 +287,16 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             members.sort_by(|a, b| a.state_key().cmp(&b.state_key()));
             let chunk: Vec<Value> = members.into_iter().map(|p| p.to_client_event(None)).collect();
             Ok(json!({ "chunk": chunk }))
+        }
+        RoomRequest::MaySendState { user_id, event_type } => {
+            let joined = room
+                .current_state_pdus()?
+                .get(&("m.room.member".into(), user_id.clone()))
+                .and_then(membership_of)
+                .as_deref()
+                == Some("join");
+            let allowed = joined && room.power_check(|p| p.may_send_state(&user_id, &event_type))?;
+            Ok(json!({ "allowed": allowed }))
         }
         RoomRequest::JoinedMembers { user_id } => {
             let vis = visibility(room, &user_id)?;
@@ -348,9 +363,10 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
                         .unwrap_or(ceiling)
                         .min(ceiling);
                     let rows = store::events_after(room.db, from, stop, limit).map_err(RoomError::from)?;
-                    let end = rows.last().and_then(|r| r.stream_pos);
-                    let more = end.is_some_and(|e| e < stop);
-                    (rows, from, end.filter(|_| more))
+                    // Forwards, more may always follow (new events): `end` is where to
+                    // go on from, the last event returned or `from` itself.
+                    let end = rows.last().and_then(|r| r.stream_pos).unwrap_or(from);
+                    (rows, from, Some(end))
                 }
             };
             let kept: Vec<EventRow> = rows.iter().filter(|r| keep(r)).cloned().collect();
@@ -413,7 +429,15 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             }))
         }
         RoomRequest::Event { user_id, event_id } => {
-            let vis = visibility(room, &user_id)?;
+            // One who may not read the room learns nothing of its events, not even
+            // that they exist: 404, as for an unknown event.
+            let vis = visibility(room, &user_id).map_err(|f| {
+                if f.status == 403 {
+                    fail(404, "M_NOT_FOUND", "Event not found")
+                } else {
+                    f
+                }
+            })?;
             let ceiling = vis.until.unwrap_or(latest);
             let (row, pdu) = visible_event(room, &event_id, &user_id, &vis, ceiling)?;
             Ok(client_event(&row, &pdu, host.now_ms))

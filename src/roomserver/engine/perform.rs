@@ -7,6 +7,7 @@ use ruma::{OwnedEventId, UserId};
 use crate::core::auth::{check_auth, check_auth_events};
 use crate::core::builder::{build_event, NewEvent, Signer};
 use crate::core::pdu::Pdu;
+use crate::core::power::Power;
 
 use super::super::store::{self, Kind, NewEvent as Row, Status};
 use super::{Engine, Outcome, RoomError};
@@ -92,6 +93,11 @@ impl Engine<'_> {
     /// Whether `user` holds the room's `redact` power level now (room creators always do
     /// where the room version privileges them).
     fn has_redact_power(&self, user: &UserId) -> Result<bool, RoomError> {
+        self.power_check(|p| p.may(user.as_str(), "redact"))
+    }
+
+    /// Answers a question about the current power levels.
+    pub fn power_check(&self, question: impl FnOnce(&Power<'_>) -> bool) -> Result<bool, RoomError> {
         let (_, state) = self.current_state_shared()?;
         let failed = std::cell::RefCell::new(None);
         let create = self.state_entry(&state, &StateEventType::RoomCreate, "", &failed);
@@ -99,31 +105,17 @@ impl Engine<'_> {
         if let Some(e) = failed.into_inner() {
             return Err(e);
         }
-        if self.info.rules.authorization.explicitly_privilege_room_creators {
-            if let Some(create) = &create {
-                let additional = create.content();
-                let extra = additional["additional_creators"]
-                    .as_array()
-                    .is_some_and(|list| list.iter().any(|c| c.as_str() == Some(user.as_str())));
-                if create.sender() == user || extra {
-                    return Ok(true);
-                }
-            }
-        }
-        let Some(power) = power else {
-            // No power levels: the creator has 100, everyone else 0; `redact` is 50.
-            return Ok(create.is_some_and(|c| c.sender() == user));
+        let levels = power.map(|p| p.content());
+        let (creator, create_content) = match &create {
+            Some(c) => (c.sender().to_string(), c.content()),
+            None => (String::new(), serde_json::Value::Null),
         };
-        let power = power.content();
-        let level = |v: &serde_json::Value| {
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-        };
-        let have = level(&power["users"][user.as_str()])
-            .or_else(|| level(&power["users_default"]))
-            .unwrap_or(0);
-        let needed = level(&power["redact"]).unwrap_or(50);
-        Ok(have >= needed)
+        Ok(question(&Power {
+            levels: levels.as_ref(),
+            creator: &creator,
+            create_content: &create_content,
+            creators_unlimited: self.info.rules.authorization.explicitly_privilege_room_creators,
+        }))
     }
 
     /// A local user may redact an event of this room that they sent, or any with the

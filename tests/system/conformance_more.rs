@@ -1,0 +1,204 @@
+//! More client API conformance against the real worker: what /sync sends and leaves
+//! out, state and membership request details, and the directory's permissions.
+
+use serde_json::{json, Value};
+
+use crate::harness::{create_room, enc, new_user, send_text, shared, Client};
+
+fn sync(c: &Client, query: &str) -> Value {
+    c.get(&format!("/_matrix/client/v3/sync?timeout=0{query}"))
+        .expect(200)
+}
+
+fn next_batch(body: &Value) -> String {
+    body["next_batch"].as_str().expect("next_batch").to_owned()
+}
+
+fn join(c: &Client, room: &str) -> Value {
+    c.post(&format!("/_matrix/client/v3/join/{}", enc(room)), &json!({}))
+        .expect(200)
+}
+
+#[test]
+fn sync_sends_only_what_is_there() {
+    let (alice, _) = new_user("syal");
+    let (bob, bob_id) = new_user("sybo");
+    let named = create_room(&alice, json!({"preset": "public_chat", "name": "Named"}));
+    let unnamed = create_room(&alice, json!({"preset": "public_chat"}));
+    join(&bob, &named);
+    join(&bob, &unnamed);
+    let first = sync(&alice, "");
+    // Nobody types: no typing event at all.
+    for room in [&named, &unnamed] {
+        let eph = first["rooms"]["join"][room]["ephemeral"]["events"]
+            .as_array()
+            .expect("ephemeral");
+        assert!(eph.iter().all(|e| e["type"] != "m.typing"), "{eph:?}");
+    }
+    // Heroes name only a room without a name.
+    let summary = &first["rooms"]["join"][&named]["summary"];
+    assert!(summary.get("m.heroes").is_none(), "{summary}");
+    assert_eq!(summary["m.joined_member_count"], 2);
+    assert_eq!(
+        first["rooms"]["join"][&unnamed]["summary"]["m.heroes"],
+        json!([bob_id])
+    );
+
+    // full_state on an incremental sync: every joined room with its whole state, even
+    // with nothing new.
+    let since = next_batch(&first);
+    let full = sync(&alice, &format!("&since={since}&full_state=true"));
+    for room in [&named, &unnamed] {
+        let state = full["rooms"]["join"][room]["state"]["events"]
+            .as_array()
+            .expect("state");
+        assert!(state.iter().any(|e| e["type"] == "m.room.create"), "{full}");
+    }
+    let quiet = sync(&alice, &format!("&since={since}"));
+    assert_eq!(quiet["rooms"]["join"], json!({}), "{quiet}");
+
+    // A filter that leaves nothing of a room's change leaves the room out.
+    let since = next_batch(&quiet);
+    send_text(&alice, &named, "f1", "filtered away");
+    let filter = enc(&json!({"room": {"timeline": {"not_types": ["m.room.message"]}}}).to_string());
+    let filtered = sync(&alice, &format!("&since={since}&filter={filter}"));
+    assert!(filtered["rooms"]["join"].get(&named).is_none(), "{filtered}");
+    let unfiltered = sync(&alice, &format!("&since={since}"));
+    assert!(unfiltered["rooms"]["join"].get(&named).is_some(), "{unfiltered}");
+}
+
+#[test]
+fn state_format_custom_join_content_and_plain_post_send() {
+    let (alice, alice_id) = new_user("stal");
+    let (bob, bob_id) = new_user("stbo");
+    let room = create_room(&alice, json!({"preset": "public_chat", "topic": "t"}));
+    let r = enc(&room);
+    let event = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{r}/state/m.room.topic/?format=event"
+        ))
+        .expect(200);
+    assert_eq!(event["type"], "m.room.topic");
+    assert_eq!(event["sender"], json!(alice_id));
+    assert_eq!(event["content"]["topic"], "t");
+    let content = alice
+        .get(&format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic/"))
+        .expect(200);
+    assert_eq!(content, json!({"topic": "t"}));
+    alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{r}/state/m.room.topic/?format=xml"
+        ))
+        .expect_err(400, "M_INVALID_PARAM");
+
+    // Custom fields of a join body are kept in the member event.
+    bob.post(
+        &format!("/_matrix/client/v3/rooms/{r}/join"),
+        &json!({"reason": "hello", "io.example.badge": "gold"}),
+    )
+    .expect(200);
+    let member = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{r}/state/m.room.member/{}",
+            enc(&bob_id)
+        ))
+        .expect(200);
+    assert_eq!(member["membership"], "join");
+    assert_eq!(member["reason"], "hello");
+    assert_eq!(member["io.example.badge"], "gold");
+
+    // The older send without a transaction id: a new event each time.
+    let one = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{r}/send/m.room.message"),
+            &json!({"msgtype": "m.text", "body": "x"}),
+        )
+        .expect(200)["event_id"]
+        .clone();
+    let two = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{r}/send/m.room.message"),
+            &json!({"msgtype": "m.text", "body": "x"}),
+        )
+        .expect(200)["event_id"]
+        .clone();
+    assert_ne!(one, two);
+    // Forward pagination always says where to go on from.
+    let page = alice
+        .get(&format!("/_matrix/client/v3/rooms/{r}/messages?dir=f&limit=1000"))
+        .expect(200);
+    let end = page["end"].as_str().expect("end").to_owned();
+    let after = alice
+        .get(&format!("/_matrix/client/v3/rooms/{r}/messages?dir=f&from={end}"))
+        .expect(200);
+    assert_eq!(after["chunk"], json!([]));
+    assert_eq!(after["end"], json!(end));
+}
+
+#[test]
+fn unknown_and_unreadable_rooms_answer_not_found() {
+    let (alice, _) = new_user("nfal");
+    let (eve, _) = new_user("nfev");
+    let room = create_room(&alice, json!({"preset": "private_chat"}));
+    let secret = send_text(&alice, &room, "s1", "secret");
+    eve.get(&format!(
+        "/_matrix/client/v3/rooms/{}/event/{}",
+        enc(&room),
+        enc(&secret)
+    ))
+    .expect_err(404, "M_NOT_FOUND");
+    alice
+        .post(
+            "/_matrix/client/v3/rooms/!unknown:nowhere.example/upgrade",
+            &json!({"new_version": "12"}),
+        )
+        .expect_err(404, "M_NOT_FOUND");
+}
+
+#[test]
+fn directory_permissions_follow_the_power_levels() {
+    let (alice, _) = new_user("dial");
+    let (bob, _) = new_user("dibo");
+    let (eve, _) = new_user("diev");
+    let server = &shared().server_name;
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
+    join(&bob, &room);
+    let alias = format!("#{}:{server}", crate::harness::unique("dialias"));
+    let path = format!("/_matrix/client/v3/directory/room/{}", enc(&alias));
+    bob.put(&path, &json!({"room_id": room})).expect(200);
+    alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.canonical_alias/",
+                enc(&room)
+            ),
+            &json!({"alias": alias}),
+        )
+        .expect(200);
+    // Only members list a room's aliases.
+    eve.get(&format!("/_matrix/client/v3/rooms/{}/aliases", enc(&room)))
+        .expect_err(403, "M_FORBIDDEN");
+    let listed = bob
+        .get(&format!("/_matrix/client/v3/rooms/{}/aliases", enc(&room)))
+        .expect(200);
+    assert_eq!(listed["aliases"], json!([alias]));
+    // Bob (power 0) may not publish the room; Alice (its creator) may.
+    let visibility = format!("/_matrix/client/v3/directory/list/room/{}", enc(&room));
+    bob.put(&visibility, &json!({"visibility": "public"}))
+        .expect_err(403, "M_FORBIDDEN");
+    alice
+        .put(&visibility, &json!({"visibility": "public"}))
+        .expect(200);
+    // Eve may not delete Bob's alias; Alice, with the power over the canonical alias,
+    // may, and the canonical alias no longer names it.
+    eve.delete(&path).expect_err(403, "M_FORBIDDEN");
+    alice.delete(&path).expect(200);
+    shared().client().get(&path).expect_err(404, "M_NOT_FOUND");
+    let canonical = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.canonical_alias/",
+            enc(&room)
+        ))
+        .expect(200);
+    assert!(canonical.get("alias").is_none(), "{canonical}");
+}
