@@ -18,6 +18,12 @@ CREATE TABLE IF NOT EXISTS users (
     created_ts    INTEGER NOT NULL
 );
 
+-- Guest accounts (`register?kind=guest`): limited to the guest API until upgraded
+-- to a full account (the row is then deleted).
+CREATE TABLE IF NOT EXISTS guests (
+    user_id TEXT PRIMARY KEY
+);
+
 CREATE TABLE IF NOT EXISTS profiles (
     user_id     TEXT PRIMARY KEY,
     displayname TEXT,

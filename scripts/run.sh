@@ -10,6 +10,7 @@
 #   --inspector-port N  NEURITE_INSPECTOR_PORT  port + 1000
 # NEURITE_SKIP_SETUP=1 / NEURITE_SKIP_BUILD=1 skip those steps (the test harness uses them).
 # NEURITE_OBSERVABILITY=1 keeps wrangler.toml's Workers Logs emulation on.
+# NEURITE_GUEST_ACCESS=off turns guest access off (on for local runs).
 #
 # Generated once per state directory and passed to the worker:
 #   signing.key                  the server's ed25519 signing key (SIGNING_KEY)
@@ -87,5 +88,6 @@ exec wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" --inspector-p
   --var "SERVER_NAME:$server_name" \
   --var "PUBLIC_BASEURL:http://127.0.0.1:$port" \
   --var "REGISTRATION:$registration" \
+  --var "GUEST_ACCESS:${NEURITE_GUEST_ACCESS:-on}" \
   --var "SIGNING_KEY:$signing_key" \
   --var "REGISTRATION_SHARED_SECRET:$shared_secret"

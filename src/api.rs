@@ -9,6 +9,7 @@ pub mod client;
 pub mod cors;
 pub mod error;
 pub mod federation;
+pub mod guest;
 pub mod http;
 pub mod router;
 pub mod wellknown;
@@ -71,6 +72,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     if req.body.len() > MAX_JSON_BODY {
         return Err(MatrixError::too_large(MAX_JSON_BODY));
     }
+    ctx.guest_allowed.set(guest::allowed(route.endpoint));
     let config = &ctx.config;
     let p = |i: usize| route.params.get(i).map(String::as_str).unwrap_or_default();
     use client::key_backup::{self, Level};

@@ -34,6 +34,8 @@ pub struct Config {
     pub signing_key: SigningKey,
     /// Synapse-style shared secret for `/_synapse/admin/v1/register`; `None` disables it.
     pub registration_shared_secret: Option<String>,
+    /// Whether guests may register (`register?kind=guest`) and use the guest API.
+    pub guest_access: bool,
 }
 
 impl Config {
@@ -70,6 +72,7 @@ pub(crate) fn test_config(server_name: &str, base: &str) -> Config {
         registration: RegistrationMode::Open,
         signing_key: SigningKey::from_seed([7; 32], "test").expect("key"),
         registration_shared_secret: None,
+        guest_access: false,
     }
 }
 

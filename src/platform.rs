@@ -20,6 +20,8 @@ pub struct Ctx {
     pub env: worker::Env,
     /// Stage timings of this request, sent back as a `Server-Timing` header.
     pub timings: Timings,
+    /// Whether the endpoint being served is open to guests (set by the router).
+    pub guest_allowed: std::cell::Cell<bool>,
 }
 
 impl Ctx {
@@ -28,6 +30,7 @@ impl Ctx {
             config: config(&env)?,
             env,
             timings: Timings::new(clock_ms()),
+            guest_allowed: std::cell::Cell::new(false),
         })
     }
 
@@ -254,10 +257,12 @@ fn read_config(env: &worker::Env) -> Result<Config, String> {
         .or_else(|_| var(env::REGISTRATION_SHARED_SECRET))
         .ok()
         .filter(|s| !s.is_empty());
+    let guest_access = env.var(env::GUEST_ACCESS).is_ok_and(|v| v.to_string() == "on");
     Ok(Config {
         server_name,
         public_baseurl,
         registration,
+        guest_access,
         signing_key,
         registration_shared_secret,
     })

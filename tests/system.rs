@@ -45,3 +45,6 @@ mod crash;
 
 #[path = "system/conformance_more.rs"]
 mod conformance_more;
+
+#[path = "system/guests.rs"]
+mod guests;

@@ -16,6 +16,8 @@ pub struct Session {
     pub user_id: String,
     pub device_id: String,
     pub is_admin: bool,
+    /// A guest account: only the guest API (`api::guest_allowed`).
+    pub is_guest: bool,
 }
 
 /// The access token a request carries, if any.
@@ -36,7 +38,7 @@ pub async fn require_user(ctx: &Ctx, req: &HttpRequest) -> Result<Session, Matri
     let hash = token_hash(token);
     let now = ctx.now_ms();
     if let Some(session) = token_cache::get(&hash, now) {
-        return Ok(session);
+        return guest_check(ctx, session);
     }
     let generation = token_cache::generation();
     let owner = devices::token_owner(&ctx.db()?, &hash)
@@ -46,8 +48,21 @@ pub async fn require_user(ctx: &Ctx, req: &HttpRequest) -> Result<Session, Matri
         user_id: owner.user_id,
         device_id: owner.device_id,
         is_admin: owner.is_admin,
+        is_guest: owner.is_guest,
     };
     token_cache::put(&hash, session.clone(), generation, now);
+    guest_check(ctx, session)
+}
+
+/// Guests reach only the endpoints the spec opens to them (the router marks the
+/// request); anything else is 403 `M_GUEST_ACCESS_FORBIDDEN`.
+fn guest_check(ctx: &Ctx, session: Session) -> Result<Session, MatrixError> {
+    if session.is_guest && !ctx.guest_allowed.get() {
+        return Err(MatrixError::new(
+            "M_GUEST_ACCESS_FORBIDDEN",
+            "Guest accounts may not use this endpoint",
+        ));
+    }
     Ok(session)
 }
 

@@ -3,6 +3,8 @@
 pub const SERVER_NAME: &str = "SERVER_NAME";
 pub const PUBLIC_BASEURL: &str = "PUBLIC_BASEURL";
 pub const REGISTRATION: &str = "REGISTRATION";
+/// `on` lets guests register and use the guest API; anything else (or unset) is off.
+pub const GUEST_ACCESS: &str = "GUEST_ACCESS";
 /// Secret: `ed25519 <version> <base64 seed>`.
 pub const SIGNING_KEY: &str = "SIGNING_KEY";
 /// Secret (optional): enables Synapse-compatible shared-secret registration at

@@ -12,6 +12,8 @@ pub struct TokenOwner {
     pub device_id: String,
     #[serde(deserialize_with = "de_flag")]
     pub is_admin: bool,
+    #[serde(deserialize_with = "de_flag")]
+    pub is_guest: bool,
 }
 
 fn de_flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
@@ -21,7 +23,8 @@ fn de_flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, 
 /// The owner of an access token (by hash), if the token exists and its account is active.
 pub async fn token_owner(db: &Db, token_hash: &str) -> Result<Option<TokenOwner>> {
     db.first(
-        "SELECT t.user_id, t.device_id, u.is_admin FROM access_tokens t \
+        "SELECT t.user_id, t.device_id, u.is_admin, \
+         EXISTS (SELECT 1 FROM guests g WHERE g.user_id = t.user_id) AS is_guest FROM access_tokens t \
          JOIN users u ON u.user_id = t.user_id \
          WHERE t.token_hash = ?1 AND u.deactivated = 0",
         args![token_hash],

@@ -81,6 +81,35 @@ pub fn set_password(user_id: &str, password_hash: &str) -> Stmt {
     )
 }
 
+/// Which of `users` are guests.
+pub async fn guests_among(db: &Db, users: &[String]) -> Result<Vec<String>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        user_id: String,
+    }
+    let list = serde_json::to_string(users).unwrap_or_else(|_| "[]".into());
+    let rows: Vec<Row> = db
+        .all(
+            "SELECT user_id FROM guests WHERE user_id IN (SELECT value FROM json_each(?1))",
+            args![list],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.user_id).collect())
+}
+
+/// Marks the account as a guest's.
+pub fn mark_guest(user_id: &str) -> Stmt {
+    stmt("INSERT INTO guests (user_id) VALUES (?1)", args![user_id])
+}
+
+/// A guest account becomes a full one.
+pub fn unmark_guest(user_id: &str) -> Stmt {
+    stmt("DELETE FROM guests WHERE user_id = ?1", args![user_id])
+}
+
 /// Marks the account deactivated, forgets its password and erases its profile. The row
 /// stays so the id is never registered again.
 pub fn deactivate(user_id: &str) -> Vec<Stmt> {

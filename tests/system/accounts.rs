@@ -160,10 +160,8 @@ fn register_available() {
 }
 
 #[test]
-fn guests_are_refused() {
+fn unknown_registration_kinds_are_refused() {
     let c = shared().client();
-    c.post(&format!("{REGISTER}?kind=guest"), &json!({}))
-        .expect_err(403, "M_GUEST_ACCESS_FORBIDDEN");
     c.post(&format!("{REGISTER}?kind=robot"), &json!({}))
         .expect_err(400, "M_INVALID_PARAM");
 }

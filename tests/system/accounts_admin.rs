@@ -19,6 +19,7 @@ fn closed_server() -> &'static Server {
     S.get_or_init(|| {
         Server::start(Options {
             registration: "closed",
+            guest_access: "off",
         })
     })
 }
@@ -28,6 +29,7 @@ fn token_server() -> &'static Server {
     S.get_or_init(|| {
         Server::start(Options {
             registration: "token",
+            ..Options::default()
         })
     })
 }
@@ -103,6 +105,9 @@ fn closed_server_refuses_client_registration() {
     .expect_err(403, "M_FORBIDDEN");
     c.get(&format!("{VALIDITY}?token=abc"))
         .expect_err(403, "M_FORBIDDEN");
+    // Guest access is off on this server.
+    c.post("/_matrix/client/v3/register?kind=guest", &json!({}))
+        .expect_err(403, "M_GUEST_ACCESS_FORBIDDEN");
 }
 
 #[test]

@@ -23,11 +23,16 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone)]
 pub struct Options {
     pub registration: &'static str,
+    /// `on` or `off` (`NEURITE_GUEST_ACCESS`).
+    pub guest_access: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { registration: "open" }
+        Self {
+            registration: "open",
+            guest_access: "on",
+        }
     }
 }
 
@@ -58,6 +63,7 @@ fn spawn_server(port: u16, inspector: u16, server_name: &str, state_dir: &Path, 
         .args(["--registration", options.registration])
         .env("NEURITE_SKIP_SETUP", "1")
         .env("NEURITE_SKIP_BUILD", "1")
+        .env("NEURITE_GUEST_ACCESS", options.guest_access)
         .env("CI", "true")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log"))

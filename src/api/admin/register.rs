@@ -81,6 +81,7 @@ pub async fn register(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError
             displayname: body.displayname.as_deref().filter(|d| !d.is_empty()),
             login: Some((None, None)),
             ip: client_ip(req),
+            guest: false,
         },
     )
     .await?;

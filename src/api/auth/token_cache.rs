@@ -85,6 +85,7 @@ mod tests {
             user_id: user.into(),
             device_id: "D".into(),
             is_admin: false,
+            is_guest: false,
         }
     }
 

@@ -206,7 +206,10 @@ pub async fn logout_all(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixErr
 /// `GET /_matrix/client/v3/account/whoami`
 pub async fn whoami(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     let Session {
-        user_id, device_id, ..
+        user_id,
+        device_id,
+        is_guest,
+        ..
     } = require_user(ctx, req).await?;
-    Ok(json!({ "user_id": user_id, "device_id": device_id, "is_guest": false }))
+    Ok(json!({ "user_id": user_id, "device_id": device_id, "is_guest": is_guest }))
 }

@@ -85,6 +85,50 @@ fn is_local(ctx: &Ctx, user_id: &str) -> bool {
         .is_some_and(|(_, server)| server == ctx.config.server_name)
 }
 
+/// When a room stops letting guests in, its local guests leave it (each guest's own
+/// leave, as a guest could have sent it). Failures are logged: the guest stays joined
+/// but can no longer rejoin. `member` is a joined member (the one who changed it), whose
+/// view lists the joined members.
+pub async fn remove_guests(ctx: &Ctx, room_id: &str, member: &str) {
+    let joined = match rooms::call(
+        ctx,
+        room_id,
+        &RoomRequest::JoinedMembers {
+            user_id: member.to_owned(),
+        },
+    )
+    .await
+    {
+        Ok(answer) => answer["joined"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default(),
+        Err(e) => {
+            crate::platform::log_error(&format!("guest removal from {room_id}: {e}"));
+            return;
+        }
+    };
+    let local: Vec<String> = joined.into_iter().filter(|u| is_local(ctx, u)).collect();
+    let guests = match ctx.db() {
+        Ok(db) => storage::users::guests_among(&db, &local)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    for guest in guests {
+        let session = Session {
+            user_id: guest.clone(),
+            device_id: String::new(),
+            is_admin: false,
+            is_guest: true,
+        };
+        let content = json!({ "membership": "leave" });
+        if let Err(e) = member_event(ctx, &session, room_id, &guest, content).await {
+            crate::platform::log_error(&format!("guest {guest} not removed from {room_id}: {e}"));
+        }
+    }
+}
+
 /// Sends a member event about `target` and projects it for local targets.
 async fn member_event(
     ctx: &Ctx,
@@ -161,6 +205,23 @@ async fn enter(
         return Err(MatrixError::bad_json("reason must be a string"));
     }
     let room_id = resolve_room(ctx, id_or_alias).await?;
+    if session.is_guest {
+        // Guests join only rooms that let them in (`m.room.guest_access: can_join`).
+        let summary = rooms::call(
+            ctx,
+            &room_id,
+            &RoomRequest::Summary {
+                user_id: session.user_id.clone(),
+            },
+        )
+        .await?;
+        if summary["guest_can_join"] != true {
+            return Err(MatrixError::new(
+                "M_GUEST_ACCESS_FORBIDDEN",
+                "This room does not let guests join",
+            ));
+        }
+    }
     let mut content = profile_fields(ctx, &session.user_id).await?;
     // Custom fields of the request body are kept in the member event (as clients and
     // bridges expect); the membership itself and the third-party proof are not content.

@@ -59,12 +59,15 @@ struct RegisterBody {
     #[serde(default)]
     #[allow(dead_code)]
     refresh_token: bool,
+    /// Upgrades this guest account to a full one (same user id).
+    guest_access_token: Option<String>,
 }
 
 /// `POST /_matrix/client/v3/register`
 pub async fn register(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     match req.query_param("kind") {
         None | Some("user") => {}
+        Some("guest") if ctx.config.guest_access => return register_guest(ctx, req).await,
         Some("guest") => {
             return Err(MatrixError::new(
                 "M_GUEST_ACCESS_FORBIDDEN",
@@ -91,9 +94,14 @@ pub async fn register(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError
     let db = ctx.db()?;
     // Checked before user-interactive auth so clients can show the problem early. A
     // registration racing for the same id loses at the insert (`M_USER_IN_USE`).
-    let requested = match &body.username {
-        Some(username) => Some(available_user_id(ctx, &db, username).await?),
+    let upgrading = match &body.guest_access_token {
+        Some(token) => Some(guest_to_upgrade(ctx, &db, token, body.username.as_deref()).await?),
         None => None,
+    };
+    let requested = match (&upgrading, &body.username) {
+        (Some(_), _) => None,
+        (None, Some(username)) => Some(available_user_id(ctx, &db, username).await?),
+        (None, None) => None,
     };
 
     // User-interactive auth: one single-stage flow per mode.
@@ -139,6 +147,10 @@ pub async fn register(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError
         .password
         .as_deref()
         .ok_or_else(|| MatrixError::missing_param("Missing password"))?;
+    if let Some(guest) = upgrading {
+        let hash = hash_password(password).await.map_err(internal)?;
+        return upgrade_guest(ctx, &db, &guest, &hash, &body, client_ip(req)).await;
+    }
     let user_id = match requested {
         Some(user_id) => user_id,
         None => generated_user_id(ctx)?,
@@ -169,6 +181,7 @@ pub async fn register(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError
                 body.initial_device_display_name.as_deref(),
             )),
             ip: client_ip(req),
+            guest: false,
         },
     )
     .await;
@@ -183,6 +196,99 @@ pub async fn register(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError
         answer["access_token"] = json!(token);
         answer["device_id"] = json!(device_id);
     }
+    Ok(answer)
+}
+
+/// `POST /_matrix/client/v3/register?kind=guest`: a guest account with a numeric id, no
+/// password and one device, limited to the guest API until it is upgraded.
+async fn register_guest(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
+    let value = if req.body.is_empty() {
+        json!({})
+    } else {
+        req.json_value()?
+    };
+    let display_name = value["initial_device_display_name"].as_str();
+    check_device_fields(None, display_name)?;
+    let random = random_array::<8>().map_err(internal)?;
+    let localpart = (u64::from_le_bytes(random) % 10_000_000_000_000).to_string();
+    // Numeric localparts are reserved for guests (ordinary registration refuses them).
+    let user_id = format!("@{localpart}:{}", ctx.config.server_name);
+    let db = ctx.db()?;
+    let login = create_account(
+        ctx,
+        &db,
+        &NewAccount {
+            user_id: &user_id,
+            password_hash: "",
+            is_admin: false,
+            user_type: None,
+            displayname: None,
+            login: Some((None, display_name)),
+            ip: client_ip(req),
+            guest: true,
+        },
+    )
+    .await?;
+    let (token, device_id) = login.ok_or_else(|| internal("guest registration without a login"))?;
+    Ok(json!({
+        "user_id": user_id,
+        "home_server": ctx.config.server_name,
+        "access_token": token,
+        "device_id": device_id,
+    }))
+}
+
+/// The guest account a `guest_access_token` names, which `username` (if given) must
+/// name too: a guest upgrades only itself.
+async fn guest_to_upgrade(
+    ctx: &Ctx,
+    db: &Db,
+    token: &str,
+    username: Option<&str>,
+) -> Result<String, MatrixError> {
+    let owner = crate::storage::devices::token_owner(db, &crate::core::accounts::token::token_hash(token))
+        .await?
+        .filter(|o| o.is_guest)
+        .ok_or_else(|| MatrixError::forbidden("guest_access_token is not a guest's access token"))?;
+    if let Some(name) = username {
+        let named = crate::core::accounts::username::login_user_id(name, &ctx.config.server_name);
+        if named.as_deref() != Some(owner.user_id.as_str()) {
+            return Err(MatrixError::forbidden("A guest can only upgrade its own account"));
+        }
+    }
+    Ok(owner.user_id)
+}
+
+/// Turns a guest account into a full one: the password set, the guest mark gone, and a
+/// new login. The user id, rooms and devices stay.
+async fn upgrade_guest(
+    ctx: &Ctx,
+    db: &Db,
+    user_id: &str,
+    password_hash: &str,
+    body: &RegisterBody,
+    ip: &str,
+) -> Result<Value, MatrixError> {
+    let mut stmts = vec![
+        users::set_password(user_id, password_hash),
+        users::unmark_guest(user_id),
+    ];
+    let mut answer = json!({ "user_id": user_id, "home_server": ctx.config.server_name });
+    if !body.inhibit_login {
+        let (more, token, device_id) = new_login(
+            ctx,
+            user_id,
+            body.device_id.as_deref(),
+            body.initial_device_display_name.as_deref(),
+            ip,
+        )?;
+        stmts.extend(more);
+        answer["access_token"] = json!(token);
+        answer["device_id"] = json!(device_id);
+    }
+    db.batch(stmts).await?;
+    // The guest's tokens, remembered as a guest's, now belong to a full account.
+    crate::api::auth::token_cache::forget_all();
     Ok(answer)
 }
 
@@ -205,6 +311,8 @@ pub struct NewAccount<'a> {
     pub displayname: Option<&'a str>,
     pub login: Option<(Option<&'a str>, Option<&'a str>)>,
     pub ip: &'a str,
+    /// A guest account (`register?kind=guest`).
+    pub guest: bool,
 }
 
 /// Creates the user, profile and (optionally) first device and token in one batch.
@@ -228,6 +336,9 @@ pub async fn create_account(
         displayname: Some(account.displayname.unwrap_or(localpart)),
         now_ms: ctx.now_ms(),
     });
+    if account.guest {
+        stmts.push(users::mark_guest(account.user_id));
+    }
     let mut login = None;
     if let Some((device, display_name)) = account.login {
         let (more, token, device_id) = new_login(ctx, account.user_id, device, display_name, account.ip)?;

@@ -46,6 +46,13 @@ pub async fn send(
     ctx.mark("auth");
     valid_room_id(room_id)?;
     check_type(event_type)?;
+    // Guests send messages (encrypted ones included), nothing else.
+    if session.is_guest && event_type != "m.room.message" && event_type != "m.room.encrypted" {
+        return Err(MatrixError::new(
+            "M_GUEST_ACCESS_FORBIDDEN",
+            "Guests may only send messages",
+        ));
+    }
     let content = content_of(req)?;
     let request = RoomRequest::Send {
         sender: session.user_id.clone(),
@@ -125,7 +132,18 @@ pub async fn put_state(
     if event_type == "m.room.member" {
         project_sent(ctx, room_id, state_key, &membership, &answer).await?;
     }
+    if event_type == "m.room.guest_access" && state_key.is_empty() && guests_revoked(&answer, req) {
+        super::membership::remove_guests(ctx, room_id, &session.user_id).await;
+    }
     Ok(json!({ "event_id": answer["event_id"] }))
+}
+
+/// Whether a guest access event just sent closes the room to guests.
+fn guests_revoked(answer: &Value, req: &HttpRequest) -> bool {
+    answer["event_id"].is_string()
+        && req
+            .json_value()
+            .is_ok_and(|c| c["guest_access"].as_str() != Some("can_join"))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`

@@ -36,14 +36,20 @@ fn allowed(b: u8) -> bool {
 /// Checks a localpart a client asks for (already lower-cased by the caller) and returns
 /// the full user id.
 pub fn validate_localpart(localpart: &str, server_name: &str) -> Result<String, UsernameError> {
+    if !localpart.is_empty() && localpart.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UsernameError::Numeric);
+    }
+    grammatical_user_id(localpart, server_name)
+}
+
+/// The user id of a localpart that follows the grammar (numeric ones included: guests
+/// have them, and keep them when they upgrade).
+fn grammatical_user_id(localpart: &str, server_name: &str) -> Result<String, UsernameError> {
     if localpart.is_empty() {
         return Err(UsernameError::Empty);
     }
     if !localpart.bytes().all(allowed) {
         return Err(UsernameError::InvalidCharacter);
-    }
-    if localpart.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(UsernameError::Numeric);
     }
     let user_id = user_id(localpart, server_name);
     if user_id.len() > MAX_USER_ID_BYTES {
@@ -72,7 +78,7 @@ pub fn login_user_id(input: &str, server_name: &str) -> Option<String> {
     } else {
         input.to_ascii_lowercase()
     };
-    validate_localpart(&localpart, server_name).ok()
+    grammatical_user_id(&localpart, server_name).ok()
 }
 
 #[cfg(test)]
