@@ -140,6 +140,19 @@ impl User {
         if user_id.is_empty() {
             return;
         }
+        // The user's own syncs show their presence too: a note in their own stream.
+        let own = Note {
+            room_id: user_id.clone(),
+            kind: NoteKind::Presence,
+            pos: change.serial,
+            membership: None,
+            content: Some(change.content.clone()),
+        };
+        match self.db().and_then(|db| stream::notify(&db, &[own])) {
+            Ok(true) => self.wake(),
+            Ok(false) => {}
+            Err(e) => crate::platform::log_error(&format!("user: own presence note: {e}")),
+        }
         let env = self.env.clone();
         self.state.wait_until(async move {
             let Ok(db) = crate::storage::Db::open(&env) else {
@@ -231,11 +244,12 @@ impl User {
             UserRequest::Notify { notes } => {
                 let db = self.db()?;
                 let joined = stream::newly_joined(&db, &notes)?;
-                if stream::notify(&db, &notes)? {
-                    self.wake();
-                }
-                // Then, without holding the notes back, the new room mates' presence.
-                if !joined.is_empty() && self.meet_room_mates(&joined).await? {
+                let moved = stream::notify(&db, &notes)?;
+                // A join brings the new room mates' presence in the same wake-up, so the
+                // sync that shows the room shows who is online in it (one D1 read, on
+                // joins only).
+                let met = !joined.is_empty() && self.meet_room_mates(&joined).await?;
+                if moved || met {
                     self.wake();
                 }
                 Ok(Some(json!({})))
@@ -249,6 +263,7 @@ impl User {
                 set_presence,
                 now_ms,
                 full_state,
+                include_leave,
             } => {
                 // Syncing is activity: online unless the client said otherwise.
                 let presence = set_presence.as_deref().unwrap_or("online");
@@ -266,7 +281,15 @@ impl User {
                     },
                     None => None,
                 };
-                let mut plan = self.wait(&device_id, since, timeout_ms, full_state).await?;
+                let include_leave = include_leave
+                    || filter
+                        .as_ref()
+                        .is_some_and(|f| f["room"]["include_leave"] == serde_json::Value::Bool(true));
+                let options = stream::PlanOptions {
+                    full_state,
+                    include_leave,
+                };
+                let mut plan = self.wait(&device_id, since, timeout_ms, options).await?;
                 plan.filter = filter;
                 Ok(Some(
                     serde_json::to_value(plan).map_err(|e| SqlError(e.to_string()))?,
@@ -322,17 +345,11 @@ impl User {
         device_id: &str,
         since: Option<token::SyncToken>,
         timeout_ms: u64,
-        full_state: bool,
+        options: stream::PlanOptions,
     ) -> std::result::Result<SyncPlan, SqlError> {
         let deadline = crate::platform::now_ms().saturating_add(timeout_ms);
         loop {
-            let plan = stream::plan_with(
-                &self.db()?,
-                device_id,
-                since,
-                crate::platform::now_ms(),
-                full_state,
-            )?;
+            let plan = stream::plan_with(&self.db()?, device_id, since, crate::platform::now_ms(), options)?;
             let now = crate::platform::now_ms();
             if since.is_none() || !plan.is_empty() || now >= deadline {
                 return Ok(plan);
@@ -342,13 +359,7 @@ impl User {
             let delay = worker::Delay::from(Duration::from_millis(deadline - now));
             if let Either::Right(_) = select(rx, Box::pin(delay)).await {
                 // Timed out: one last look, then answer.
-                return stream::plan_with(
-                    &self.db()?,
-                    device_id,
-                    since,
-                    crate::platform::now_ms(),
-                    full_state,
-                );
+                return stream::plan_with(&self.db()?, device_id, since, crate::platform::now_ms(), options);
             }
         }
     }

@@ -193,6 +193,9 @@ pub struct SliceSpec {
     pub receipts_to: i64,
     #[serde(default)]
     pub typing: bool,
+    /// The filter's `event_format` is `federation`.
+    #[serde(default)]
+    pub federation_format: bool,
     /// The filter's `room` part (`core::filter::RoomFilter`).
     #[serde(default)]
     pub filter: Option<Value>,

@@ -42,7 +42,20 @@ fn sql(e: crate::storage::sql::SqlError) -> RoomFailure {
     RoomError::from(e).into()
 }
 
-fn sync_event(row: &EventRow, pdu: &Pdu, now_ms: u64, txn: Option<String>) -> Value {
+/// An event as the filter's `event_format` asks: the client's sync format, or the
+/// event as servers exchange it (with `unsigned` added).
+fn formatted(pdu: &Pdu, unsigned: Option<Value>, federation: bool) -> Value {
+    if !federation {
+        return pdu.to_sync_event(unsigned);
+    }
+    let mut event: Value = serde_json::from_str(&pdu.to_federation_json()).unwrap_or_else(|_| json!({}));
+    if let Some(u) = unsigned {
+        event["unsigned"] = u;
+    }
+    event
+}
+
+fn sync_event(row: &EventRow, pdu: &Pdu, now_ms: u64, txn: Option<String>, federation: bool) -> Value {
     let mut unsigned = Map::new();
     unsigned.insert("age".into(), json!(now_ms.saturating_sub(pdu.origin_server_ts())));
     if let Some(by) = &row.redacted_by {
@@ -51,7 +64,7 @@ fn sync_event(row: &EventRow, pdu: &Pdu, now_ms: u64, txn: Option<String>) -> Va
     if let Some(txn) = txn {
         unsigned.insert("transaction_id".into(), json!(txn));
     }
-    pdu.to_sync_event(Some(Value::Object(unsigned)))
+    formatted(pdu, Some(Value::Object(unsigned)), federation)
 }
 
 fn sorted(state: &StatePdus) -> Vec<&Pdu> {
@@ -183,7 +196,7 @@ pub fn slice(
             _ => None,
         };
         senders.insert(row.sender.clone());
-        timeline.push(sync_event(row, &pdu, host.now_ms, txn));
+        timeline.push(sync_event(row, &pdu, host.now_ms, txn, spec.federation_format));
     }
 
     // 2. State before the timeline: all of it for a room new to the client, else what
@@ -209,10 +222,10 @@ pub fn slice(
     };
     let lazy = filter.state.lazy_load_members;
     if lazy {
-        let wanted = |p: &Pdu| {
-            p.state_key()
-                .is_some_and(|k| senders.contains(k) || (full && k == user))
-        };
+        // A room new to the client: the members of the timeline's senders and the
+        // user's own. Across a gap: every membership that changed in it as well (the
+        // client's member list would be wrong without them), as the delta holds.
+        let wanted = |p: &Pdu| !full || p.state_key().is_some_and(|k| senders.contains(k) || k == user);
         state.retain(|p| p.kind() != "m.room.member" || wanted(p));
         // Members of timeline senders the client may not have yet.
         let present: BTreeSet<String> = state
@@ -233,7 +246,7 @@ pub fn slice(
     let state: Vec<Value> = state
         .into_iter()
         .filter(|p| !none && filter.state.allows(&p.kind(), p.sender().as_str()))
-        .map(|p| p.to_sync_event(None))
+        .map(|p| formatted(p, None, spec.federation_format))
         .collect();
 
     let mut body = json!({

@@ -104,6 +104,21 @@ pub async fn membership(db: &Db, room_id: &str, user_id: &str) -> Result<Option<
     Ok(row.map(|r| r.membership))
 }
 
+/// The rooms the user has forgotten.
+pub async fn forgotten(db: &Db, user_id: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        room_id: String,
+    }
+    let rows: Vec<Row> = db
+        .all(
+            "SELECT room_id FROM room_memberships WHERE user_id = ?1 AND forgotten = 1",
+            args![user_id],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.room_id).collect())
+}
+
 /// Marks a room the user has left as forgotten. Returns false if they are still in it.
 pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<bool> {
     let changed = db

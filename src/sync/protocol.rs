@@ -80,6 +80,9 @@ pub enum UserRequest {
         /// `full_state=true`: every joined room, moved or not.
         #[serde(default)]
         full_state: bool,
+        /// An inline filter's `room.include_leave` (a stored filter's is read here).
+        #[serde(default)]
+        include_leave: bool,
         #[serde(default)]
         now_ms: u64,
     },

@@ -210,18 +210,31 @@ pub fn plan(
     since: Option<SyncToken>,
     now_ms: u64,
 ) -> Result<SyncPlan, SqlError> {
-    plan_with(db, device_id, since, now_ms, false)
+    plan_with(db, device_id, since, now_ms, PlanOptions::default())
 }
 
-/// [`plan`], where `full_state` also lists every joined room that did not move (an
-/// incremental sync with `full_state=true` sends each joined room's whole state).
+/// What a sync asks for beyond the rooms that moved.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// `full_state=true`: every joined room, moved or not (an incremental sync then
+    /// sends each joined room's whole state).
+    pub full_state: bool,
+    /// The filter's `include_leave`: an initial sync lists left and banned rooms too.
+    pub include_leave: bool,
+}
+
+/// [`plan`] with options.
 pub fn plan_with(
     db: &dyn Sql,
     device_id: &str,
     since: Option<SyncToken>,
     now_ms: u64,
-    full_state: bool,
+    options: PlanOptions,
 ) -> Result<SyncPlan, SqlError> {
+    let PlanOptions {
+        full_state,
+        include_leave,
+    } = options;
     let now = counter(db, "stream")?;
     let base = since.unwrap_or_default();
     let at = base.stream;
@@ -233,8 +246,9 @@ pub fn plan_with(
             "SELECT r.room_id, r.membership, r.joined_pos, h.kind, h.room_pos, 0 \
              FROM rooms r LEFT JOIN heads h ON h.room_id = r.room_id \
              AND h.kind IN ('event', 'receipt', 'typing') \
-             WHERE r.membership IN ('join', 'invite', 'knock')",
-            params![],
+             WHERE r.membership IN ('join', 'invite', 'knock') \
+             OR (?1 AND r.membership IN ('leave', 'ban'))",
+            params![i64::from(include_leave)],
         )?,
         Some(_) => db.query(
             "WITH changed AS (SELECT DISTINCT room_id FROM stream WHERE pos > ?1 \
@@ -276,8 +290,10 @@ pub fn plan_with(
         let joined_pos = p.joined_pos;
         let mut from = if since.is_some() { p.at[0] } else { 0 };
         let to = p.now[0];
-        // Joined since the token: the room is new to the client.
-        let full = since.is_none() || (membership == "join" && joined_pos > from);
+        // Joined since the token (and maybe left again since): the room is new to the
+        // client, which never had its state.
+        let full =
+            since.is_none() || (matches!(membership.as_str(), "join" | "leave" | "ban") && joined_pos > from);
         if full {
             from = 0;
         }

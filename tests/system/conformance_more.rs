@@ -202,3 +202,114 @@ fn directory_permissions_follow_the_power_levels() {
         .expect(200);
     assert!(canonical.get("alias").is_none(), "{canonical}");
 }
+
+#[test]
+fn own_presence_left_rooms_and_gaps_in_sync() {
+    let (alice, alice_id) = new_user("spal");
+    let (bob, bob_id) = new_user("spbo");
+    let (carol, carol_id) = new_user("spca");
+    // A user's own presence is in their sync.
+    let first = sync(&alice, "");
+    let mut presence = first["presence"]["events"].clone();
+    if presence
+        .as_array()
+        .is_none_or(|l| l.iter().all(|e| e["sender"] != json!(alice_id)))
+    {
+        presence = sync(&alice, &format!("&since={}", next_batch(&first)))["presence"]["events"].clone();
+    }
+    let own = presence
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["sender"] == json!(alice_id)).cloned())
+        .expect("own presence");
+    assert_eq!(own["content"]["presence"], "online");
+
+    // Left and banned rooms are in an initial sync that asks for them, forgotten ones not.
+    let left = create_room(&alice, json!({"preset": "public_chat"}));
+    let forgotten = create_room(&alice, json!({"preset": "public_chat"}));
+    let banned = create_room(&bob, json!({"preset": "public_chat"}));
+    join(&alice, &banned);
+    for room in [&left, &forgotten] {
+        alice
+            .post(
+                &format!("/_matrix/client/v3/rooms/{}/leave", enc(room)),
+                &json!({}),
+            )
+            .expect(200);
+    }
+    alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/forget", enc(&forgotten)),
+            &json!({}),
+        )
+        .expect(200);
+    bob.post(
+        &format!("/_matrix/client/v3/rooms/{}/ban", enc(&banned)),
+        &json!({"user_id": alice_id}),
+    )
+    .expect(200);
+    let filter = enc(&json!({"room": {"include_leave": true}}).to_string());
+    let archived = sync(&alice, &format!("&filter={filter}"));
+    for room in [&left, &banned] {
+        let r = &archived["rooms"]["leave"][room];
+        assert!(
+            r["timeline"]["events"].is_array() && r["state"]["events"].is_array(),
+            "{archived}"
+        );
+    }
+    assert!(archived["rooms"]["leave"].get(&forgotten).is_none(), "{archived}");
+    assert!(sync(&alice, "")["rooms"]["leave"].get(&left).is_none());
+
+    // Joined and left within one gap: the room's whole state comes with the leave.
+    let room = create_room(&bob, json!({"preset": "public_chat"}));
+    let since = next_batch(&sync(&carol, ""));
+    join(&carol, &room);
+    carol
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            &json!({}),
+        )
+        .expect(200);
+    let body = sync(&carol, &format!("&since={since}"));
+    let state = body["rooms"]["leave"][&room]["state"]["events"]
+        .as_array()
+        .expect("state");
+    assert!(state.iter().any(|e| e["type"] == "m.room.create"), "{body}");
+
+    // Lazy-loaded members across a gap: every membership change in the gap is there,
+    // even of members who said nothing.
+    let lazy =
+        enc(&json!({"room": {"state": {"lazy_load_members": true}, "timeline": {"limit": 3}}}).to_string());
+    let since = next_batch(&sync(&bob, &format!("&filter={lazy}")));
+    let (dave, dave_id) = new_user("spda");
+    join(&dave, &room);
+    for i in 0..6 {
+        send_text(&bob, &room, &format!("gap{i}"), "filler");
+    }
+    let gapped = sync(&bob, &format!("&filter={lazy}&since={since}"));
+    let r = &gapped["rooms"]["join"][&room];
+    assert_eq!(r["timeline"]["limited"], true, "{gapped}");
+    let members: Vec<&str> = r["state"]["events"]
+        .as_array()
+        .expect("state")
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .filter_map(|e| e["state_key"].as_str())
+        .collect();
+    assert!(members.contains(&dave_id.as_str()), "{members:?}");
+    let _ = (bob_id, carol_id);
+
+    // The federation format, when a filter asks for it.
+    let fed = enc(&json!({"event_format": "federation"}).to_string());
+    let body = sync(&bob, &format!("&filter={fed}"));
+    let event = &body["rooms"]["join"][&room]["timeline"]["events"][0];
+    for key in [
+        "room_id",
+        "prev_events",
+        "auth_events",
+        "depth",
+        "hashes",
+        "signatures",
+    ] {
+        assert!(event.get(key).is_some(), "{key} missing: {event}");
+    }
+}

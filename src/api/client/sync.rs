@@ -91,6 +91,7 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         set_presence,
         now_ms: ctx.now_ms(),
         full_state,
+        include_leave: matches!(&param, FilterParam::Inline(f) if f.room.include_leave),
     };
     // The push rules (for the rooms' unread counts), the key counts and the device-list
     // changes are read from D1 while the user's Durable Object answers or waits. The
@@ -180,6 +181,7 @@ async fn assemble(
                 receipts_from: r.receipts_from,
                 receipts_to: r.receipts_to,
                 typing: r.typing,
+                federation_format: filter.event_format.as_deref() == Some("federation"),
                 filter: room_filter.clone(),
                 push_rules: push_rules::for_room(push_rules, &r.room_id),
             },
@@ -255,6 +257,15 @@ async fn assemble(
         global_account.extend(push_rules::initial_event(user_id, push_rules));
     }
     let fields = filter.event_fields.as_deref();
+    // An initial sync with `include_leave` lists left rooms, but never forgotten ones.
+    let forgotten: std::collections::BTreeSet<String> = if since.is_none() && filter.room.include_leave {
+        crate::storage::rooms::forgotten(&ctx.db()?, user_id)
+            .await?
+            .into_iter()
+            .collect()
+    } else {
+        Default::default()
+    };
     for (room_plan, slice) in wanted.iter().zip(slices) {
         let slice = match slice {
             Ok(s) => s,
@@ -319,7 +330,10 @@ async fn assemble(
                     json!({ "knock_state": { "events": slice["invite_state"] } }),
                 );
             }
-            Some("leave") | Some("ban") if since.is_some() || filter.room.include_leave => {
+            Some("leave") | Some("ban")
+                if (since.is_some() || filter.room.include_leave)
+                    && !forgotten.contains(&room_plan.room_id) =>
+            {
                 leave.insert(
                     room_id,
                     json!({
