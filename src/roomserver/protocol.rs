@@ -134,6 +134,10 @@ pub enum RoomRequest {
         user_id: String,
         event_id: String,
         limit: u32,
+        /// The room event filter (`filter=`): `lazy_load_members` limits the member
+        /// events in `state` to the senders of the events returned.
+        #[serde(default)]
+        filter: Option<Value>,
     },
     /// One event.
     Event { user_id: String, event_id: String },

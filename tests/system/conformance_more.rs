@@ -313,3 +313,39 @@ fn own_presence_left_rooms_and_gaps_in_sync() {
         assert!(event.get(key).is_some(), "{key} missing: {event}");
     }
 }
+
+#[test]
+fn context_lazy_loads_members() {
+    let (alice, alice_id) = new_user("cxal");
+    let (bob, _) = new_user("cxbo");
+    let (carol, _) = new_user("cxca");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
+    join(&bob, &room);
+    join(&carol, &room);
+    let ev = send_text(&alice, &room, "c1", "in context");
+    let filter = enc(&json!({"lazy_load_members": true}).to_string());
+    let body = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/context/{}?limit=0&filter={filter}",
+            enc(&room),
+            enc(&ev)
+        ))
+        .expect(200);
+    let members: Vec<&str> = body["state"]
+        .as_array()
+        .expect("state")
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .filter_map(|e| e["state_key"].as_str())
+        .collect();
+    assert_eq!(members, vec![alice_id.as_str()], "{body}");
+    let full = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/context/{}?limit=0",
+            enc(&room),
+            enc(&ev)
+        ))
+        .expect(200);
+    let all = full["state"].as_array().expect("state");
+    assert_eq!(all.iter().filter(|e| e["type"] == "m.room.member").count(), 3);
+}

@@ -417,3 +417,182 @@ fn sends_acknowledged_just_before_a_kill_reach_a_member() {
     stop.store(true, Ordering::SeqCst);
     syncer.join().expect("syncer");
 }
+
+/// Key claims, to-device messages and joins under kills: a one-time key is never handed
+/// out twice, every acknowledged to-device message reaches its device exactly once,
+/// and the joins acknowledged are the rooms `/joined_rooms` lists.
+#[test]
+fn claims_to_device_and_joins_survive_crashes() {
+    let mut server = Server::start(Options::default());
+    let root = server.client();
+    let mut alice = crate::e2ee::Device::register_on(&root, "ckal");
+    let otks = alice.upload(40, false);
+    let carol = crate::e2ee::Device::register_on(&root, "ckca");
+    let (dave, _) = root.register(&unique("ckda"), "correct horse battery");
+    let rooms: Vec<String> = (0..12)
+        .map(|_| {
+            alice
+                .client
+                .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
+                .expect(200)["room_id"]
+                .as_str()
+                .expect("room_id")
+                .to_owned()
+        })
+        .collect();
+    let carol_token = carol.client.get("/_matrix/client/v3/sync?timeout=0").expect(200)["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Claimers: each claim that answers 200 with a key took that key.
+    let claimed: Arc<Mutex<Vec<String>>> = Arc::default();
+    let claimers: Vec<_> = (0..3)
+        .map(|n| {
+            let (root, claimed) = (root.clone(), claimed.clone());
+            let (user, device) = (alice.user_id.clone(), alice.device_id.clone());
+            std::thread::spawn(move || {
+                let (c, _) = root.register(&unique(&format!("ckcl{n}")), "correct horse battery");
+                loop {
+                    let body =
+                        json!({"one_time_keys": {user.clone(): {device.clone(): "signed_curve25519"}}});
+                    let resp = until_answered(&c, "POST", "/_matrix/client/v3/keys/claim", Some(&body));
+                    assert_eq!(resp.status, 200, "{}", resp.body);
+                    match resp.body["one_time_keys"][&user][&device].as_object() {
+                        Some(keys) if !keys.is_empty() => {
+                            claimed.lock().expect("claimed").extend(keys.keys().cloned());
+                        }
+                        _ => return,
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        })
+        .collect();
+
+    // To-device messages to Carol's device, each retried under its transaction id.
+    let sent: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let sender = {
+        let (c, sent, stop) = (alice.client.clone(), sent.clone(), stop.clone());
+        let (user, device) = (carol.user_id.clone(), carol.device_id.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let body = json!({"messages": {user.clone(): {device.clone(): {"n": i}}}});
+                let path = format!("/_matrix/client/v3/sendToDevice/m.test/ck{i}");
+                let resp = until_answered(&c, "PUT", &path, Some(&body));
+                assert_eq!(resp.status, 200, "{}", resp.body);
+                sent.lock().expect("sent").push(i);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let received: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let receiver = {
+        let (c, received, stop) = (carol.client.clone(), received.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut token = carol_token;
+            let mut quiet_after_stop = 0;
+            while quiet_after_stop < 3 {
+                let path = format!("/_matrix/client/v3/sync?timeout=300&since={}", enc(&token));
+                let body = match c.try_json("GET", &path, None) {
+                    Ok(resp) if resp.status == 200 => resp.body,
+                    _ => {
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                };
+                let events = body["to_device"]["events"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if stop.load(Ordering::SeqCst) && events.is_empty() {
+                    quiet_after_stop += 1;
+                }
+                let mut received = received.lock().expect("received");
+                for e in events.iter().filter(|e| e["type"] == "m.test") {
+                    received.push(e["content"]["n"].as_u64().expect("n"));
+                }
+                token = body["next_batch"].as_str().expect("next_batch").to_owned();
+            }
+        })
+    };
+
+    // Dave joins the rooms one by one.
+    let joins = {
+        let (dave, rooms) = (dave.clone(), rooms.clone());
+        std::thread::spawn(move || {
+            for room in &rooms {
+                let resp = until_answered(
+                    &dave,
+                    "POST",
+                    &format!("/_matrix/client/v3/join/{}", enc(room)),
+                    Some(&json!({})),
+                );
+                assert_eq!(resp.status, 200, "{}", resp.body);
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        })
+    };
+
+    let mut rng = Rng::from_env();
+    for _ in 0..kills() {
+        std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
+        server.crash_and_restart();
+    }
+    for c in claimers {
+        c.join().expect("claimer");
+    }
+    joins.join().expect("joins");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    sender.join().expect("sender");
+    receiver.join().expect("receiver");
+
+    let claimed = claimed.lock().expect("claimed").clone();
+    let distinct: BTreeSet<&String> = claimed.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        claimed.len(),
+        "a one-time key was handed out twice: {claimed:?}"
+    );
+    assert!(
+        claimed.iter().all(|k| otks.contains_key(k)),
+        "a key that was never uploaded"
+    );
+    assert_eq!(
+        claimed.len(),
+        otks.len(),
+        "every key is claimed once the claims run dry"
+    );
+
+    let sent = sent.lock().expect("sent").clone();
+    let received = received.lock().expect("received").clone();
+    let got: BTreeSet<u64> = received.iter().copied().collect();
+    assert_eq!(got.len(), received.len(), "a to-device message arrived twice");
+    for n in &sent {
+        assert!(
+            got.contains(n),
+            "acknowledged to-device message {n} never arrived"
+        );
+    }
+
+    let joined = until_answered(&dave, "GET", "/_matrix/client/v3/joined_rooms", None).body;
+    let listed: BTreeSet<&str> = joined["joined_rooms"]
+        .as_array()
+        .expect("joined_rooms")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let want: BTreeSet<&str> = rooms.iter().map(String::as_str).collect();
+    assert_eq!(listed, want, "/joined_rooms after the crashes");
+    eprintln!(
+        "crash test (keys, to-device, joins): {} kills, {} keys claimed once, {} to-device messages once, {} joins",
+        kills(),
+        claimed.len(),
+        sent.len(),
+        rooms.len()
+    );
+}

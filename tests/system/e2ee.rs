@@ -67,7 +67,12 @@ pub struct Device {
 
 impl Device {
     pub fn register(prefix: &str) -> Device {
-        let (client, user_id) = shared().client().register(&unique(prefix), PASSWORD);
+        Device::register_on(&shared().client(), prefix)
+    }
+
+    /// A new user's first device on the server `root` talks to.
+    pub fn register_on(root: &Client, prefix: &str) -> Device {
+        let (client, user_id) = root.register(&unique(prefix), PASSWORD);
         let device_id = client.get("/_matrix/client/v3/account/whoami").expect(200)["device_id"]
             .as_str()
             .expect("device_id")

@@ -295,10 +295,17 @@ pub async fn context(
             .map_err(|_| MatrixError::invalid_param("Invalid limit"))?,
         None => 10,
     };
+    let filter = match req.query_param("filter") {
+        Some(f) => {
+            Some(serde_json::from_str::<Value>(f).map_err(|_| MatrixError::invalid_param("Invalid filter"))?)
+        }
+        None => None,
+    };
     let request = RoomRequest::Context {
         user_id: session.user_id,
         event_id: event_id.to_owned(),
         limit,
+        filter,
     };
     rooms::call(ctx, room_id, &request).await
 }

@@ -399,6 +399,7 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             user_id,
             event_id,
             limit,
+            filter,
         } => {
             let vis = visibility(room, &user_id)?;
             let ceiling = vis.until.unwrap_or(latest);
@@ -418,7 +419,20 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
                 .map_or(pos - 1, |p| p - 1);
             let end = after.last().and_then(|r| r.stream_pos).unwrap_or(pos);
             let state = state_at(room, pos)?;
-            let state_json: Vec<Value> = state.values().map(|p| p.to_client_event(None)).collect();
+            let lazy = filter.as_ref().and_then(|f| f["lazy_load_members"].as_bool()) == Some(true);
+            let senders: std::collections::BTreeSet<&str> = before_rows
+                .iter()
+                .chain(after_rows.iter())
+                .map(|r| r.sender.as_str())
+                .chain(std::iter::once(row.sender.as_str()))
+                .collect();
+            let state_json: Vec<Value> = state
+                .values()
+                .filter(|p| {
+                    !lazy || p.kind() != "m.room.member" || p.state_key().is_some_and(|k| senders.contains(k))
+                })
+                .map(|p| p.to_client_event(None))
+                .collect();
             Ok(json!({
                 "event": client_event(&row, &pdu, host.now_ms),
                 "events_before": before_json,
