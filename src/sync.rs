@@ -248,6 +248,7 @@ impl User {
                 user_id,
                 set_presence,
                 now_ms,
+                include_leave,
             } => {
                 // Syncing is activity: online unless the client said otherwise.
                 let presence = set_presence.as_deref().unwrap_or("online");
@@ -265,7 +266,12 @@ impl User {
                     },
                     None => None,
                 };
-                let mut plan = self.wait(&device_id, since, timeout_ms).await?;
+                let include_leave = include_leave
+                    || filter
+                        .as_ref()
+                        .and_then(|f| f["room"]["include_leave"].as_bool())
+                        .unwrap_or(false);
+                let mut plan = self.wait(&device_id, since, timeout_ms, include_leave).await?;
                 plan.filter = filter;
                 Ok(Some(
                     serde_json::to_value(plan).map_err(|e| SqlError(e.to_string()))?,
@@ -315,16 +321,19 @@ impl User {
         }
     }
 
-    /// The plan from `since`, waiting up to `timeout_ms` for one that is not empty.
+    /// The plan from `since`, waiting up to `timeout_ms` for one that is not empty
+    /// (`include_leave`: an initial sync lists left rooms too).
     async fn wait(
         &self,
         device_id: &str,
         since: Option<token::SyncToken>,
         timeout_ms: u64,
+        include_leave: bool,
     ) -> std::result::Result<SyncPlan, SqlError> {
         let deadline = crate::platform::now_ms().saturating_add(timeout_ms);
         loop {
-            let plan = stream::plan(&self.db()?, device_id, since, crate::platform::now_ms())?;
+            let now_ms = crate::platform::now_ms();
+            let plan = stream::plan_with_left(&self.db()?, device_id, since, now_ms, include_leave)?;
             let now = crate::platform::now_ms();
             if since.is_none() || !plan.is_empty() || now >= deadline {
                 return Ok(plan);

@@ -79,6 +79,10 @@ pub enum UserRequest {
         set_presence: Option<String>,
         #[serde(default)]
         now_ms: u64,
+        /// Whether an initial sync lists the rooms the user left (the inline filter's
+        /// `room.include_leave`; a stored filter's is read by the object itself).
+        #[serde(default)]
+        include_leave: bool,
     },
     /// Queues to-device messages for this user's devices (`device id → content`).
     /// Idempotent per `(sender, sender_device, txn_id)` and device.

@@ -211,6 +211,18 @@ pub fn plan(
     since: Option<SyncToken>,
     now_ms: u64,
 ) -> Result<SyncPlan, SqlError> {
+    plan_with_left(db, device_id, since, now_ms, false)
+}
+
+/// [`plan`], listing on an initial sync the rooms the user left or was banned from
+/// too when `include_leave` (the filter's `room.include_leave`).
+pub fn plan_with_left(
+    db: &dyn Sql,
+    device_id: &str,
+    since: Option<SyncToken>,
+    now_ms: u64,
+    include_leave: bool,
+) -> Result<SyncPlan, SqlError> {
     let now = counter(db, "stream")?;
     let base = since.unwrap_or_default();
     let at = base.stream;
@@ -222,8 +234,9 @@ pub fn plan(
             "SELECT r.room_id, r.membership, r.joined_pos, h.kind, h.room_pos, 0 \
              FROM rooms r LEFT JOIN heads h ON h.room_id = r.room_id \
              AND h.kind IN ('event', 'receipt', 'typing') \
-             WHERE r.membership IN ('join', 'invite', 'knock')",
-            params![],
+             WHERE r.membership IN ('join', 'invite', 'knock') \
+             OR (?1 AND r.membership IN ('leave', 'ban'))",
+            params![include_leave],
         )?,
         Some(_) => db.query(
             "WITH changed AS (SELECT DISTINCT room_id FROM stream WHERE pos > ?1 \
@@ -639,8 +652,13 @@ mod tests {
             (q.rooms[0].membership.as_str(), q.rooms[0].from, q.rooms[0].to),
             ("leave", 10, 12)
         );
-        // Initial syncs leave left rooms out.
+        // Initial syncs leave left rooms out, unless the filter includes them.
         assert!(plan(&db, "D", None, 0).expect("plan").rooms.is_empty());
+        let with_left = plan_with_left(&db, "D", None, 0, true).expect("plan");
+        assert_eq!(
+            (with_left.rooms[0].membership.as_str(), with_left.rooms[0].full),
+            ("leave", true)
+        );
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         user_id: session.user_id.clone(),
         set_presence,
         now_ms: ctx.now_ms(),
+        include_leave: matches!(&param, FilterParam::Inline(f) if f.room.include_leave),
     };
     // The push rules (for the rooms' unread counts), the key counts and the device-list
     // changes are read from D1 while the user's Durable Object answers or waits. The
