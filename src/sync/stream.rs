@@ -349,7 +349,7 @@ pub fn plan_with_left(
 }
 
 /// An `m.presence` event from a presence note's content.
-fn presence_event(user_id: &str, content: &Value, now_ms: u64) -> Value {
+pub fn presence_event(user_id: &str, content: &Value, now_ms: u64) -> Value {
     let mut out = json!({
         "presence": content["presence"].as_str().unwrap_or("offline"),
         "currently_active": content["currently_active"].as_bool().unwrap_or(false),

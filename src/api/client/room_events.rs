@@ -196,7 +196,7 @@ pub async fn redact(
 /// `/context` and a timeline's `prev_batch`) pass unchanged; a sync token (`next_batch`)
 /// becomes the room position the user's stream had reached at that token, so every
 /// token the server hands out works wherever a position is asked for.
-async fn room_token(
+pub(super) async fn room_token(
     ctx: &Ctx,
     user_id: &str,
     room_id: &str,
