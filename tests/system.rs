@@ -42,3 +42,6 @@ mod conformance;
 
 #[path = "system/crash.rs"]
 mod crash;
+
+#[path = "system/legacy.rs"]
+mod legacy;
