@@ -199,5 +199,10 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::ReadMarkers => client::receipts::read_markers(ctx, req, p(0)).await,
         E::GetPresence => client::presence::get(ctx, req, p(0)).await,
         E::PutPresence => client::presence::put(ctx, req, p(0)).await,
+        // Legacy
+        E::InitialSync => client::legacy::initial_sync(ctx, req).await,
+        E::RoomInitialSync => client::legacy::room_initial_sync(ctx, req, p(0)).await,
+        E::EventStream => client::legacy::events::stream(ctx, req).await,
+        E::StreamEvent => client::legacy::events::event(ctx, req, p(0)).await,
     }
 }

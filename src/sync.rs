@@ -339,7 +339,8 @@ impl User {
         }
     }
 
-    /// The plan from `since`, waiting up to `timeout_ms` for one that is not empty.
+    /// The plan from `since`, waiting up to `timeout_ms` for one that is not empty
+    /// (`include_leave`: an initial sync lists left rooms too).
     async fn wait(
         &self,
         device_id: &str,

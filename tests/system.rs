@@ -48,3 +48,6 @@ mod conformance_more;
 
 #[path = "system/guests.rs"]
 mod guests;
+
+#[path = "system/legacy.rs"]
+mod legacy;

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod filter;
 pub mod key_backup;
 pub mod keys;
+pub mod legacy;
 pub mod login;
 pub mod membership;
 pub mod presence;

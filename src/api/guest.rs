@@ -19,6 +19,9 @@ pub fn allowed(endpoint: Endpoint) -> bool {
             | E::Members
             | E::JoinedMembers
             | E::Sync
+            | E::EventStream
+            | E::StreamEvent
+            | E::RoomInitialSync
             | E::PostFilter
             | E::GetFilter
             // Taking part (joins check the room's guest access).

@@ -119,6 +119,11 @@ pub enum Endpoint {
     ReadMarkers,
     GetPresence,
     PutPresence,
+    // Legacy (`/initialSync`, `/events`)
+    InitialSync,
+    RoomInitialSync,
+    EventStream,
+    StreamEvent,
     // Push rules
     GetPushRules,
     GetPushRulesGlobal,
@@ -464,6 +469,14 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     ),
     // Sync
     (Get, "/_matrix/client/v3/sync", E::Sync),
+    (Get, "/_matrix/client/v3/initialSync", E::InitialSync),
+    (
+        Get,
+        "/_matrix/client/v3/rooms/{roomId}/initialSync",
+        E::RoomInitialSync,
+    ),
+    (Get, "/_matrix/client/v3/events", E::EventStream),
+    (Get, "/_matrix/client/v3/events/{eventId}", E::StreamEvent),
     (Post, "/_matrix/client/v3/user/{userId}/filter", E::PostFilter),
     (
         Get,
@@ -658,6 +671,28 @@ mod tests {
         assert_eq!(match_pattern("/a/{x}/b", "/a//b"), None);
         assert_eq!(match_pattern("/a/{x}", "/a/x/y"), None);
         assert!(matches!(match_pattern("/a/{x}", "/a/%ff"), Some(Err(_))));
+    }
+
+    #[test]
+    fn routes_legacy() {
+        let at = |m, p| route(m, p).map(|r| (r.endpoint, r.params));
+        assert_eq!(
+            at(Get, "/_matrix/client/r0/initialSync"),
+            Ok((E::InitialSync, vec![]))
+        );
+        assert_eq!(
+            at(Get, "/_matrix/client/v3/rooms/%21r%3Ahs/initialSync"),
+            Ok((E::RoomInitialSync, vec!["!r:hs".into()]))
+        );
+        assert_eq!(at(Get, "/_matrix/client/r0/events"), Ok((E::EventStream, vec![])));
+        assert_eq!(
+            at(Get, "/_matrix/client/v3/events/%24abc"),
+            Ok((E::StreamEvent, vec!["$abc".into()]))
+        );
+        assert_eq!(
+            route(Post, "/_matrix/client/v3/events"),
+            Err(MatrixError::method_not_allowed())
+        );
     }
 
     #[test]

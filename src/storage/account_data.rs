@@ -65,6 +65,16 @@ pub async fn changed_since(db: &Db, user_id: &str, since: i64) -> Result<Vec<Ent
     .await
 }
 
+/// The user's account data for one room, oldest first.
+pub async fn of_room(db: &Db, user_id: &str, room_id: &str) -> Result<Vec<Entry>> {
+    db.all(
+        "SELECT room_id, type, content, stream_id FROM account_data \
+         WHERE user_id = ?1 AND room_id = ?2 ORDER BY stream_id",
+        args![user_id, room_id],
+    )
+    .await
+}
+
 /// The user's latest account-data stream id (0 if none).
 pub async fn max_stream_id(db: &Db, user_id: &str) -> Result<i64> {
     #[derive(Deserialize)]

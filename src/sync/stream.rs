@@ -365,7 +365,7 @@ pub fn plan_with(
 }
 
 /// An `m.presence` event from a presence note's content.
-fn presence_event(user_id: &str, content: &Value, now_ms: u64) -> Value {
+pub fn presence_event(user_id: &str, content: &Value, now_ms: u64) -> Value {
     let mut out = json!({
         "presence": content["presence"].as_str().unwrap_or("offline"),
         "currently_active": content["currently_active"].as_bool().unwrap_or(false),
@@ -668,8 +668,17 @@ mod tests {
             (q.rooms[0].membership.as_str(), q.rooms[0].from, q.rooms[0].to),
             ("leave", 10, 12)
         );
-        // Initial syncs leave left rooms out.
+        // Initial syncs leave left rooms out, unless the filter includes them.
         assert!(plan(&db, "D", None, 0).expect("plan").rooms.is_empty());
+        let options = PlanOptions {
+            include_leave: true,
+            ..PlanOptions::default()
+        };
+        let with_left = plan_with(&db, "D", None, 0, options).expect("plan");
+        assert_eq!(
+            (with_left.rooms[0].membership.as_str(), with_left.rooms[0].full),
+            ("leave", true)
+        );
     }
 
     #[test]

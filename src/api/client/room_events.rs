@@ -224,7 +224,7 @@ pub async fn redact(
 /// token the server hands out works wherever a position is asked for. A room the
 /// user's stream did not know then (a peek into a world-readable room) reads as no
 /// position: the room's latest.
-async fn room_token(
+pub(super) async fn room_token(
     ctx: &Ctx,
     user_id: &str,
     room_id: &str,

@@ -6,7 +6,7 @@
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
-use crate::api::auth::require_user;
+use crate::api::auth::{require_user, Session};
 use crate::api::http::HttpRequest;
 use crate::api::MatrixError;
 use crate::core::filter::{select_fields, Filter};
@@ -77,6 +77,49 @@ pub async fn sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         Some(_) => return Err(MatrixError::invalid_param("Invalid set_presence")),
     };
     let param = filter_param(req)?;
+    let run = Run {
+        since,
+        timeout_ms,
+        full_state,
+        set_presence,
+    };
+    run_sync(ctx, &session, run, param).await
+}
+
+/// What one sync run is asked for, its filter aside.
+struct Run {
+    since: Option<SyncToken>,
+    timeout_ms: u64,
+    full_state: bool,
+    set_presence: Option<String>,
+}
+
+/// A sync for another endpoint (`initialSync`, the `/events` stream): the /sync answer
+/// for `since` and `filter`, waiting up to `timeout_ms`, leaving the user's presence
+/// alone.
+pub async fn run_for(
+    ctx: &Ctx,
+    session: &Session,
+    since: Option<SyncToken>,
+    timeout_ms: u64,
+    filter: Filter,
+) -> Result<Value, MatrixError> {
+    let run = Run {
+        since,
+        timeout_ms: timeout_ms.min(MAX_TIMEOUT_MS),
+        full_state: false,
+        set_presence: Some("offline".into()),
+    };
+    run_sync(ctx, session, run, FilterParam::Inline(Box::new(filter))).await
+}
+
+async fn run_sync(ctx: &Ctx, session: &Session, run: Run, param: FilterParam) -> Result<Value, MatrixError> {
+    let Run {
+        since,
+        timeout_ms,
+        full_state,
+        set_presence,
+    } = run;
     let filter_id = match &param {
         FilterParam::Stored(id) => Some(id.clone()),
         _ => None,
