@@ -100,6 +100,8 @@ pub struct Cache {
     info: RefCell<Option<RoomInfo>>,
     /// Push rule verdicts per user, so /sync evaluates each event once (`sync_slice`).
     unread: RefCell<super::sync_slice::UnreadMemo>,
+    /// Member events each device was sent under lazy loading (`sync_slice`).
+    lazy_members: RefCell<super::sync_slice::lazy_members::LazyMembers>,
     /// Resolved states by the sorted state groups they resolve: while forks stay open,
     /// every event resolves the same groups again.
     resolved: RefCell<HashMap<Vec<i64>, Arc<StateNids>>>,
@@ -160,6 +162,7 @@ impl Cache {
         *self.head.borrow_mut() = None;
         *self.info.borrow_mut() = None;
         self.unread.borrow_mut().clear();
+        self.lazy_members.borrow_mut().clear();
         self.resolved.borrow_mut().clear();
     }
 }
@@ -179,6 +182,7 @@ pub struct Engine<'a> {
     /// per event); each is used once.
     known_new: HashSet<String>,
     pub(super) unread: &'a RefCell<super::sync_slice::UnreadMemo>,
+    pub(super) lazy_members: &'a RefCell<super::sync_slice::lazy_members::LazyMembers>,
     resolved: &'a RefCell<HashMap<Vec<i64>, Arc<StateNids>>>,
     pending: RefCell<Pending>,
     /// Whether writes wait for `flush` (an input batch) instead of each input's end.
@@ -234,6 +238,7 @@ impl<'a> Engine<'a> {
             head: &cache.head,
             known_new: HashSet::new(),
             unread: &cache.unread,
+            lazy_members: &cache.lazy_members,
             resolved: &cache.resolved,
             pending: RefCell::default(),
             batching: false,
@@ -267,6 +272,7 @@ impl<'a> Engine<'a> {
             head: &cache.head,
             known_new: HashSet::new(),
             unread: &cache.unread,
+            lazy_members: &cache.lazy_members,
             resolved: &cache.resolved,
             pending: RefCell::default(),
             batching: false,

@@ -21,6 +21,8 @@ use super::ephemeral;
 use super::protocol::{RoomFailure, SliceSpec};
 use super::store::{self, EventRow};
 
+pub mod lazy_members;
+
 /// Default timeline length, as other servers use.
 pub const DEFAULT_LIMIT: u32 = 10;
 /// Hard cap on timeline length, and on rows scanned past filtered-out events.
@@ -49,6 +51,8 @@ fn formatted(pdu: &Pdu, unsigned: Option<Value>, federation: bool) -> Value {
         return pdu.to_sync_event(unsigned);
     }
     let mut event: Value = serde_json::from_str(&pdu.to_federation_json()).unwrap_or_else(|_| json!({}));
+    // Room versions 3 and later leave the id out of the wire form; clients need it.
+    event["event_id"] = json!(pdu.event_id());
     if let Some(u) = unsigned {
         event["unsigned"] = u;
     }
@@ -160,7 +164,19 @@ pub fn slice(
             }
             cursor = pos;
             scanned += 1;
-            if filter.timeline.allows(&row.event_type, &row.sender) && may_see(room, &row, user, joined)? {
+            // A room new to the client shows its current state events in the timeline
+            // even where history visibility hid them (a member who joined while the
+            // user was away), as the client's view of the room needs them.
+            let current = spec.full
+                && joined
+                && row.state_key.as_ref().is_some_and(|k| {
+                    state_to
+                        .get(&(row.event_type.as_str().into(), k.clone()))
+                        .is_some_and(|p| p.event_id().as_str() == row.event_id)
+                });
+            if filter.timeline.allows(&row.event_type, &row.sender)
+                && (current || may_see(room, &row, user, joined)?)
+            {
                 if picked.len() >= limit {
                     limited = true;
                     break 'scan;
@@ -227,19 +243,37 @@ pub fn slice(
         // client's member list would be wrong without them), as the delta holds.
         let wanted = |p: &Pdu| !full || p.state_key().is_some_and(|k| senders.contains(k) || k == user);
         state.retain(|p| p.kind() != "m.room.member" || wanted(p));
-        // Members of timeline senders the client may not have yet.
+        // Members of timeline senders the client may not have yet: on an incremental
+        // sync, those this device was not sent before (unless the filter asks for the
+        // redundant ones too).
         let present: BTreeSet<String> = state
             .iter()
             .filter(|p| p.kind() == "m.room.member")
             .filter_map(|p| p.state_key().map(str::to_owned))
             .collect();
+        let memo_device = device.filter(|_| !filter.state.include_redundant_members);
+        if let (Some(d), true) = (memo_device, full) {
+            room.lazy_members.borrow_mut().start_over(user, d);
+        }
         for sender in &senders {
             if present.contains(sender) {
+                continue;
+            }
+            let known = memo_device.is_some_and(|d| room.lazy_members.borrow().has(user, d, sender, from));
+            if known {
                 continue;
             }
             if let Some(p) = at_start.get(&("m.room.member".into(), sender.clone())) {
                 state.push(p);
             }
+        }
+        if let Some(d) = memo_device {
+            let sent: Vec<&str> = state
+                .iter()
+                .filter(|p| p.kind() == "m.room.member")
+                .filter_map(|p| p.state_key())
+                .collect();
+            room.lazy_members.borrow_mut().sent(user, d, ceiling, sent);
         }
     }
     let none = filter.state.excludes_all();

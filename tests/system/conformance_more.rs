@@ -349,3 +349,76 @@ fn context_lazy_loads_members() {
     let all = full["state"].as_array().expect("state");
     assert_eq!(all.iter().filter(|e| e["type"] == "m.room.member").count(), 3);
 }
+
+#[test]
+fn lazy_members_are_not_sent_twice_and_current_state_shows_after_a_rejoin() {
+    let (alice, _) = new_user("llal");
+    let (bob, bob_id) = new_user("llbo");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
+    join(&bob, &room);
+    let lazy =
+        enc(&json!({"room": {"state": {"lazy_load_members": true}, "timeline": {"limit": 10}}}).to_string());
+    let members_in = |body: &Value| -> Vec<String> {
+        body["rooms"]["join"][&room]["state"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "m.room.member")
+            .filter_map(|e| e["state_key"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for i in 0..11 {
+        send_text(&bob, &room, &format!("l1-{i}"), "filler");
+    }
+    let first = sync(&alice, &format!("&filter={lazy}"));
+    assert!(members_in(&first).contains(&bob_id), "{first}");
+    send_text(&bob, &room, "l2", "two");
+    let since = next_batch(&first);
+    let second = sync(&alice, &format!("&filter={lazy}&since={since}"));
+    assert!(
+        members_in(&second).is_empty(),
+        "Bob's member event again: {second}"
+    );
+    // The same token again (as after a lost answer) is answered the same way as the
+    // first time it was used: nothing was acknowledged in between.
+    let again = sync(&alice, &format!("&filter={lazy}&since={since}"));
+    assert_eq!(members_in(&again), members_in(&second));
+    // Asked for redundant members, it sends them.
+    let redundant = enc(
+        &json!({"room": {"state": {"lazy_load_members": true, "include_redundant_members": true}}})
+            .to_string(),
+    );
+    let body = sync(&alice, &format!("&filter={redundant}&since={since}"));
+    assert!(members_in(&body).contains(&bob_id), "{body}");
+
+    // A member who joined while the user was away (joined-only history) is in the
+    // timeline of the rejoined room, as current state.
+    let (carol, carol_id) = new_user("llca");
+    alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.history_visibility/",
+                enc(&room)
+            ),
+            &json!({"history_visibility": "joined"}),
+        )
+        .expect(200);
+    let since = next_batch(&sync(&bob, ""));
+    bob.post(
+        &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+        &json!({}),
+    )
+    .expect(200);
+    join(&carol, &room);
+    join(&bob, &room);
+    let body = sync(&bob, &format!("&since={since}"));
+    let timeline = body["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["state_key"] == json!(carol_id)),
+        "{body}"
+    );
+}
