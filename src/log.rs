@@ -162,6 +162,10 @@ pub async fn consume(
     // delivered them already (the direct wake-up), this makes sure.
     let mut notes = std::collections::BTreeMap::new();
     let mut members: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    // Messages are acknowledged only once their notes reached the users' streams: a
+    // message acknowledged before a failed delivery would leave its events unseen
+    // until the room's next event.
+    let mut handled = Vec::new();
     for message in batch.raw_iter() {
         let body: String = serde_wasm_bindgen::from_value(message.body()).unwrap_or_default();
         let records = match LogRecord::from_message(&body) {
@@ -205,11 +209,19 @@ pub async fn consume(
         if failed {
             message.retry();
         } else {
-            message.ack();
+            handled.push(message);
         }
     }
-    if crate::platform::users::notify_all(&env, notes).await.is_err() {
-        crate::platform::log_error("room-log: sync fan-out failed for some users");
+    let delivered = crate::platform::users::notify_all(&env, notes).await.is_ok();
+    if !delivered {
+        crate::platform::log_error("room-log: sync fan-out failed for some users; the batch comes again");
+    }
+    for message in handled {
+        if delivered {
+            message.ack();
+        } else {
+            message.retry();
+        }
     }
     Ok(())
 }

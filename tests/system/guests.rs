@@ -52,6 +52,9 @@ fn guests_join_talk_and_leave_as_the_room_allows() {
     guest
         .post("/_matrix/client/v3/createRoom", &json!({}))
         .expect_err(403, "M_GUEST_ACCESS_FORBIDDEN");
+    guest
+        .get("/_matrix/client/v3/events?timeout=0")
+        .expect_err(403, "M_GUEST_ACCESS_FORBIDDEN");
     let room = create_room(&alice, json!({"preset": "public_chat"}));
     let join = format!("/_matrix/client/v3/join/{}", enc(&room));
     guest

@@ -94,6 +94,12 @@ pub async fn stream(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
     let from = req.query_param("from").filter(|f| !f.is_empty());
     match req.query_param("room_id") {
         Some(room_id) => room_stream(ctx, &session, room_id, from, timeout_ms).await,
+        // Guests follow the rooms they look at, one at a time; not an event stream of
+        // their own.
+        None if session.is_guest => Err(MatrixError::new(
+            "M_GUEST_ACCESS_FORBIDDEN",
+            "Guests must name the room they follow (room_id)",
+        )),
         None => user_stream(ctx, &session, from, timeout_ms).await,
     }
 }
