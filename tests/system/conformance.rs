@@ -344,3 +344,96 @@ fn the_same_state_twice_and_joining_twice_make_no_new_event() {
     join(&bob, &room);
     assert_eq!(latest(&bob), after_first_join, "a second join made an event");
 }
+
+/// Every write that needs power is refused without it, and changes nothing: state,
+/// power levels (no raising oneself, no granting above one's own level), kicks and
+/// bans (not of someone at or above one's level), invites (when they need power),
+/// upgrades and tombstones.
+#[test]
+fn writes_that_need_power_are_refused_without_it() {
+    let (alice, alice_id) = new_user("pwal");
+    let (bob, bob_id) = new_user("pwbo");
+    let (carol, carol_id) = new_user("pwca");
+    let (dave, dave_id) = new_user("pwda");
+    let room = create_room(&alice, json!({"preset": "public_chat", "name": "before"}));
+    let r = enc(&room);
+    for c in [&bob, &carol] {
+        join(c, &room);
+    }
+    let state = |t: &str| format!("/_matrix/client/v3/rooms/{r}/state/{t}/");
+    let power = alice.get(&state("m.room.power_levels")).expect(200);
+    // Bob (power 0): no state, no power levels, no kick, ban, unban, tombstone, upgrade.
+    bob.put(&state("m.room.name"), &json!({"name": "bob's"}))
+        .expect_err(403, "M_FORBIDDEN");
+    let mut raised = power.clone();
+    raised["users"][&bob_id] = json!(100);
+    bob.put(&state("m.room.power_levels"), &raised)
+        .expect_err(403, "M_FORBIDDEN");
+    for action in ["kick", "ban"] {
+        bob.post(
+            &format!("/_matrix/client/v3/rooms/{r}/{action}"),
+            &json!({"user_id": carol_id}),
+        )
+        .expect_err(403, "M_FORBIDDEN");
+    }
+    bob.put(
+        &state("m.room.tombstone"),
+        &json!({"body": "gone", "replacement_room": "!elsewhere:example.org"}),
+    )
+    .expect_err(403, "M_FORBIDDEN");
+    bob.post(
+        &format!("/_matrix/client/v3/rooms/{r}/upgrade"),
+        &json!({"new_version": "12"}),
+    )
+    .expect_err(403, "M_FORBIDDEN");
+    // Invites need power once the room says so.
+    let mut strict = power.clone();
+    strict["invite"] = json!(50);
+    alice.put(&state("m.room.power_levels"), &strict).expect(200);
+    bob.post(
+        &format!("/_matrix/client/v3/rooms/{r}/invite"),
+        &json!({"user_id": dave_id}),
+    )
+    .expect_err(403, "M_FORBIDDEN");
+    // Carol as moderator (50): no granting 100, no kicking or banning Alice's equals.
+    let mut moderated = strict.clone();
+    moderated["users"][&carol_id] = json!(50);
+    alice.put(&state("m.room.power_levels"), &moderated).expect(200);
+    let mut grant = moderated.clone();
+    grant["users"][&bob_id] = json!(100);
+    carol
+        .put(&state("m.room.power_levels"), &grant)
+        .expect_err(403, "M_FORBIDDEN");
+    let mut peer = moderated.clone();
+    peer["users"][&bob_id] = json!(50);
+    alice.put(&state("m.room.power_levels"), &peer).expect(200);
+    carol
+        .post(
+            &format!("/_matrix/client/v3/rooms/{r}/kick"),
+            &json!({"user_id": bob_id}),
+        )
+        .expect_err(403, "M_FORBIDDEN");
+    // Nothing changed: the name, Bob's membership and the power levels are Alice's.
+    assert_eq!(alice.get(&state("m.room.name")).expect(200)["name"], "before");
+    let bob_member = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{r}/state/m.room.member/{}",
+            enc(&bob_id)
+        ))
+        .expect(200);
+    assert_eq!(bob_member["membership"], "join");
+    let now = alice.get(&state("m.room.power_levels")).expect(200);
+    assert_eq!(now["users"][&bob_id], 50);
+    alice
+        .get(&state("m.room.tombstone"))
+        .expect_err(404, "M_NOT_FOUND");
+    // The rightful one works: with Bob back at 0, Carol (50) may kick him.
+    alice.put(&state("m.room.power_levels"), &moderated).expect(200);
+    carol
+        .post(
+            &format!("/_matrix/client/v3/rooms/{r}/kick"),
+            &json!({"user_id": bob_id}),
+        )
+        .expect(200);
+    let _ = (dave, alice_id);
+}
