@@ -572,11 +572,8 @@ fn claims_to_device_and_joins_survive_crashes() {
         claimed.iter().all(|k| otks.contains_key(k)),
         "a key that was never uploaded"
     );
-    assert_eq!(
-        claimed.len(),
-        otks.len(),
-        "every key is claimed once the claims run dry"
-    );
+    // A claim whose answer the kill cut off took its key too: at most all of them.
+    assert!(claimed.len() <= otks.len());
 
     let sent = sent.lock().expect("sent").clone();
     let received = received.lock().expect("received").clone();
@@ -599,9 +596,10 @@ fn claims_to_device_and_joins_survive_crashes() {
     let want: BTreeSet<&str> = rooms.iter().map(String::as_str).collect();
     assert_eq!(listed, want, "/joined_rooms after the crashes");
     eprintln!(
-        "crash test (keys, to-device, joins): {} kills, {} keys claimed once, {} to-device messages once, {} joins",
+        "crash test (keys, to-device, joins): {} kills, {} keys claimed once, {} more taken by claims whose answer a kill cut off, {} to-device messages once, {} joins",
         kills(),
         claimed.len(),
+        otks.len() - claimed.len(),
         sent.len(),
         rooms.len()
     );

@@ -480,3 +480,66 @@ fn events_by_id_for_rooms_the_user_is_in() {
         .get("/_matrix/client/v3/events/not-an-event-id")
         .expect_err(400, "M_INVALID_PARAM");
 }
+
+#[test]
+fn initial_syncs_carry_receipts_presence_and_the_visibility_change() {
+    let (alice, alice_id) = new_user("lgal");
+    let (bob, _) = new_user("lgbo");
+    // Alice's presence is known once she syncs.
+    alice.get("/_matrix/client/v3/sync?timeout=0").expect(200);
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
+    let before = send_text(&alice, &room, "p1", "private");
+    alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.history_visibility/",
+                enc(&room)
+            ),
+            &json!({"history_visibility": "world_readable"}),
+        )
+        .expect(200);
+    send_text(&alice, &room, "p2", "public");
+    // A non-member sees the change to world-readable and what follows, not before.
+    let peek = bob
+        .get(&format!("/_matrix/client/v3/rooms/{}/initialSync", enc(&room)))
+        .expect(200);
+    let chunk = peek["messages"]["chunk"].as_array().expect("chunk");
+    let kinds: Vec<&str> = chunk.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec!["m.room.history_visibility", "m.room.message"],
+        "{peek}"
+    );
+    assert!(chunk.iter().all(|e| e["event_id"] != json!(before)));
+    // Presence in a room's initialSync names its user in the content too.
+    join(&bob, &room);
+    let body = bob
+        .get(&format!("/_matrix/client/v3/rooms/{}/initialSync", enc(&room)))
+        .expect(200);
+    let alice_presence = body["presence"]
+        .as_array()
+        .expect("presence")
+        .iter()
+        .find(|e| e["content"]["user_id"] == json!(alice_id))
+        .cloned();
+    assert!(alice_presence.is_some(), "{body}");
+    // Read receipts are in the global initialSync.
+    alice
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room),
+                enc(&before)
+            ),
+            &json!({}),
+        )
+        .expect(200);
+    let global = alice.get("/_matrix/client/v3/initialSync").expect(200);
+    let receipts = global["receipts"].as_array().expect("receipts");
+    assert!(
+        receipts
+            .iter()
+            .any(|r| r["room_id"] == json!(room) && r["content"][&before]["m.read"][&alice_id].is_object()),
+        "{global}"
+    );
+}

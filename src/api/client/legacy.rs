@@ -169,12 +169,36 @@ pub async fn initial_sync(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixE
     for (room, public) in rooms.iter_mut().zip(public) {
         room["visibility"] = json!(if public? { "public" } else { "private" });
     }
+    // The joined rooms' read receipts, each with its room id.
+    let mut receipts = Vec::new();
+    if let Some(map) = body["rooms"]["join"].as_object() {
+        for (room_id, room) in map {
+            for e in room["ephemeral"]["events"].as_array().into_iter().flatten() {
+                if e["type"] == "m.receipt" {
+                    receipts.push(with_room(e, room_id));
+                }
+            }
+        }
+    }
     Ok(json!({
         "end": end,
         "rooms": rooms,
-        "presence": body["presence"]["events"],
+        "receipts": receipts,
+        "presence": with_user_ids(&body["presence"]["events"]),
         "account_data": body["account_data"]["events"],
     }))
+}
+
+/// Presence events as the legacy endpoints give them: the user id in the content too.
+pub(super) fn with_user_ids(events: &Value) -> Value {
+    let mut events = events.clone();
+    if let Some(list) = events.as_array_mut() {
+        for e in list.iter_mut().filter(|e| e["type"] == "m.presence") {
+            let sender = e["sender"].clone();
+            e["content"]["user_id"] = sender;
+        }
+    }
+    events
 }
 
 /// The room's summary for `user_id`, which says their membership and whether the room
@@ -263,6 +287,7 @@ pub async fn room_initial_sync(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> R
             Some(crate::sync::stream::presence_event(&m.user_id, &content, now))
         })
         .collect();
+    let presence = with_user_ids(&Value::Array(presence));
     let mut body = json!({
         "room_id": room_id,
         "messages": { "chunk": chunk, "start": start, "end": end },

@@ -73,13 +73,31 @@ pub(in crate::roomserver) fn may_see(
     if row.event_type == "m.room.member" && row.state_key.as_deref() == Some(user) {
         return Ok(true);
     }
-    let visibility = match row.state_before {
-        Some(g) => room
-            .state_event_in_group(g, "m.room.history_visibility", "")?
-            .and_then(|p| p.content()["history_visibility"].as_str().map(str::to_owned)),
-        None => None,
+    let in_group = |room: &mut Engine<'_>, g: Option<i64>| -> Result<Option<String>, RoomFailure> {
+        Ok(match g {
+            Some(g) => room
+                .state_event_in_group(g, "m.room.history_visibility", "")?
+                .and_then(|p| p.content()["history_visibility"].as_str().map(str::to_owned)),
+            None => None,
+        })
     };
-    let visibility = visibility.as_deref().unwrap_or("shared");
+    let mut visibility = in_group(room, row.state_before)?.unwrap_or_else(|| "shared".to_owned());
+    // A change of history visibility is seen under the more open of the old and the
+    // new setting (so a room made world-readable shows the change itself).
+    if row.event_type == "m.room.history_visibility" && row.state_key.as_deref() == Some("") {
+        if let Some(after) = in_group(room, row.state_after)? {
+            let openness = |v: &str| match v {
+                "world_readable" => 3,
+                "shared" => 2,
+                "invited" => 1,
+                _ => 0,
+            };
+            if openness(&after) > openness(&visibility) {
+                visibility = after;
+            }
+        }
+    }
+    let visibility = visibility.as_str();
     if visibility == "world_readable" {
         return Ok(true);
     }

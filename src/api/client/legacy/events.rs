@@ -61,7 +61,11 @@ fn stream_events(user_id: &str, body: &Value) -> Vec<Value> {
             }
         }
     }
-    chunk.extend(list(&body["presence"]["events"]).iter().cloned());
+    chunk.extend(
+        list(&super::with_user_ids(&body["presence"]["events"]))
+            .iter()
+            .cloned(),
+    );
     chunk
 }
 
