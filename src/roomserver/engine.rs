@@ -857,10 +857,6 @@ impl<'a> Engine<'a> {
         let prevs: Vec<String> = pdu.prev_events().iter().map(|p| p.to_string()).collect();
         let head = self.head()?;
         let mut extremities = head.extremities.clone();
-        self.pending
-            .borrow_mut()
-            .stored_extremities
-            .get_or_insert(head.extremities);
         extremities.retain(|e| !prevs.contains(e));
         extremities.push(event_id.clone());
         extremities.sort();
@@ -889,6 +885,13 @@ impl<'a> Engine<'a> {
                 self.pending.borrow_mut().current_group = Some(g);
             }
         }
+        // The extremities as stored, the baseline of their pending write: taken only now,
+        // after the lookups above, which may have flushed what was pending (and with it
+        // an earlier baseline). Taken before them, a flush in between lost this change.
+        self.pending
+            .borrow_mut()
+            .stored_extremities
+            .get_or_insert(head.extremities);
         *self.head.borrow_mut() = Some(Head {
             stream_pos,
             current_group: new_group.or(current_group),

@@ -16,15 +16,15 @@ use super::store;
 
 const HS: &str = "hs.test";
 
-fn key() -> SigningKey {
+pub(super) fn key() -> SigningKey {
     SigningKey::from_seed([7; 32], "t").expect("key")
 }
 
-fn user(name: &str) -> OwnedUserId {
+pub(super) fn user(name: &str) -> OwnedUserId {
     OwnedUserId::try_from(format!("@{name}:{HS}")).expect("user")
 }
 
-fn signer(key: &SigningKey, now_ms: u64) -> Signer<'_> {
+pub(super) fn signer(key: &SigningKey, now_ms: u64) -> Signer<'_> {
     Signer {
         server_name: HS,
         key,
@@ -42,7 +42,7 @@ fn member(who: &str, membership: &str) -> NewEvent {
 
 /// A public room made by alice, with bob joined at power 50 (and `creator_power` for alice
 /// where the version has power for creators).
-fn new_room<'a>(db: &'a MemorySql, version: &str, key: &SigningKey) -> Engine<'a> {
+pub(super) fn new_room<'a>(db: &'a MemorySql, version: &str, key: &SigningKey) -> Engine<'a> {
     store::init(db).expect("schema");
     let version = RoomVersionId::try_from(version).expect("version");
     let rules = version.rules().expect("rules");
@@ -89,7 +89,7 @@ fn new_room<'a>(db: &'a MemorySql, version: &str, key: &SigningKey) -> Engine<'a
 }
 
 /// Builds an event on top of `prev` (using the state after it), without inputting it.
-fn build_on(
+pub(super) fn build_on(
     room: &mut Engine<'_>,
     prev: &[&str],
     sender: &str,
@@ -418,7 +418,7 @@ fn redactions_strip_content_when_allowed() {
 }
 
 /// Every row of the room's tables, in a stable order, for comparing two databases.
-fn dump(db: &MemorySql) -> Vec<String> {
+pub(super) fn dump(db: &MemorySql) -> Vec<String> {
     let mut out = Vec::new();
     for table in [
         "meta",

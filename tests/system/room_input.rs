@@ -23,21 +23,21 @@ type State = HashMap<(StateEventType, String), Pdu>;
 
 /// A branch of history: its state and tip.
 #[derive(Clone, Default)]
-struct Branch {
+pub struct Branch {
     state: State,
     tip: Vec<(OwnedEventId, u64)>,
 }
 
-struct Gen {
-    key: SigningKey,
+pub struct Gen {
+    pub key: SigningKey,
     rules: ruma::room_version_rules::RoomVersionRules,
-    room_id: ruma::OwnedRoomId,
+    pub room_id: ruma::OwnedRoomId,
     ts: u64,
-    log: Vec<Pdu>,
+    pub log: Vec<Pdu>,
 }
 
 impl Gen {
-    fn new(seed: u64) -> (Gen, Branch) {
+    pub fn new(seed: u64) -> (Gen, Branch) {
         let key = SigningKey::from_seed([9; 32], "r1").expect("key");
         let version = RoomVersionId::V12;
         let rules = version.rules().expect("rules");
@@ -96,7 +96,7 @@ impl Gen {
         self.log.push(pdu);
     }
 
-    fn add(&mut self, branch: &mut Branch, sender: &str, new: NewEvent) -> Pdu {
+    pub fn add(&mut self, branch: &mut Branch, sender: &str, new: NewEvent) -> Pdu {
         self.ts += 1;
         let signer = Signer {
             server_name: REMOTE,
@@ -118,7 +118,7 @@ impl Gen {
         pdu
     }
 
-    fn keys(&self) -> Value {
+    pub fn keys(&self) -> Value {
         json!({ REMOTE: { self.key.key_id(): self.key.public_key_base64() } })
     }
 }
