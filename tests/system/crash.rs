@@ -619,7 +619,7 @@ fn input_of_received_events_survives_crashes() {
     let history = |seed: u64| -> Gen {
         let (mut g, main) = Gen::new(seed);
         let (mut a, mut b) = (main.clone(), main);
-        for i in 0..30 {
+        for i in 0..(8 * kills()).max(30) {
             g.add(
                 &mut a,
                 "alice",
