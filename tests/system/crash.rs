@@ -728,3 +728,119 @@ fn input_of_received_events_survives_crashes() {
         crashed.log.len()
     );
 }
+
+/// Account data and read receipts under kills: after the last restart, the user's
+/// syncs (incremental from before the load, and initial) show the last acknowledged
+/// account data, and a room mate's sync shows the last acknowledged receipt.
+#[test]
+fn account_data_and_receipts_converge_after_crashes() {
+    let mut server = Server::start(Options::default());
+    let root = server.client();
+    let (alice, alice_id) = root.register(&unique("cdal"), "correct horse battery");
+    let (bob, _) = root.register(&unique("cdbo"), "correct horse battery");
+    let room = alice
+        .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
+        .expect(200);
+    let messages: Vec<String> = (0..40)
+        .map(|i| {
+            bob.put(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/send/m.room.message/cd{i}",
+                    enc(&room)
+                ),
+                &json!({"msgtype": "m.text", "body": format!("{i}")}),
+            )
+            .expect(200)["event_id"]
+                .as_str()
+                .expect("event_id")
+                .to_owned()
+        })
+        .collect();
+    let since = alice.get("/_matrix/client/v3/sync?timeout=0").expect(200)["next_batch"]
+        .as_str()
+        .expect("next_batch")
+        .to_owned();
+    let last: Arc<Mutex<Option<usize>>> = Arc::default();
+    let writer = {
+        let (alice, room, messages, last) = (alice.clone(), room.clone(), messages.clone(), last.clone());
+        let user = alice_id.clone();
+        std::thread::spawn(move || {
+            for (i, event) in messages.iter().enumerate() {
+                let path = format!("/_matrix/client/v3/user/{}/account_data/m.test", enc(&user));
+                let resp = until_answered(&alice, "PUT", &path, Some(&json!({"n": i})));
+                assert_eq!(resp.status, 200, "{}", resp.body);
+                let path = format!(
+                    "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                    enc(&room),
+                    enc(event)
+                );
+                let resp = until_answered(&alice, "POST", &path, Some(&json!({})));
+                assert_eq!(resp.status, 200, "{}", resp.body);
+                *last.lock().expect("last") = Some(i);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let mut rng = Rng::from_env();
+    for _ in 0..kills() {
+        std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
+        server.crash_and_restart();
+    }
+    writer.join().expect("writer");
+    let n = last.lock().expect("last").expect("something acknowledged");
+    let want_event = &messages[n];
+
+    let account_value = |body: &Value| {
+        body["account_data"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["type"] == "m.test")
+            .map(|e| e["content"]["n"].clone())
+    };
+    let receipt_of = |body: &Value| {
+        body["rooms"]["join"][&room]["ephemeral"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "m.receipt")
+            .filter_map(|e| e["content"].as_object())
+            .flat_map(|c| c.iter())
+            .filter(|(_, r)| r["m.read"][&alice_id].is_object())
+            .map(|(event, _)| event.clone())
+            .next_back()
+    };
+    // The incremental sync from before the load: the latest value (the gap's changes
+    // come as the current content).
+    let incremental = until_answered(
+        &alice,
+        "GET",
+        &format!("/_matrix/client/v3/sync?timeout=0&since={}", enc(&since)),
+        None,
+    );
+    assert_eq!(
+        account_value(&incremental.body),
+        Some(json!(n)),
+        "{}",
+        incremental.body
+    );
+    let initial = until_answered(&alice, "GET", "/_matrix/client/v3/sync?timeout=0", None);
+    assert_eq!(account_value(&initial.body), Some(json!(n)));
+    let bob_view = until_answered(&bob, "GET", "/_matrix/client/v3/sync?timeout=0", None);
+    assert_eq!(
+        receipt_of(&bob_view.body).as_ref(),
+        Some(want_event),
+        "{}",
+        bob_view.body
+    );
+    eprintln!(
+        "crash test (account data, receipts): {} kills, {} acknowledged updates of each, both converged",
+        kills(),
+        n + 1
+    );
+}
