@@ -422,3 +422,21 @@ fn lazy_members_are_not_sent_twice_and_current_state_shows_after_a_rejoin() {
         "{body}"
     );
 }
+
+#[test]
+fn a_newly_joined_room_brings_its_members_presence() {
+    let (alice, alice_id) = new_user("pjal");
+    let (bob, _) = new_user("pjbo");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
+    sync(&alice, "");
+    let since = next_batch(&sync(&bob, ""));
+    join(&bob, &room);
+    let body = sync(&bob, &format!("&since={since}"));
+    let presence: Vec<&Value> = body["presence"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["sender"] == json!(alice_id))
+        .collect();
+    assert_eq!(presence.len(), 1, "{body}");
+}
