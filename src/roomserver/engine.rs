@@ -571,6 +571,22 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// One entry of the current state as an event (by nid, from the event cache): for
+    /// the few questions that need one key, never the whole state as events.
+    pub fn current_entry(
+        &self,
+        event_type: &StateEventType,
+        state_key: &str,
+    ) -> Result<Option<Pdu>, RoomError> {
+        let (_, state) = self.current_state_shared()?;
+        let failed = RefCell::new(None);
+        let entry = self.state_entry(&state, event_type, state_key, &failed);
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(entry),
+        }
+    }
+
     /// Stores a state as a group (see `store::store_state`) and keeps it in the cache: the
     /// next events read it at once.
     fn store_group(

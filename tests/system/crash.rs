@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{enc, unique, Client, Options, Server};
+use crate::harness::{create_room, enc, unique, Client, Options, Server};
 
 const SENDERS: usize = 8;
 
@@ -186,14 +186,7 @@ fn acknowledged_sends_reach_every_member_across_crashes() {
         members.push(root.register(&unique(name), "correct horse battery").0);
     }
     let rooms: Vec<String> = (0..2)
-        .map(|_| {
-            alice
-                .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
-                .expect(200)["room_id"]
-                .as_str()
-                .expect("room_id")
-                .to_owned()
-        })
+        .map(|_| create_room(&alice, json!({"preset": "public_chat"})))
         .collect();
     for m in &members {
         for room in &rooms {
@@ -343,12 +336,7 @@ fn sends_acknowledged_just_before_a_kill_reach_a_member() {
     let root = server.client();
     let (alice, _) = root.register(&unique("kpal"), "correct horse battery");
     let (bob, _) = root.register(&unique("kpbo"), "correct horse battery");
-    let room = alice
-        .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
-        .expect(200)["room_id"]
-        .as_str()
-        .expect("room_id")
-        .to_owned();
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
         .expect(200);
     let token = bob.get("/_matrix/client/v3/sync?timeout=0").expect(200)["next_batch"]
@@ -440,15 +428,7 @@ fn claims_to_device_and_joins_survive_crashes() {
     let carol = crate::e2ee::Device::register_on(&root, "ckca");
     let (dave, _) = root.register(&unique("ckda"), "correct horse battery");
     let rooms: Vec<String> = (0..12)
-        .map(|_| {
-            alice
-                .client
-                .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
-                .expect(200)["room_id"]
-                .as_str()
-                .expect("room_id")
-                .to_owned()
-        })
+        .map(|_| create_room(&alice.client, json!({"preset": "public_chat"})))
         .collect();
     let carol_token = carol.client.get("/_matrix/client/v3/sync?timeout=0").expect(200)["next_batch"]
         .as_str()
@@ -738,12 +718,7 @@ fn account_data_and_receipts_converge_after_crashes() {
     let root = server.client();
     let (alice, alice_id) = root.register(&unique("cdal"), "correct horse battery");
     let (bob, _) = root.register(&unique("cdbo"), "correct horse battery");
-    let room = alice
-        .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
-        .expect(200)["room_id"]
-        .as_str()
-        .expect("room_id")
-        .to_owned();
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
         .expect(200);
     let messages: Vec<String> = (0..40)

@@ -74,14 +74,7 @@ pub fn plan(
         .room_version
         .clone()
         .unwrap_or_else(|| DEFAULT_ROOM_VERSION.to_string());
-    let (version, rules) = room_version::parse(&version_text)
-        .filter(|(v, _)| room_version::is_offered_to_clients(v))
-        .ok_or_else(|| {
-            MatrixError::new(
-                "M_UNSUPPORTED_ROOM_VERSION",
-                "This server does not offer that room version",
-            )
-        })?;
+    let (version, rules) = offered_version(&version_text)?;
     let public = match req.visibility.as_deref() {
         None | Some("private") => false,
         Some("public") => true,
@@ -262,6 +255,21 @@ pub fn new_room_id(ctx: &Ctx, rules: &RoomVersionRules) -> Result<Option<OwnedRo
     OwnedRoomId::try_from(format!("!{local}:{}", ctx.config.server_name))
         .map(Some)
         .map_err(|_| MatrixError::internal())
+}
+
+/// A room version this server offers for new rooms, or 400 `M_UNSUPPORTED_ROOM_VERSION`
+/// (room creation and upgrades).
+pub(super) fn offered_version(
+    text: &str,
+) -> Result<(ruma::RoomVersionId, ruma::room_version_rules::RoomVersionRules), MatrixError> {
+    room_version::parse(text)
+        .filter(|(v, _)| room_version::is_offered_to_clients(v))
+        .ok_or_else(|| {
+            MatrixError::new(
+                "M_UNSUPPORTED_ROOM_VERSION",
+                "This server does not offer that room version",
+            )
+        })
 }
 
 /// `POST /_matrix/client/v3/createRoom`

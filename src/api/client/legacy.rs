@@ -306,7 +306,8 @@ pub async fn room_initial_sync(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> R
 mod tests {
     use super::*;
 
-    fn ev(kind: &str, key: Option<&str>, content: Value) -> Value {
+    /// A client-format event for the reshaping tests (also `legacy/events.rs`'s).
+    pub(in crate::api::client::legacy) fn ev(kind: &str, key: Option<&str>, content: Value) -> Value {
         let mut e =
             json!({ "type": kind, "sender": "@a:hs", "event_id": format!("${kind}"), "content": content });
         if let Some(k) = key {

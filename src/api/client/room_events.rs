@@ -267,8 +267,12 @@ pub async fn messages(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Val
         }
         None => None,
     };
-    let from = room_token(ctx, &session.user_id, room_id, req.query_param("from")).await?;
-    let to = room_token(ctx, &session.user_id, room_id, req.query_param("to")).await?;
+    let (from, to) = futures_util::future::join(
+        room_token(ctx, &session.user_id, room_id, req.query_param("from")),
+        room_token(ctx, &session.user_id, room_id, req.query_param("to")),
+    )
+    .await;
+    let (from, to) = (from?, to?);
     let request = RoomRequest::Messages {
         user_id: session.user_id,
         from,

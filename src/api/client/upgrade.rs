@@ -68,14 +68,7 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
     if membership["membership"] != "join" {
         return Err(MatrixError::forbidden("You are not joined to this room"));
     }
-    let (version, rules) = room_version::parse(&body.new_version)
-        .filter(|(v, _)| room_version::is_offered_to_clients(v))
-        .ok_or_else(|| {
-            MatrixError::new(
-                "M_UNSUPPORTED_ROOM_VERSION",
-                "This server does not offer that room version",
-            )
-        })?;
+    let (version, rules) = super::create_room::offered_version(&body.new_version)?;
     let state = rooms::call(
         ctx,
         room_id,

@@ -1,6 +1,7 @@
 //! The read side of the room: queries, with the history-visibility checks that decide
 //! what a user may see.
 
+use ruma::events::StateEventType;
 use serde_json::{json, Map, Value};
 
 use crate::core::pdu::Pdu;
@@ -308,8 +309,8 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
         }
         RoomRequest::MaySendState { user_id, event_type } => {
             let joined = room
-                .current_state_pdus()?
-                .get(&("m.room.member".into(), user_id.clone()))
+                .current_entry(&StateEventType::RoomMember, &user_id)?
+                .as_ref()
                 .and_then(membership_of)
                 .as_deref()
                 == Some("join");

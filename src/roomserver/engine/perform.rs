@@ -98,13 +98,8 @@ impl Engine<'_> {
 
     /// Answers a question about the current power levels.
     pub fn power_check(&self, question: impl FnOnce(&Power<'_>) -> bool) -> Result<bool, RoomError> {
-        let (_, state) = self.current_state_shared()?;
-        let failed = std::cell::RefCell::new(None);
-        let create = self.state_entry(&state, &StateEventType::RoomCreate, "", &failed);
-        let power = self.state_entry(&state, &StateEventType::RoomPowerLevels, "", &failed);
-        if let Some(e) = failed.into_inner() {
-            return Err(e);
-        }
+        let create = self.current_entry(&StateEventType::RoomCreate, "")?;
+        let power = self.current_entry(&StateEventType::RoomPowerLevels, "")?;
         let levels = power.map(|p| p.content());
         let (creator, create_content) = match &create {
             Some(c) => (c.sender().to_string(), c.content()),
@@ -198,14 +193,8 @@ impl Engine<'_> {
         let Some(state_key) = new.state_key.as_deref() else {
             return Ok(None);
         };
-        let (_, state) = self.current_state_shared()?;
-        let failed = std::cell::RefCell::new(None);
         let kind = StateEventType::from(new.event_type.as_str());
-        let current = self.state_entry(&state, &kind, state_key, &failed);
-        if let Some(e) = failed.into_inner() {
-            return Err(e);
-        }
-        let Some(current) = current else {
+        let Some(current) = self.current_entry(&kind, state_key)? else {
             return Ok(None);
         };
         if current.sender() != sender || current.content() != new.content {

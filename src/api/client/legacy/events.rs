@@ -251,16 +251,8 @@ pub async fn event(ctx: &Ctx, req: &HttpRequest, event_id: &str) -> Result<Value
 mod tests {
     use serde_json::json;
 
+    use super::super::tests::ev;
     use super::*;
-
-    fn ev(kind: &str, key: Option<&str>, content: Value) -> Value {
-        let mut e =
-            json!({ "type": kind, "sender": "@a:hs", "event_id": format!("${kind}"), "content": content });
-        if let Some(k) = key {
-            e["state_key"] = json!(k);
-        }
-        e
-    }
 
     #[test]
     fn the_stream_flattens_rooms_invites_and_presence() {
