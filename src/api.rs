@@ -112,6 +112,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::PutRoomVisibility => directory::put_visibility(ctx, req, p(0)).await,
         E::PublicRooms | E::PublicRoomsPost => directory::public_rooms(ctx, req).await,
         E::AdminRoomInput => admin::room_input::input(ctx, req, p(0)).await,
+        E::AdminLogReplay => admin::log_replay::replay(ctx, req, p(0)).await,
         E::UpgradeRoom => client::upgrade::upgrade(ctx, req, p(0)).await,
         E::ClientVersions => Ok(client::versions::get()),
         E::WellKnownClient => Ok(wellknown::client(config)),

@@ -5,6 +5,7 @@
 pub mod crypto;
 pub mod env;
 pub mod http;
+pub mod room_log;
 pub mod rooms;
 pub mod sql;
 pub mod users;

@@ -51,3 +51,6 @@ mod guests;
 
 #[path = "system/legacy.rs"]
 mod legacy;
+
+#[path = "system/log_replay.rs"]
+mod log_replay;

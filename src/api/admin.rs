@@ -2,6 +2,7 @@
 //! management, so the usual tooling (`register_new_matrix_user`, admin scripts) works;
 //! and Neurite's own (`/_neurite/admin/v1/...`).
 
+pub mod log_replay;
 pub mod register;
 pub mod registration_tokens;
 pub mod room_input;

@@ -134,6 +134,10 @@ pub fn handle_cached(
             keys,
             state,
         } => input(db, host, cache, kind, pdus, &keys, state),
+        RoomRequest::LogRecords { from, limit } => {
+            let records = store::log_records(db, from, i64::from(limit)).map_err(RoomError::from)?;
+            Ok(json!({ "records": records.into_iter().map(|(_, text)| text).collect::<Vec<_>>() }))
+        }
         other => {
             let mut room = Engine::open(db, cache)?;
             query(&mut room, host, other)

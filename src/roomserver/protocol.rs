@@ -117,6 +117,9 @@ pub enum RoomRequest {
     /// Whether a joined user's power level lets them send state of `event_type` now:
     /// `{allowed}` (false for anyone not joined). For the directory's checks.
     MaySendState { user_id: String, event_type: String },
+    /// The room's log records from stream position `from` on (those it keeps after
+    /// publication and those still waiting): `{records: [text]}`, for replay.
+    LogRecords { from: i64, limit: u32 },
     /// A page of the timeline.
     Messages {
         user_id: String,

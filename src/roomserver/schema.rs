@@ -53,8 +53,15 @@ CREATE TABLE IF NOT EXISTS txns (
 CREATE TABLE IF NOT EXISTS outbox (
     stream_pos INTEGER PRIMARY KEY,
     payload    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS published (
+    stream_pos INTEGER PRIMARY KEY,
+    payload    TEXT NOT NULL
 )
 ";
+
+/// Published log records a room keeps for replay (`store::log_records`).
+pub const PUBLISHED_KEPT: i64 = 1000;
 
 /// A full snapshot is written after this many deltas in a chain.
 pub const SNAPSHOT_INTERVAL: i64 = 32;

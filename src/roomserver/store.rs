@@ -8,6 +8,9 @@ use crate::storage::sql::{Row, Sql, SqlError, SqlValue};
 
 use super::schema::{SCHEMA, SNAPSHOT_INTERVAL};
 
+mod outbox;
+pub use outbox::{clear_outbox, log_records, outbox, outbox_mentioning, OutboxRows};
+
 /// `(event type, state key)`.
 pub type StateKey = (String, String);
 /// State as stored: key → event nid (the local numeric id of the event).
@@ -201,28 +204,6 @@ impl EventRows {
             "INSERT INTO events (nid, event_id, stream_pos, depth, type, state_key, sender, origin_ts, kind, \
              status, reason, state_before, state_after, json) VALUES ",
             Self::WIDTH,
-        )
-    }
-}
-
-/// Outbox records gathered to be inserted together.
-#[derive(Debug, Default)]
-pub struct OutboxRows(Rows);
-
-impl OutboxRows {
-    pub fn push(&mut self, stream_pos: i64, payload: String) {
-        self.0.values.extend([stream_pos.into(), SqlValue::Text(payload)]);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn write(&mut self, db: &dyn Sql) -> Result<(), SqlError> {
-        self.0.write(
-            db,
-            "INSERT OR REPLACE INTO outbox (stream_pos, payload) VALUES ",
-            2,
         )
     }
 }
@@ -490,48 +471,6 @@ pub fn set_txn(db: &dyn Sql, user: &str, device: &str, txn: &str, event_id: &str
     )
 }
 
-pub fn outbox(db: &dyn Sql, limit: i64) -> Result<Vec<(i64, String)>, SqlError> {
-    db.query(
-        "SELECT stream_pos, payload FROM outbox ORDER BY stream_pos LIMIT ?",
-        params![limit],
-    )?
-    .iter()
-    .map(|r| Ok((r.int(0)?, r.text(1)?.to_owned())))
-    .collect()
-}
-
-/// Of the first `limit` outbox records, those whose text contains `mark`, and the
-/// position of the last of the `limit` (0 when the outbox is empty).
-pub fn outbox_mentioning(
-    db: &dyn Sql,
-    mark: &str,
-    limit: i64,
-) -> Result<(Vec<(i64, String)>, i64), SqlError> {
-    let last = db
-        .query_opt(
-            "SELECT coalesce(max(stream_pos), 0) FROM \
-             (SELECT stream_pos FROM outbox ORDER BY stream_pos LIMIT ?)",
-            params![limit],
-        )?
-        .map(|r| r.int(0))
-        .transpose()?
-        .unwrap_or(0);
-    let rows = db
-        .query(
-            "SELECT stream_pos, payload FROM outbox WHERE stream_pos <= ? AND instr(payload, ?) > 0 \
-             ORDER BY stream_pos",
-            params![last, mark],
-        )?
-        .iter()
-        .map(|r| Ok((r.int(0)?, r.text(1)?.to_owned())))
-        .collect::<Result<_, SqlError>>()?;
-    Ok((rows, last))
-}
-
-pub fn clear_outbox(db: &dyn Sql, up_to: i64) -> Result<(), SqlError> {
-    db.execute("DELETE FROM outbox WHERE stream_pos <= ?", params![up_to])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,27 +545,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn outbox_records_naming_a_server_are_picked_out() {
-        let db = db();
-        assert_eq!(
-            outbox_mentioning(&db, ":hs\"", 10).expect("empty"),
-            (Vec::new(), 0)
-        );
-        let mut rows = OutboxRows::default();
-        rows.push(1, r#"{"state_key":"@a:elsewhere"}"#.to_owned());
-        rows.push(2, r#"{"state_key":"@b:hs"}"#.to_owned());
-        rows.push(3, r#"{"sender":"@c:hs.example"}"#.to_owned());
-        rows.push(4, r#"{"state_key":"@d:hs"}"#.to_owned());
-        rows.write(&db).expect("write");
-        let (found, last) = outbox_mentioning(&db, ":hs\"", 10).expect("mentioning");
-        assert_eq!(last, 4);
-        assert_eq!(found.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![2, 4]);
-        // Only within the first `limit` records.
-        let (found, last) = outbox_mentioning(&db, ":hs\"", 3).expect("mentioning");
-        assert_eq!((found.len(), last), (1, 3));
-    }
-
     fn event<'a>(id: &'a str, pos: Option<i64>, json: &'a str) -> NewEvent<'a> {
         NewEvent {
             event_id: id,
@@ -692,21 +610,5 @@ mod tests {
             event_by_nid(&db, 23).expect("read").expect("row").event_id,
             "$e23"
         );
-
-        let mut outbox_rows = OutboxRows::default();
-        outbox_rows.push(1, r#"{"a":"\"x\""}"#.to_owned());
-        outbox_rows.push(2, "{}".to_owned());
-        outbox_rows.write(&db).expect("write");
-        assert_eq!(
-            outbox(&db, 10).expect("outbox"),
-            vec![(1, r#"{"a":"\"x\""}"#.to_owned()), (2, "{}".to_owned())]
-        );
-        for pos in 3..=120 {
-            outbox_rows.push(pos, format!("{{\"n\":{pos}}}"));
-        }
-        outbox_rows.write(&db).expect("write many");
-        let all = outbox(&db, 1000).expect("outbox");
-        assert_eq!(all.len(), 120);
-        assert_eq!(all[119], (120, r#"{"n":120}"#.to_owned()));
     }
 }

@@ -475,9 +475,10 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             let (row, pdu) = visible_event(room, &event_id, &user_id, &vis, ceiling)?;
             Ok(client_event(&row, &pdu, host.now_ms))
         }
-        RoomRequest::Create { .. } | RoomRequest::Send { .. } | RoomRequest::Input { .. } => {
-            Err(fail(500, "M_UNKNOWN", "not a query"))
-        }
+        RoomRequest::Create { .. }
+        | RoomRequest::Send { .. }
+        | RoomRequest::Input { .. }
+        | RoomRequest::LogRecords { .. } => Err(fail(500, "M_UNKNOWN", "not a query")),
         RoomRequest::SyncSlice {
             user_id,
             device_id,
