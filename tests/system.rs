@@ -42,6 +42,8 @@ mod conformance;
 
 #[path = "system/crash.rs"]
 mod crash;
+#[path = "system/crash_views.rs"]
+mod crash_views;
 
 #[path = "system/conformance_more.rs"]
 mod conformance_more;
@@ -54,3 +56,6 @@ mod legacy;
 
 #[path = "system/log_replay.rs"]
 mod log_replay;
+
+#[path = "system/soak.rs"]
+mod soak;

@@ -17,10 +17,10 @@ use crate::harness::{create_room, enc, unique, Client, Options, Server};
 const SENDERS: usize = 8;
 
 /// A small deterministic generator for kill timings (xorshift).
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn from_env() -> Rng {
+    pub(crate) fn from_env() -> Rng {
         let seed = std::env::var("NEURITE_CRASH_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -35,7 +35,7 @@ impl Rng {
         Rng(seed)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -43,7 +43,7 @@ impl Rng {
     }
 }
 
-fn kills() -> usize {
+pub(crate) fn kills() -> usize {
     std::env::var("NEURITE_CRASH_KILLS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -52,7 +52,12 @@ fn kills() -> usize {
 
 /// Retries a request until the server answers with something other than a 5xx (it
 /// may be down or starting); gives up after two minutes.
-fn until_answered(c: &Client, method: &str, path: &str, body: Option<&Value>) -> crate::harness::Resp {
+pub(crate) fn until_answered(
+    c: &Client,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> crate::harness::Resp {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match c.try_json(method, path, body) {
@@ -65,12 +70,17 @@ fn until_answered(c: &Client, method: &str, path: &str, body: Option<&Value>) ->
 }
 
 /// What one member's client saw: message event ids per room, in arrival order.
-type Seen = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
+pub(crate) type Seen = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
 
 /// A member's sync loop: incremental syncs from `token`, retrying with the same token
 /// on any failure (as clients do), until `stop`. A gap (`limited`) is a failure: the
 /// timeline limit is far above what arrives between two syncs.
-fn sync_loop(c: Client, mut token: String, stop: Arc<AtomicBool>, seen: Seen) -> std::thread::JoinHandle<()> {
+pub(crate) fn sync_loop(
+    c: Client,
+    mut token: String,
+    stop: Arc<AtomicBool>,
+    seen: Seen,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let filter = enc(&json!({"room": {"timeline": {"limit": 1000}}}).to_string());
         while !stop.load(Ordering::SeqCst) {
@@ -145,7 +155,7 @@ fn gap(c: &Client, room: &str, prev_batch: &str, since: &str) -> Vec<String> {
 }
 
 /// The room's messages in stream order, as `/messages` pages them forwards.
-fn room_messages(c: &Client, room: &str) -> Vec<String> {
+pub(crate) fn room_messages(c: &Client, room: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut from: Option<String> = None;
     loop {
@@ -706,116 +716,5 @@ fn input_of_received_events_survives_crashes() {
     eprintln!(
         "crash test (input): {kills_done} kills, {} events input in batches of 10, state as without a crash",
         crashed.log.len()
-    );
-}
-
-/// Account data and read receipts under kills: after the last restart, the user's
-/// syncs (incremental from before the load, and initial) show the last acknowledged
-/// account data, and a room mate's sync shows the last acknowledged receipt.
-#[test]
-fn account_data_and_receipts_converge_after_crashes() {
-    let mut server = Server::start(Options::default());
-    let root = server.client();
-    let (alice, alice_id) = root.register(&unique("cdal"), "correct horse battery");
-    let (bob, _) = root.register(&unique("cdbo"), "correct horse battery");
-    let room = create_room(&alice, json!({"preset": "public_chat"}));
-    bob.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
-        .expect(200);
-    let messages: Vec<String> = (0..40)
-        .map(|i| {
-            bob.put(
-                &format!(
-                    "/_matrix/client/v3/rooms/{}/send/m.room.message/cd{i}",
-                    enc(&room)
-                ),
-                &json!({"msgtype": "m.text", "body": format!("{i}")}),
-            )
-            .expect(200)["event_id"]
-                .as_str()
-                .expect("event_id")
-                .to_owned()
-        })
-        .collect();
-    let since = alice.get("/_matrix/client/v3/sync?timeout=0").expect(200)["next_batch"]
-        .as_str()
-        .expect("next_batch")
-        .to_owned();
-    let last: Arc<Mutex<Option<usize>>> = Arc::default();
-    let writer = {
-        let (alice, room, messages, last) = (alice.clone(), room.clone(), messages.clone(), last.clone());
-        let user = alice_id.clone();
-        std::thread::spawn(move || {
-            for (i, event) in messages.iter().enumerate() {
-                let path = format!("/_matrix/client/v3/user/{}/account_data/m.test", enc(&user));
-                let resp = until_answered(&alice, "PUT", &path, Some(&json!({"n": i})));
-                assert_eq!(resp.status, 200, "{}", resp.body);
-                let path = format!(
-                    "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
-                    enc(&room),
-                    enc(event)
-                );
-                let resp = until_answered(&alice, "POST", &path, Some(&json!({})));
-                assert_eq!(resp.status, 200, "{}", resp.body);
-                *last.lock().expect("last") = Some(i);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
-    let mut rng = Rng::from_env();
-    for _ in 0..kills() {
-        std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
-        server.crash_and_restart();
-    }
-    writer.join().expect("writer");
-    let n = last.lock().expect("last").expect("something acknowledged");
-    let want_event = &messages[n];
-
-    let account_value = |body: &Value| {
-        body["account_data"]["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|e| e["type"] == "m.test")
-            .map(|e| e["content"]["n"].clone())
-    };
-    let receipt_of = |body: &Value| {
-        body["rooms"]["join"][&room]["ephemeral"]["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["type"] == "m.receipt")
-            .filter_map(|e| e["content"].as_object())
-            .flat_map(|c| c.iter())
-            .filter(|(_, r)| r["m.read"][&alice_id].is_object())
-            .map(|(event, _)| event.clone())
-            .next_back()
-    };
-    // The incremental sync from before the load: the latest value (the gap's changes
-    // come as the current content).
-    let incremental = until_answered(
-        &alice,
-        "GET",
-        &format!("/_matrix/client/v3/sync?timeout=0&since={}", enc(&since)),
-        None,
-    );
-    assert_eq!(
-        account_value(&incremental.body),
-        Some(json!(n)),
-        "{}",
-        incremental.body
-    );
-    let initial = until_answered(&alice, "GET", "/_matrix/client/v3/sync?timeout=0", None);
-    assert_eq!(account_value(&initial.body), Some(json!(n)));
-    let bob_view = until_answered(&bob, "GET", "/_matrix/client/v3/sync?timeout=0", None);
-    assert_eq!(
-        receipt_of(&bob_view.body).as_ref(),
-        Some(want_event),
-        "{}",
-        bob_view.body
-    );
-    eprintln!(
-        "crash test (account data, receipts): {} kills, {} acknowledged updates of each, both converged",
-        kills(),
-        n + 1
     );
 }
