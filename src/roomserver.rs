@@ -10,6 +10,8 @@ pub mod dispatch;
 mod dispatch_tests;
 pub mod engine;
 #[cfg(test)]
+mod engine_outlier_tests;
+#[cfg(test)]
 mod engine_restart_tests;
 #[cfg(test)]
 mod engine_tests;

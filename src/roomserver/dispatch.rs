@@ -10,7 +10,7 @@ use crate::core::keys::SigningKey;
 use crate::core::verify::check_pdu;
 use crate::storage::sql::Sql;
 
-use super::engine::{room_info, Cache, Engine, Outcome, RoomError};
+use super::engine::{room_info, Cache, Engine, GapState, Outcome, RoomError};
 use super::protocol::{EventSpec, InputKind, RoomFailure, RoomRequest};
 use super::store;
 
@@ -133,7 +133,11 @@ pub fn handle_cached(
             pdus,
             keys,
             state,
-        } => input(db, host, cache, kind, pdus, &keys, state),
+            prev_states,
+        } => {
+            let gaps = gap_states(prev_states)?;
+            input(db, host, cache, (kind, &gaps), pdus, &keys, state)
+        }
         RoomRequest::LogRecords { from, limit } => {
             let records = store::log_records(db, from, i64::from(limit)).map_err(RoomError::from)?;
             Ok(json!({ "records": records.into_iter().map(|(_, text)| text).collect::<Vec<_>>() }))
@@ -145,6 +149,24 @@ pub fn handle_cached(
     }
 }
 
+/// The gap states of an input, parsed.
+fn gap_states(
+    prev_states: std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<Vec<GapState>, RoomFailure> {
+    let id = |s: String| {
+        OwnedEventId::try_from(s).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid event id in prev_states"))
+    };
+    prev_states
+        .into_iter()
+        .map(|(prev, state)| {
+            Ok(GapState {
+                prev: id(prev)?,
+                state_before: state.into_iter().map(id).collect::<Result<_, _>>()?,
+            })
+        })
+        .collect()
+}
+
 /// Verifies and inputs received events; answers each one's outcome, the forward
 /// extremities and, when asked, the resulting current state (`type → state_key → event
 /// id`).
@@ -153,7 +175,7 @@ fn input(
     db: &dyn Sql,
     host: &Host<'_>,
     cache: &Cache,
-    kind: InputKind,
+    (kind, gaps): (InputKind, &[GapState]),
     pdus: Vec<super::protocol::RawPdu>,
     keys: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     with_state: bool,
@@ -232,7 +254,7 @@ fn input(
             }
             None => Err(RoomError::NoRoom),
             Some(engine) => match kind {
-                InputKind::New => engine.input_new(pdu),
+                InputKind::New => engine.input_new_with_gaps(pdu, gaps),
                 InputKind::Outlier => engine.input_outlier(pdu),
             },
         };
@@ -242,6 +264,8 @@ fn input(
             Ok(Outcome::Rejected(why)) => json!({ "event_id": event_id, "rejected": why }),
             Ok(Outcome::Stored) => json!({ "event_id": event_id, "stored": true }),
             Err(RoomError::MissingPrev(ids)) => json!({ "event_id": event_id, "missing_prev": ids }),
+            Err(RoomError::MissingAuth(ids)) => json!({ "event_id": event_id, "missing_auth": ids }),
+            Err(RoomError::MissingState(ids)) => json!({ "event_id": event_id, "missing_state": ids }),
             Err(RoomError::WrongRoom) => {
                 json!({ "event_id": event_id, "error": "event belongs to another room" })
             }

@@ -41,8 +41,17 @@ pub enum RoomError {
     UnsupportedVersion,
     #[error("event belongs to another room")]
     WrongRoom,
+    /// Prev events the room has no state after (unknown, or outliers whose history has
+    /// a hole): fetch them, or input again with their state (`GapState`).
     #[error("missing prev events: {0:?}")]
     MissingPrev(Vec<OwnedEventId>),
+    /// Auth events the room does not have: nothing was written; input them (as
+    /// outliers) first.
+    #[error("missing auth events: {0:?}")]
+    MissingAuth(Vec<OwnedEventId>),
+    /// Events a supplied state names that the room does not have.
+    #[error("missing state events: {0:?}")]
+    MissingState(Vec<OwnedEventId>),
     #[error("event not found")]
     UnknownEvent,
     #[error("not allowed: {0}")]
@@ -84,6 +93,7 @@ mod state;
 
 pub use cache::Cache;
 use cache::{bounded_insert, Head, Pending, MAX_CACHED_EVENTS};
+pub use input::GapState;
 
 pub struct Engine<'a> {
     pub db: &'a dyn Sql,
@@ -248,6 +258,14 @@ impl<'a> Engine<'a> {
         Ok(nid)
     }
 
+    /// An event is stored: it is no backward extremity any more.
+    fn filled(&self, event_id: &str) -> Result<(), RoomError> {
+        if self.head()?.has_backward {
+            store::remove_backward_extremity(self.sql()?, event_id)?;
+        }
+        Ok(())
+    }
+
     /// Stores an event row (pending until the next flush), returning its nid.
     fn stage_event(&self, row: &Row<'_>) -> Result<i64, RoomError> {
         let nid = self.take_nid()?;
@@ -330,6 +348,7 @@ impl<'a> Engine<'a> {
             current_group: store::meta_int(db, "current_group")?,
             extremities: store::extremities(db)?,
             next_nid: store::next_nid(db)?,
+            has_backward: store::has_backward_extremities(db)?,
         };
         *self.head.borrow_mut() = Some(head.clone());
         Ok(head)

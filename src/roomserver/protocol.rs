@@ -156,6 +156,10 @@ pub enum RoomRequest {
         /// Whether the answer carries the room's whole current state afterwards.
         #[serde(default)]
         state: bool,
+        /// States at prev events the room lacks (prev event id → the state ids before
+        /// it, as `/state_ids` answers): new events cross those gaps with them.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        prev_states: std::collections::BTreeMap<String, Vec<String>>,
     },
     /// Name, topic, member count and the like, for the directory and previews. An
     /// empty `user_id` is the server itself (the directory).

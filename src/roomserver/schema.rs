@@ -54,6 +54,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     stream_pos INTEGER PRIMARY KEY,
     payload    TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS backward_extremities (
+    event_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS published (
     stream_pos INTEGER PRIMARY KEY,
     payload    TEXT NOT NULL

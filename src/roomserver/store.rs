@@ -48,6 +48,8 @@ pub struct EventRow {
     pub state_key: Option<String>,
     pub sender: String,
     pub status: i64,
+    /// `Kind` as stored.
+    pub kind: i64,
     pub state_before: Option<i64>,
     pub state_after: Option<i64>,
     pub redacted_by: Option<String>,
@@ -55,7 +57,7 @@ pub struct EventRow {
 }
 
 const EVENT_COLUMNS: &str =
-    "nid, event_id, stream_pos, depth, type, state_key, sender, status, state_before, state_after, redacted_by, json";
+    "nid, event_id, stream_pos, depth, type, state_key, sender, status, state_before, state_after, redacted_by, json, kind";
 
 fn event_row(row: &Row) -> Result<EventRow, SqlError> {
     Ok(EventRow {
@@ -71,6 +73,7 @@ fn event_row(row: &Row) -> Result<EventRow, SqlError> {
         state_after: row.opt_int(9)?,
         redacted_by: row.opt_text(10)?.map(str::to_owned),
         json: row.text(11)?.to_owned(),
+        kind: row.int(12)?,
     })
 }
 
@@ -206,6 +209,63 @@ impl EventRows {
             Self::WIDTH,
         )
     }
+}
+
+/// Turns a stored outlier into an event of the DAG, in its own row: its kind, stream
+/// position, outcome and states become `row`'s.
+pub fn upgrade_outlier(db: &dyn Sql, nid: i64, row: &NewEvent<'_>) -> Result<(), SqlError> {
+    db.execute(
+        "UPDATE events SET kind = ?, stream_pos = ?, status = ?, reason = ?, state_before = ?, \
+         state_after = ? WHERE nid = ?",
+        params![
+            row.kind as i64,
+            row.stream_pos,
+            row.status as i64,
+            row.reason,
+            row.state_before,
+            row.state_after,
+            nid
+        ],
+    )
+}
+
+/// The missing prev events recorded as the room's backward extremities: where history
+/// can be fetched further back.
+pub fn add_backward_extremities(db: &dyn Sql, event_ids: &[String]) -> Result<(), SqlError> {
+    for id in event_ids {
+        db.execute(
+            "INSERT OR IGNORE INTO backward_extremities (event_id) \
+             SELECT ? WHERE NOT EXISTS (SELECT 1 FROM events WHERE event_id = ?)",
+            params![id.as_str(), id.as_str()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether the room has backward extremities.
+pub fn has_backward_extremities(db: &dyn Sql) -> Result<bool, SqlError> {
+    Ok(db
+        .query_opt("SELECT 1 FROM backward_extremities LIMIT 1", params![])?
+        .is_some())
+}
+
+/// An event that arrived is no backward extremity any more.
+pub fn remove_backward_extremity(db: &dyn Sql, event_id: &str) -> Result<(), SqlError> {
+    db.execute(
+        "DELETE FROM backward_extremities WHERE event_id = ?",
+        params![event_id],
+    )
+}
+
+/// The room's backward extremities, sorted.
+pub fn backward_extremities(db: &dyn Sql) -> Result<Vec<String>, SqlError> {
+    db.query(
+        "SELECT event_id FROM backward_extremities ORDER BY event_id",
+        params![],
+    )?
+    .iter()
+    .map(|r| r.text(0).map(str::to_owned))
+    .collect()
 }
 
 /// The next free event nid.

@@ -28,6 +28,9 @@ struct Body {
     /// Also answer the room's current state afterwards (`type → state_key → event id`).
     #[serde(default)]
     state: bool,
+    /// States at prev events the room lacks: prev event id → the state ids before it.
+    #[serde(default)]
+    prev_states: BTreeMap<String, Vec<String>>,
 }
 
 fn new_kind() -> InputKind {
@@ -51,6 +54,7 @@ pub async fn input(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value,
         pdus: body.pdus,
         keys: body.keys,
         state: body.state,
+        prev_states: body.prev_states,
     };
     let answer = rooms::call(ctx, room_id, &request).await;
     ctx.mark("room");

@@ -42,6 +42,8 @@ pub(super) struct Head {
     pub(super) extremities: Vec<String>,
     /// The nid the next stored event gets.
     pub(super) next_nid: i64,
+    /// Whether the room has backward extremities (holes in its history).
+    pub(super) has_backward: bool,
 }
 
 /// Writes held back while an input batch runs and written together when it ends (or

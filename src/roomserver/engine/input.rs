@@ -3,9 +3,11 @@
 //! against its auth events, that state and the current state, and the writes.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ruma::events::StateEventType;
+use ruma::OwnedEventId;
 
 use crate::core::auth::{check_auth, check_auth_events_traced, Rejection};
 use crate::core::pdu::Pdu;
@@ -15,45 +17,210 @@ use super::super::store::{self, Kind, NewEvent as Row, StateNids, Status};
 use super::cache::{bounded_insert, Head, MAX_CACHED_EVENTS};
 use super::{membership_of, same_state, Engine, Outcome, RoomError};
 
+/// The state at a prev event the room does not have, as another server reported it:
+/// `state_before` is the state before `prev` (what `/state_ids` answers at it). Every
+/// event it names must be stored (as an outlier, say); the prev itself too if it is a
+/// state event, so that the state after it can include it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapState {
+    pub prev: OwnedEventId,
+    pub state_before: Vec<OwnedEventId>,
+}
+
+/// Most outliers upgraded at once to reach the state of a new event's prev events.
+const MAX_UPGRADES: usize = 1000;
+
+/// Whether an input event is new, a stored outlier to upgrade, or done before.
+enum Known {
+    New,
+    Outlier(i64),
+    Done(Outcome),
+}
+
 impl Engine<'_> {
     /// Inputs a new event that extends the DAG. Format, hashes and signatures must have
     /// been checked by the caller.
     pub fn input_new(&mut self, pdu: Pdu) -> Result<Outcome, RoomError> {
-        let result = self.input_new_held(pdu);
+        self.input_new_with_gaps(pdu, &[])
+    }
+
+    /// `input_new`, with the states at prev events the room lacks (`GapState`): a gap
+    /// in the DAG is crossed with the state the caller got for it, and the missing prev
+    /// events become backward extremities.
+    pub fn input_new_with_gaps(&mut self, pdu: Pdu, gaps: &[GapState]) -> Result<Outcome, RoomError> {
+        let result = self.input_new_held(pdu, gaps);
         self.end_input(result)
     }
 
-    /// `input_new` with its writes left pending.
-    pub(super) fn input_new_held(&mut self, pdu: Pdu) -> Result<Outcome, RoomError> {
-        if pdu.room_id() != self.info.room_id {
-            return Err(RoomError::WrongRoom);
+    /// Step 1: a stored event answers its stored outcome (inputs are idempotent), except
+    /// an outlier, which now goes through the pipeline to get its state.
+    fn known(&mut self, pdu: &Pdu) -> Result<Known, RoomError> {
+        if self.known_new.remove(pdu.event_id().as_str()) {
+            return Ok(Known::New); // checked by the batch
         }
-        // 1. Idempotent.
-        let known_new = self.known_new.remove(pdu.event_id().as_str());
-        if known_new {
-            // Checked by the batch.
-        } else if let Some(row) = store::event_by_id(self.sql()?, pdu.event_id().as_str())? {
-            return Ok(match (row.status, row.stream_pos) {
-                (0, Some(pos)) => Outcome::Accepted { stream_pos: pos },
-                (2, _) => Outcome::SoftFailed("already soft-failed".into()),
-                (1, _) => Outcome::Rejected("already rejected".into()),
-                _ => Outcome::Stored,
-            });
+        let Some(row) = store::event_by_id(self.sql()?, pdu.event_id().as_str())? else {
+            return Ok(Known::New);
+        };
+        if row.kind == Kind::Outlier as i64 {
+            return Ok(Known::Outlier(row.nid));
         }
-        // 3. (prerequisite) the state after each prev event.
-        // State maps are shared (`Arc`) and copied only to be changed: a room's state can
-        // hold thousands of entries, and most events change none.
+        Ok(Known::Done(match (row.status, row.stream_pos) {
+            (0, Some(pos)) => Outcome::Accepted { stream_pos: pos },
+            (2, _) => Outcome::SoftFailed("already soft-failed".into()),
+            (1, _) => Outcome::Rejected("already rejected".into()),
+            _ => Outcome::Stored,
+        }))
+    }
+
+    /// The auth events the room does not have: reported to the caller, never a
+    /// rejection (the caller fetches them and inputs them as outliers).
+    pub(super) fn missing_auth(&self, pdu: &Pdu) -> Vec<OwnedEventId> {
+        let fetch = self.fetch_fn();
+        pdu.auth_events()
+            .iter()
+            .filter(|id| fetch(id).is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Step 3's prerequisite: the state group after each prev event. A prev stored as an
+    /// outlier is upgraded first when its own history has state (`upgrade_outliers`); a
+    /// prev with a `GapState` gets a group of that state; any other prev without state
+    /// is reported missing.
+    fn prev_groups(&mut self, pdu: &Pdu, gaps: &[GapState]) -> Result<Vec<i64>, RoomError> {
         let mut missing = Vec::new();
-        let mut prev_groups = Vec::new();
+        let mut groups = Vec::new();
+        let mut unknown = Vec::new();
         for prev in pdu.prev_events() {
-            match self.after_group(prev.as_str())? {
-                Some(g) => prev_groups.push(g),
-                None => missing.push(prev.clone()),
+            if let Some(g) = self.after_group(prev.as_str())? {
+                groups.push(g);
+                continue;
             }
+            if let Some(gap) = gaps.iter().find(|g| &g.prev == prev) {
+                let (group, stored) = self.gap_group(gap)?;
+                groups.push(group);
+                if !stored {
+                    unknown.push(prev.to_string());
+                }
+                continue;
+            }
+            if self.upgrade_outliers(prev)? {
+                if let Some(g) = self.after_group(prev.as_str())? {
+                    groups.push(g);
+                    continue;
+                }
+            }
+            missing.push(prev.clone());
         }
         if !missing.is_empty() {
             return Err(RoomError::MissingPrev(missing));
         }
+        if !unknown.is_empty() {
+            store::add_backward_extremities(self.sql()?, &unknown)?;
+            self.head()?;
+            if let Some(head) = self.head.borrow_mut().as_mut() {
+                head.has_backward = true;
+            }
+        }
+        Ok(groups)
+    }
+
+    /// A state group for the state after a prev event across a gap, and whether the prev
+    /// itself is stored.
+    fn gap_group(&mut self, gap: &GapState) -> Result<(i64, bool), RoomError> {
+        let mut state = StateNids::new();
+        let mut missing = Vec::new();
+        for id in &gap.state_before {
+            match store::event_by_id(self.sql()?, id.as_str())? {
+                Some(row) if row.status != Status::Rejected as i64 => {
+                    if let Some(key) = row.state_key {
+                        state.insert((row.event_type, key), row.nid);
+                    }
+                }
+                Some(_) => {}
+                None => missing.push(id.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(RoomError::MissingState(missing));
+        }
+        let prev = store::event_by_id(self.sql()?, gap.prev.as_str())?;
+        if let Some(row) = &prev {
+            if let (Some(key), true) = (&row.state_key, row.status != Status::Rejected as i64) {
+                state.insert((row.event_type.clone(), key.clone()), row.nid);
+            }
+        }
+        let group = self.store_group(None, &Arc::new(state))?;
+        Ok((group, prev.is_some()))
+    }
+
+    /// Upgrades the outliers in the history of `from` (itself included) when every path
+    /// back reaches events with state within `MAX_UPGRADES` events: each goes through the
+    /// pipeline, parents first. False when `from` is not an outlier or its history has a
+    /// hole.
+    fn upgrade_outliers(&mut self, from: &OwnedEventId) -> Result<bool, RoomError> {
+        let mut outliers: HashMap<OwnedEventId, Pdu> = HashMap::new();
+        let mut todo = vec![from.clone()];
+        while let Some(id) = todo.pop() {
+            if outliers.contains_key(&id) || self.after_group(id.as_str())?.is_some() {
+                continue;
+            }
+            let Some((row, pdu)) = self.pdu(id.as_str())? else {
+                return Ok(false);
+            };
+            if row.kind != Kind::Outlier as i64 || outliers.len() >= MAX_UPGRADES {
+                return Ok(false);
+            }
+            todo.extend(pdu.prev_events().iter().cloned());
+            outliers.insert(id, pdu);
+        }
+        // Parents first: an outlier goes once all its outlier prevs have gone.
+        let mut order = Vec::with_capacity(outliers.len());
+        let mut done: HashSet<OwnedEventId> = HashSet::new();
+        while order.len() < outliers.len() {
+            let before = order.len();
+            for (id, pdu) in &outliers {
+                if !done.contains(id)
+                    && pdu
+                        .prev_events()
+                        .iter()
+                        .all(|p| done.contains(p) || !outliers.contains_key(p))
+                {
+                    order.push(pdu.clone());
+                }
+            }
+            for pdu in &order[before..] {
+                done.insert(pdu.owned_event_id());
+            }
+            if order.len() == before {
+                return Ok(false); // a cycle: not a DAG
+            }
+        }
+        for pdu in order {
+            self.input_new_held(pdu, &[])?;
+        }
+        Ok(true)
+    }
+
+    /// `input_new` with its writes left pending.
+    pub(super) fn input_new_held(&mut self, pdu: Pdu, gaps: &[GapState]) -> Result<Outcome, RoomError> {
+        if pdu.room_id() != self.info.room_id {
+            return Err(RoomError::WrongRoom);
+        }
+        // 1. Idempotent; an outlier is upgraded in its own row.
+        let upgrade = match self.known(&pdu)? {
+            Known::New => None,
+            Known::Outlier(nid) => Some(nid),
+            Known::Done(outcome) => return Ok(outcome),
+        };
+        let missing = self.missing_auth(&pdu);
+        if !missing.is_empty() {
+            return Err(RoomError::MissingAuth(missing));
+        }
+        // 3. (prerequisite) the state after each prev event.
+        // State maps are shared (`Arc`) and copied only to be changed: a room's state can
+        // hold thousands of entries, and most events change none.
+        let prev_groups = self.prev_groups(&pdu, gaps)?;
         let state_before = self.resolve_groups(&prev_groups)?;
         let before_group = match prev_groups.first() {
             Some(g) if prev_groups.iter().all(|x| x == g) => Some(*g),
@@ -136,7 +303,10 @@ impl Engine<'_> {
             .err()
             .map(|r| r.reason.clone())
             .or(soft_fail.clone());
-        let nid = self.take_nid()?;
+        let nid = match upgrade {
+            Some(nid) => nid,
+            None => self.take_nid()?,
+        };
         // The state after: rejected events do not change state.
         let mut state_after = state_before.clone();
         let after_group = match (&state_key_pair, changes_state) {
@@ -146,24 +316,28 @@ impl Engine<'_> {
             }
             _ => before_group,
         };
-        self.pending.borrow_mut().events.push(
-            nid,
-            &Row {
-                event_id: &event_id,
-                stream_pos,
-                depth: i64::try_from(pdu.depth()).unwrap_or(i64::MAX),
-                event_type: &pdu.kind(),
-                state_key: pdu.state_key(),
-                sender: pdu.sender().as_str(),
-                origin_ts: i64::try_from(pdu.origin_server_ts()).unwrap_or(i64::MAX),
-                kind: Kind::New,
-                status,
-                reason: reason.as_deref(),
-                state_before: before_group,
-                state_after: after_group,
-                json: &json,
-            },
-        );
+        let row = Row {
+            event_id: &event_id,
+            stream_pos,
+            depth: i64::try_from(pdu.depth()).unwrap_or(i64::MAX),
+            event_type: &pdu.kind(),
+            state_key: pdu.state_key(),
+            sender: pdu.sender().as_str(),
+            origin_ts: i64::try_from(pdu.origin_server_ts()).unwrap_or(i64::MAX),
+            kind: Kind::New,
+            status,
+            reason: reason.as_deref(),
+            state_before: before_group,
+            state_after: after_group,
+            json: &json,
+        };
+        match upgrade {
+            None => {
+                self.pending.borrow_mut().events.push(nid, &row);
+                self.filled(&event_id)?;
+            }
+            Some(nid) => store::upgrade_outlier(self.sql()?, nid, &row)?,
+        }
         let pdu = pdu.with_rejected(status == Status::Rejected);
         self.remember(nid, &pdu);
         if let Some(g) = after_group {
@@ -222,6 +396,7 @@ impl Engine<'_> {
             current_group: new_group.or(current_group),
             extremities,
             next_nid: head.next_nid,
+            has_backward: head.has_backward,
         });
 
         // The log record, in the same section (invariant 4).

@@ -22,6 +22,10 @@ impl Engine<'_> {
         if store::event_by_id(self.sql()?, pdu.event_id().as_str())?.is_some() {
             return Ok(Outcome::Stored);
         }
+        let missing = self.missing_auth(&pdu);
+        if !missing.is_empty() {
+            return Err(RoomError::MissingAuth(missing));
+        }
         let rules = self.info.rules.clone();
         let verdict = check_auth_events(&pdu, &rules, self.fetch_fn());
         let json = pdu.to_federation_json();
@@ -44,6 +48,7 @@ impl Engine<'_> {
             state_after: None,
             json: &json,
         })?;
+        self.filled(pdu.event_id().as_str())?;
         self.remember(nid, &pdu.with_rejected(verdict.is_err()));
         Ok(match verdict {
             Ok(()) => Outcome::Stored,
