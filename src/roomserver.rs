@@ -15,6 +15,8 @@ mod engine_outlier_tests;
 mod engine_restart_tests;
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod engine_version_tests;
 pub mod ephemeral;
 pub mod protocol;
 pub mod schema;

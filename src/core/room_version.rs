@@ -13,10 +13,10 @@ pub const DEFAULT_ROOM_VERSION: RoomVersionId = RoomVersionId::V12;
 /// Versions offered to clients for new rooms (`m.room_versions` capability).
 const OFFERED: [RoomVersionId; 3] = [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
 
-/// Versions accepted over federation (1 to 12).
-const ACCEPTED: [RoomVersionId; 12] = [
-    RoomVersionId::V1,
-    RoomVersionId::V2,
+/// Versions accepted over federation (3 to 12). Versions 1 and 2 need state resolution
+/// v1, which Neurite does not implement: they are refused at the door
+/// (`M_UNSUPPORTED_ROOM_VERSION`), as on most servers today.
+const ACCEPTED: [RoomVersionId; 10] = [
     RoomVersionId::V3,
     RoomVersionId::V4,
     RoomVersionId::V5,
