@@ -74,7 +74,7 @@ fn local_users_send_in_every_supported_version_and_other_servers_accept_it() {
                 row.event_type
             );
         }
-        let mut other = other.expect("room");
+        let other = other.expect("room");
         assert_eq!(
             other.current_state().expect("state").1.len(),
             room.current_state().expect("state").1.len(),
