@@ -14,6 +14,7 @@ use super::engine::{room_info, Cache, Engine, GapState, Outcome, RoomError};
 use super::protocol::{EventSpec, InputKind, RoomFailure, RoomRequest};
 use super::store;
 
+mod federation;
 mod read;
 use read::query;
 pub(super) use read::{may_see, state_at, token};

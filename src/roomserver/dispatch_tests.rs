@@ -333,3 +333,81 @@ fn counts_kept_up_to_date_match_counts_made_afresh() {
     }
     assert_ne!(kept("bob"), counts(0, 0), "something is unread at the end");
 }
+
+#[test]
+fn federation_queries_answer_in_federation_shapes() {
+    use super::protocol::FederationQuery;
+    let (db, key) = room("shared");
+    let host = host(&key);
+    let ask = |query: FederationQuery| handle(&db, &host, RoomRequest::Federation { query });
+    let last = send(&db, &host, &user("alice"), message("last"));
+    let last_id = last["event_id"].as_str().expect("event_id").to_owned();
+
+    let ids = ask(FederationQuery::StateIds {
+        event_id: last_id.clone(),
+    })
+    .expect("state ids");
+    let pdu_ids = ids["pdu_ids"].as_array().expect("pdu_ids");
+    assert_eq!(
+        pdu_ids.len(),
+        6,
+        "create, 2 members, power, join rules, visibility: {ids}"
+    );
+    assert!(!ids["auth_chain_ids"].as_array().expect("chain").is_empty());
+    let state = ask(FederationQuery::State {
+        event_id: last_id.clone(),
+    })
+    .expect("state");
+    let types: std::collections::BTreeSet<&str> = state["pdus"]
+        .as_array()
+        .expect("pdus")
+        .iter()
+        .filter_map(|p| p["type"].as_str())
+        .collect();
+    assert!(types.contains("m.room.history_visibility") && types.contains("m.room.create"));
+    let auth = ask(FederationQuery::EventAuth {
+        event_id: last_id.clone(),
+    })
+    .expect("event auth");
+    assert!(auth["auth_chain"]
+        .as_array()
+        .expect("chain")
+        .iter()
+        .any(|p| p["type"] == "m.room.create"));
+    let back = ask(FederationQuery::Backfill {
+        from: vec![last_id.clone()],
+        limit: 2,
+    })
+    .expect("backfill");
+    let bodies: Vec<&str> = back["pdus"]
+        .as_array()
+        .expect("pdus")
+        .iter()
+        .filter_map(|p| p["content"]["body"].as_str())
+        .collect();
+    assert_eq!(bodies, ["last", "after"]);
+    let missing = ask(FederationQuery::MissingEvents {
+        earliest: Vec::new(),
+        latest: vec![last_id.clone()],
+        limit: 1,
+        min_depth: 0,
+    })
+    .expect("missing");
+    assert_eq!(missing["events"][0]["content"]["body"], "after");
+    let event = ask(FederationQuery::Event { event_id: last_id }).expect("event");
+    assert_eq!(event["pdu"]["content"]["body"], "last");
+    for query in [
+        FederationQuery::Event {
+            event_id: "$nope".into(),
+        },
+        FederationQuery::StateIds {
+            event_id: "$nope".into(),
+        },
+        FederationQuery::EventAuth {
+            event_id: "$nope".into(),
+        },
+    ] {
+        let err = ask(query).expect_err("unknown");
+        assert_eq!((err.status, err.errcode.as_str()), (404, "M_NOT_FOUND"));
+    }
+}

@@ -89,6 +89,7 @@ mod cache;
 mod input;
 mod outlier;
 mod perform;
+mod queries;
 mod state;
 
 pub use cache::Cache;

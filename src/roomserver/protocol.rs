@@ -68,6 +68,29 @@ impl PartialEq for RawPdu {
     }
 }
 
+/// What other servers ask a room (answered in federation shapes, events as PDUs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum FederationQuery {
+    /// `/state_ids`: `{pdu_ids, auth_chain_ids}` of the state before the event.
+    StateIds { event_id: String },
+    /// `/state`: `{pdus, auth_chain}`.
+    State { event_id: String },
+    /// `/event_auth`: `{auth_chain}`.
+    EventAuth { event_id: String },
+    /// `/backfill`: `{pdus}`, newest first.
+    Backfill { from: Vec<String>, limit: u32 },
+    /// `/get_missing_events`: `{events}`, oldest first.
+    MissingEvents {
+        earliest: Vec<String>,
+        latest: Vec<String>,
+        limit: u32,
+        min_depth: i64,
+    },
+    /// `/event`: `{pdu}`.
+    Event { event_id: String },
+}
+
 /// Externally tagged (`{"send": {...}}`): the variant is known before its fields are
 /// read, so they are parsed once, in place (an internally tagged enum buffers every
 /// field first), and `RawPdu`s stay raw.
@@ -117,6 +140,9 @@ pub enum RoomRequest {
     /// Whether a joined user's power level lets them send state of `event_type` now:
     /// `{allowed}` (false for anyone not joined). For the directory's checks.
     MaySendState { user_id: String, event_type: String },
+    /// Another server's question about the room's DAG (the federation edge has
+    /// checked that it may ask).
+    Federation { query: FederationQuery },
     /// The room's log records from stream position `from` on (those it keeps after
     /// publication and those still waiting): `{records: [text]}`, for replay.
     LogRecords { from: i64, limit: u32 },

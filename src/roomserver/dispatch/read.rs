@@ -475,6 +475,7 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             let (row, pdu) = visible_event(room, &event_id, &user_id, &vis, ceiling)?;
             Ok(client_event(&row, &pdu, host.now_ms))
         }
+        RoomRequest::Federation { query } => super::federation::answer(room, query),
         RoomRequest::Create { .. }
         | RoomRequest::Send { .. }
         | RoomRequest::Input { .. }
