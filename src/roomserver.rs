@@ -10,6 +10,8 @@ pub mod dispatch;
 mod dispatch_tests;
 pub mod engine;
 #[cfg(test)]
+mod engine_bootstrap_tests;
+#[cfg(test)]
 mod engine_outlier_tests;
 #[cfg(test)]
 mod engine_queries_tests;

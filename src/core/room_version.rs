@@ -92,7 +92,10 @@ mod tests {
         for n in 3..=12 {
             assert!(parse(&n.to_string()).is_some(), "version {n}");
         }
-        assert!(parse("1").is_none() && parse("2").is_none(), "state resolution v1");
+        assert!(
+            parse("1").is_none() && parse("2").is_none(),
+            "state resolution v1"
+        );
         assert!(parse("13").is_none());
         assert!(parse("org.example.custom").is_none());
         assert!(parse("").is_none());

@@ -3,18 +3,19 @@
 //! so the Durable Object answers a request in one section.
 
 use ruma::{OwnedEventId, UserId};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::core::builder::{NewEvent, Signer};
 use crate::core::keys::SigningKey;
 use crate::core::verify::check_pdu;
 use crate::storage::sql::Sql;
 
-use super::engine::{room_info, Cache, Engine, GapState, Outcome, RoomError};
+use super::engine::{room_info, Cache, Engine, Outcome, RoomError};
 use super::protocol::{EventSpec, InputKind, RoomFailure, RoomRequest};
 use super::store;
 
 mod federation;
+mod input;
 mod read;
 use read::query;
 pub(super) use read::{may_see, state_at, token};
@@ -135,10 +136,19 @@ pub fn handle_cached(
             keys,
             state,
             prev_states,
-        } => {
-            let gaps = gap_states(prev_states)?;
-            input(db, host, cache, (kind, &gaps), pdus, &keys, state)
-        }
+            snapshot,
+        } => match (kind, snapshot) {
+            (InputKind::Bootstrap, Some(snapshot)) => {
+                input::bootstrap(db, host, cache, pdus, snapshot, &keys, state)
+            }
+            (InputKind::Bootstrap, None) => {
+                Err(fail(400, "M_INVALID_PARAM", "A bootstrap needs its snapshot"))
+            }
+            (kind, _) => {
+                let gaps = input::gap_states(prev_states)?;
+                input::input(db, host, cache, (kind, &gaps), pdus, &keys, state)
+            }
+        },
         RoomRequest::LogRecords { from, limit } => {
             let records = store::log_records(db, from, i64::from(limit)).map_err(RoomError::from)?;
             Ok(json!({ "records": records.into_iter().map(|(_, text)| text).collect::<Vec<_>>() }))
@@ -148,158 +158,6 @@ pub fn handle_cached(
             query(&mut room, host, other)
         }
     }
-}
-
-/// The gap states of an input, parsed.
-fn gap_states(
-    prev_states: std::collections::BTreeMap<String, Vec<String>>,
-) -> Result<Vec<GapState>, RoomFailure> {
-    let id = |s: String| {
-        OwnedEventId::try_from(s).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid event id in prev_states"))
-    };
-    prev_states
-        .into_iter()
-        .map(|(prev, state)| {
-            Ok(GapState {
-                prev: id(prev)?,
-                state_before: state.into_iter().map(id).collect::<Result<_, _>>()?,
-            })
-        })
-        .collect()
-}
-
-/// Verifies and inputs received events; answers each one's outcome, the forward
-/// extremities and, when asked, the resulting current state (`type → state_key → event
-/// id`).
-#[allow(clippy::too_many_arguments)]
-fn input(
-    db: &dyn Sql,
-    host: &Host<'_>,
-    cache: &Cache,
-    (kind, gaps): (InputKind, &[GapState]),
-    pdus: Vec<super::protocol::RawPdu>,
-    keys: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
-    with_state: bool,
-) -> Result<Value, RoomFailure> {
-    let t0 = (host.clock_ms)();
-    let mut key_map = ruma::signatures::PublicKeyMap::new();
-    for (server, ids) in keys {
-        for (id, key) in ids {
-            let bytes = crate::core::keys::decode_base64(key)
-                .ok_or_else(|| fail(400, "M_INVALID_PARAM", "Invalid public key"))?;
-            key_map
-                .entry(server.clone())
-                .or_default()
-                .insert(id.clone(), ruma::serde::Base64::new(bytes));
-        }
-    }
-    let mut parsed = Vec::with_capacity(pdus.len());
-    for p in &pdus {
-        parsed.push(
-            crate::core::canonical::parse_pdu(p.text())
-                .map_err(|e| fail(400, "M_BAD_JSON", format!("not a PDU: {e}")))?,
-        );
-    }
-    drop(pdus);
-    let existing = room_info(db)?;
-    let version = match &existing {
-        Some(info) => info.version.to_string(),
-        None => parsed
-            .first()
-            .filter(|p| matches!(p.get("type"), Some(ruma::CanonicalJsonValue::String(t)) if t == "m.room.create"))
-            .and_then(|p| match p.get("content") {
-                Some(ruma::CanonicalJsonValue::Object(c)) => match c.get("room_version") {
-                    Some(ruma::CanonicalJsonValue::String(v)) => Some(v.clone()),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .unwrap_or_else(|| "1".to_owned()),
-    };
-    let (_, rules) = crate::core::room_version::parse(&version).ok_or(RoomError::UnsupportedVersion)?;
-    let objects: Vec<_> = parsed.into_iter().map(|object| (object, &rules)).collect();
-    let t1 = (host.clock_ms)();
-    let checked = crate::core::verify::check_pdus_batch(objects, &key_map);
-    let t2 = (host.clock_ms)();
-    let mut room: Option<Engine<'_>> = match existing {
-        Some(_) => Some(Engine::open(db, cache)?),
-        None => None,
-    };
-    if let Some(engine) = room.as_mut() {
-        engine.batch_writes();
-    }
-    if let (Some(engine), InputKind::New) = (room.as_mut(), kind) {
-        let ids: Vec<String> = checked
-            .iter()
-            .filter_map(|c| c.as_ref().ok())
-            .map(|c| c.pdu.event_id().to_string())
-            .collect();
-        engine.prefetch_new(&ids)?;
-    }
-    let mut results = Vec::with_capacity(checked.len());
-    for item in checked {
-        let pdu = match item {
-            Ok(c) => c.pdu,
-            Err(e) => {
-                results.push(json!({ "error": e.0 }));
-                continue;
-            }
-        };
-        let event_id = pdu.event_id().to_string();
-        let outcome = match room.as_mut() {
-            None if pdu.kind() == "m.room.create" => {
-                let (mut engine, outcome) = Engine::create(db, cache, pdu)?;
-                engine.batch_writes();
-                room = Some(engine);
-                Ok(outcome)
-            }
-            None => Err(RoomError::NoRoom),
-            Some(engine) => match kind {
-                InputKind::New => engine.input_new_with_gaps(pdu, gaps),
-                InputKind::Outlier => engine.input_outlier(pdu),
-            },
-        };
-        results.push(match outcome {
-            Ok(Outcome::Accepted { stream_pos }) => json!({ "event_id": event_id, "accepted": stream_pos }),
-            Ok(Outcome::SoftFailed(why)) => json!({ "event_id": event_id, "soft_failed": why }),
-            Ok(Outcome::Rejected(why)) => json!({ "event_id": event_id, "rejected": why }),
-            Ok(Outcome::Stored) => json!({ "event_id": event_id, "stored": true }),
-            Err(RoomError::MissingPrev(ids)) => json!({ "event_id": event_id, "missing_prev": ids }),
-            Err(RoomError::MissingAuth(ids)) => json!({ "event_id": event_id, "missing_auth": ids }),
-            Err(RoomError::MissingState(ids)) => json!({ "event_id": event_id, "missing_state": ids }),
-            Err(RoomError::WrongRoom) => {
-                json!({ "event_id": event_id, "error": "event belongs to another room" })
-            }
-            Err(e) => {
-                // What earlier events left pending is theirs and complete: keep it.
-                if let Some(engine) = &room {
-                    engine.flush()?;
-                }
-                return Err(e.into());
-            }
-        });
-    }
-    let Some(mut room) = room else {
-        return Err(not_found());
-    };
-    room.flush()?;
-    let t3 = (host.clock_ms)();
-    let mut answer = json!({
-        "results": results,
-        "extremities": room.extremities()?,
-        "stream_pos": store::latest_stream_pos(db).map_err(RoomError::from)?,
-        "database_bytes": db.database_size(),
-        "timing_ms": { "parse": t1 - t0, "verify": t2 - t1, "input": t3 - t2 },
-    });
-    if with_state {
-        let mut current = Map::new();
-        for ((t, k), pdu) in room.current_state_pdus()? {
-            let entry = current.entry(t.to_string()).or_insert_with(|| json!({}));
-            entry[k] = json!(pdu.event_id());
-        }
-        answer["current_state"] = Value::Object(current);
-    }
-    Ok(answer)
 }
 
 fn create_room(

@@ -85,6 +85,7 @@ pub struct RoomInfo {
 /// A state as events, keyed by `(type, state_key)`.
 pub type StatePdus = HashMap<(StateEventType, String), Pdu>;
 
+mod bootstrap;
 mod cache;
 mod input;
 mod outlier;
@@ -144,18 +145,9 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Opens the room stored in `db`.
-    pub fn open(db: &'a dyn Sql, cache: &'a Cache) -> Result<Self, RoomError> {
-        let cached = cache.info.borrow().clone();
-        let info = match cached {
-            Some(info) => info,
-            None => {
-                let info = room_info(db)?.ok_or(RoomError::NoRoom)?;
-                *cache.info.borrow_mut() = Some(info.clone());
-                info
-            }
-        };
-        Ok(Self {
+    /// An engine over `db` for the room `info`, with the caches of `cache`.
+    fn with_info(db: &'a dyn Sql, cache: &'a Cache, info: RoomInfo) -> Self {
+        Self {
             db,
             info,
             pdus: &cache.by_nid,
@@ -169,11 +161,25 @@ impl<'a> Engine<'a> {
             resolved: &cache.resolved,
             pending: RefCell::default(),
             batching: false,
-        })
+        }
     }
 
-    /// Creates the room from its signed create event.
-    pub fn create(db: &'a dyn Sql, cache: &'a Cache, create: Pdu) -> Result<(Self, Outcome), RoomError> {
+    /// Opens the room stored in `db`.
+    pub fn open(db: &'a dyn Sql, cache: &'a Cache) -> Result<Self, RoomError> {
+        let cached = cache.info.borrow().clone();
+        let info = match cached {
+            Some(info) => info,
+            None => {
+                let info = room_info(db)?.ok_or(RoomError::NoRoom)?;
+                *cache.info.borrow_mut() = Some(info.clone());
+                info
+            }
+        };
+        Ok(Self::with_info(db, cache, info))
+    }
+
+    /// Records the room's identity from its create event (nothing else is written).
+    fn start(db: &'a dyn Sql, cache: &'a Cache, create: &Pdu) -> Result<Self, RoomError> {
         if room_info(db)?.is_some() {
             return Err(RoomError::Exists);
         }
@@ -185,25 +191,17 @@ impl<'a> Engine<'a> {
         let (version, rules) = room_version::parse(&version).ok_or(RoomError::UnsupportedVersion)?;
         store::set_meta(db, "room_id", create.room_id().as_str())?;
         store::set_meta(db, "room_version", version.as_str())?;
-        let mut engine = Self {
-            db,
-            info: RoomInfo {
-                room_id: create.room_id().to_owned(),
-                version,
-                rules,
-            },
-            pdus: &cache.by_nid,
-            by_id: &cache.by_id,
-            groups: &cache.groups,
-            after: &cache.after,
-            head: &cache.head,
-            known_new: HashSet::new(),
-            unread: &cache.unread,
-            lazy_members: &cache.lazy_members,
-            resolved: &cache.resolved,
-            pending: RefCell::default(),
-            batching: false,
+        let info = RoomInfo {
+            room_id: create.room_id().to_owned(),
+            version,
+            rules,
         };
+        Ok(Self::with_info(db, cache, info))
+    }
+
+    /// Creates the room from its signed create event.
+    pub fn create(db: &'a dyn Sql, cache: &'a Cache, create: Pdu) -> Result<(Self, Outcome), RoomError> {
+        let mut engine = Self::start(db, cache, &create)?;
         let outcome = engine.input_new(create)?;
         Ok((engine, outcome))
     }

@@ -35,6 +35,16 @@ pub enum InputKind {
     New,
     /// Events known without their state.
     Outlier,
+    /// A join event with its snapshot (`Snapshot`): starts the room.
+    Bootstrap,
+}
+
+/// What a `send_join` answers besides the join: the state before the join and the
+/// auth chain of it all.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub state: Vec<RawPdu>,
+    pub auth_chain: Vec<RawPdu>,
 }
 
 /// Direction of a page of messages.
@@ -186,6 +196,10 @@ pub enum RoomRequest {
         /// it, as `/state_ids` answers): new events cross those gaps with them.
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         prev_states: std::collections::BTreeMap<String, Vec<String>>,
+        /// For `InputKind::Bootstrap`: the snapshot the join (the one event of `pdus`)
+        /// starts the room from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<Snapshot>,
     },
     /// Name, topic, member count and the like, for the directory and previews. An
     /// empty `user_id` is the server itself (the directory).

@@ -216,6 +216,24 @@ impl EventRows {
     }
 }
 
+/// Forgets the room: every row of the room's own tables (a bootstrap that failed).
+pub fn clear_room(db: &dyn Sql) -> Result<(), SqlError> {
+    for table in [
+        "meta",
+        "events",
+        "extremities",
+        "state_groups",
+        "state_entries",
+        "txns",
+        "outbox",
+        "backward_extremities",
+        "published",
+    ] {
+        db.execute(&format!("DELETE FROM {table}"), params![])?;
+    }
+    Ok(())
+}
+
 /// The next free event nid.
 pub fn next_nid(db: &dyn Sql) -> Result<i64, SqlError> {
     Ok(db

@@ -12,10 +12,12 @@ use crate::api::auth::require_admin;
 use crate::api::http::HttpRequest;
 use crate::api::MatrixError;
 use crate::platform::{rooms, Ctx};
-use crate::roomserver::protocol::{InputKind, RawPdu, RoomRequest};
+use crate::roomserver::protocol::{InputKind, RawPdu, RoomRequest, Snapshot};
 
 /// At most this many events per request.
 pub const MAX_EVENTS: usize = 1000;
+/// At most this many events in a bootstrap's snapshot (state and auth chain).
+pub const MAX_SNAPSHOT_EVENTS: usize = 20_000;
 
 #[derive(Deserialize)]
 struct Body {
@@ -31,6 +33,9 @@ struct Body {
     /// States at prev events the room lacks: prev event id → the state ids before it.
     #[serde(default)]
     prev_states: BTreeMap<String, Vec<String>>,
+    /// With `"kind": "bootstrap"`: the snapshot the one join event starts the room from.
+    #[serde(default)]
+    snapshot: Option<Snapshot>,
 }
 
 fn new_kind() -> InputKind {
@@ -44,9 +49,13 @@ pub async fn input(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value,
     crate::api::client::membership::valid_room_id(room_id)?;
     let body: Body = req.json()?;
     ctx.mark("parse");
-    if body.pdus.len() > MAX_EVENTS {
+    let snapshot_len = body
+        .snapshot
+        .as_ref()
+        .map_or(0, |s| s.state.len() + s.auth_chain.len());
+    if body.pdus.len() > MAX_EVENTS || snapshot_len > MAX_SNAPSHOT_EVENTS {
         return Err(MatrixError::invalid_param(format!(
-            "At most {MAX_EVENTS} events per request"
+            "At most {MAX_EVENTS} events per request, {MAX_SNAPSHOT_EVENTS} in a snapshot"
         )));
     }
     let request = RoomRequest::Input {
@@ -55,6 +64,7 @@ pub async fn input(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value,
         keys: body.keys,
         state: body.state,
         prev_states: body.prev_states,
+        snapshot: body.snapshot,
     };
     let answer = rooms::call(ctx, room_id, &request).await;
     ctx.mark("room");

@@ -27,6 +27,15 @@ pub struct GapState {
     pub state_before: Vec<OwnedEventId>,
 }
 
+/// Where the state before a new event comes from.
+pub(super) enum Before<'g> {
+    /// The states after its prev events (with the states supplied for gaps).
+    Prevs(&'g [GapState]),
+    /// Given whole (a join's snapshot): the prev events the room lacks become backward
+    /// extremities.
+    Snapshot(Arc<StateNids>),
+}
+
 /// Most outliers upgraded at once to reach the state of a new event's prev events.
 const MAX_UPGRADES: usize = 1000;
 
@@ -48,7 +57,7 @@ impl Engine<'_> {
     /// in the DAG is crossed with the state the caller got for it, and the missing prev
     /// events become backward extremities.
     pub fn input_new_with_gaps(&mut self, pdu: Pdu, gaps: &[GapState]) -> Result<Outcome, RoomError> {
-        let result = self.input_new_held(pdu, gaps);
+        let result = self.input_new_held(pdu, Before::Prevs(gaps));
         self.end_input(result)
     }
 
@@ -73,14 +82,25 @@ impl Engine<'_> {
     }
 
     /// The auth events the room does not have: reported to the caller, never a
-    /// rejection (the caller fetches them and inputs them as outliers).
+    /// rejection (the caller fetches them and inputs them as outliers). In versions
+    /// whose room id is the create event's id, the create event counts as one.
     pub(super) fn missing_auth(&self, pdu: &Pdu) -> Vec<OwnedEventId> {
         let fetch = self.fetch_fn();
-        pdu.auth_events()
+        let mut missing: Vec<OwnedEventId> = pdu
+            .auth_events()
             .iter()
             .filter(|id| fetch(id).is_none())
             .cloned()
-            .collect()
+            .collect();
+        if self.info.rules.authorization.room_create_event_id_as_room_id && pdu.kind() != "m.room.create" {
+            let create = OwnedEventId::try_from(format!("${}", &pdu.room_id().as_str()[1..]));
+            if let Ok(create) = create {
+                if fetch(&create).is_none() {
+                    missing.push(create);
+                }
+            }
+        }
+        missing
     }
 
     /// Step 3's prerequisite: the state group after each prev event. A prev stored as an
@@ -115,13 +135,7 @@ impl Engine<'_> {
         if !missing.is_empty() {
             return Err(RoomError::MissingPrev(missing));
         }
-        if !unknown.is_empty() {
-            store::add_backward_extremities(self.sql()?, &unknown)?;
-            self.head()?;
-            if let Some(head) = self.head.borrow_mut().as_mut() {
-                head.has_backward = true;
-            }
-        }
+        self.add_backward(&unknown)?;
         Ok(groups)
     }
 
@@ -197,13 +211,49 @@ impl Engine<'_> {
             }
         }
         for pdu in order {
-            self.input_new_held(pdu, &[])?;
+            self.input_new_held(pdu, Before::Prevs(&[]))?;
         }
         Ok(true)
     }
 
+    /// The state before a new event, from its prev events, and its group.
+    fn state_before(
+        &mut self,
+        pdu: &Pdu,
+        gaps: &[GapState],
+    ) -> Result<(Arc<StateNids>, Option<i64>), RoomError> {
+        let prev_groups = self.prev_groups(pdu, gaps)?;
+        let state_before = self.resolve_groups(&prev_groups)?;
+        let before_group = match prev_groups.first() {
+            Some(g) if prev_groups.iter().all(|x| x == g) => Some(*g),
+            _ if state_before.is_empty() => None,
+            _ => {
+                let parent = prev_groups.first().copied();
+                let parent_state = match parent {
+                    Some(g) => Some((*self.load_group(g)?).clone()),
+                    None => None,
+                };
+                Some(self.store_group(parent.zip(parent_state.as_ref()), &state_before)?)
+            }
+        };
+        Ok((state_before, before_group))
+    }
+
+    /// Records prev events the room lacks as backward extremities.
+    fn add_backward(&mut self, unknown: &[String]) -> Result<(), RoomError> {
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        store::add_backward_extremities(self.sql()?, unknown)?;
+        self.head()?;
+        if let Some(head) = self.head.borrow_mut().as_mut() {
+            head.has_backward = true;
+        }
+        Ok(())
+    }
+
     /// `input_new` with its writes left pending.
-    pub(super) fn input_new_held(&mut self, pdu: Pdu, gaps: &[GapState]) -> Result<Outcome, RoomError> {
+    pub(super) fn input_new_held(&mut self, pdu: Pdu, before: Before<'_>) -> Result<Outcome, RoomError> {
         if pdu.room_id() != self.info.room_id {
             return Err(RoomError::WrongRoom);
         }
@@ -220,18 +270,18 @@ impl Engine<'_> {
         // 3. (prerequisite) the state after each prev event.
         // State maps are shared (`Arc`) and copied only to be changed: a room's state can
         // hold thousands of entries, and most events change none.
-        let prev_groups = self.prev_groups(&pdu, gaps)?;
-        let state_before = self.resolve_groups(&prev_groups)?;
-        let before_group = match prev_groups.first() {
-            Some(g) if prev_groups.iter().all(|x| x == g) => Some(*g),
-            _ if state_before.is_empty() => None,
-            _ => {
-                let parent = prev_groups.first().copied();
-                let parent_state = match parent {
-                    Some(g) => Some((*self.load_group(g)?).clone()),
-                    None => None,
-                };
-                Some(self.store_group(parent.zip(parent_state.as_ref()), &state_before)?)
+        let (state_before, before_group) = match before {
+            Before::Prevs(gaps) => self.state_before(&pdu, gaps)?,
+            Before::Snapshot(state) => {
+                let mut unknown = Vec::new();
+                for prev in pdu.prev_events() {
+                    if store::event_by_id(self.sql()?, prev.as_str())?.is_none() {
+                        unknown.push(prev.to_string());
+                    }
+                }
+                self.add_backward(&unknown)?;
+                let group = self.store_group(None, &state)?;
+                (state, Some(group))
             }
         };
 

@@ -15,11 +15,12 @@ impl Engine<'_> {
         self.end_input(result)
     }
 
-    fn input_outlier_held(&mut self, pdu: Pdu) -> Result<Outcome, RoomError> {
+    pub(super) fn input_outlier_held(&mut self, pdu: Pdu) -> Result<Outcome, RoomError> {
         if pdu.room_id() != self.info.room_id {
             return Err(RoomError::WrongRoom);
         }
-        if store::event_by_id(self.sql()?, pdu.event_id().as_str())?.is_some() {
+        let known_new = self.known_new.remove(pdu.event_id().as_str());
+        if !known_new && store::event_by_id(self.sql()?, pdu.event_id().as_str())?.is_some() {
             return Ok(Outcome::Stored);
         }
         let missing = self.missing_auth(&pdu);
