@@ -59,3 +59,6 @@ mod log_replay;
 
 #[path = "system/soak.rs"]
 mod soak;
+
+#[path = "system/room_input_dag.rs"]
+mod room_input_dag;

@@ -66,6 +66,15 @@ impl From<RoomError> for RoomFailure {
                 fail(413, "M_TOO_LARGE", "Event is larger than 65536 bytes")
             }
             RoomError::Build(b) => fail(400, "M_BAD_JSON", b.to_string()),
+            RoomError::MissingAuth(ids) | RoomError::MissingPrev(ids) | RoomError::MissingState(ids) => fail(
+                400,
+                "M_INVALID_PARAM",
+                format!(
+                    "Events are missing: {}",
+                    ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            RoomError::WrongRoom => fail(400, "M_INVALID_PARAM", "An event belongs to another room"),
             RoomError::UnsupportedVersion => {
                 fail(400, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version")
             }

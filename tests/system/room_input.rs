@@ -24,7 +24,7 @@ type State = HashMap<(StateEventType, String), Pdu>;
 /// A branch of history: its state and tip.
 #[derive(Clone, Default)]
 pub struct Branch {
-    state: State,
+    pub state: State,
     tip: Vec<(OwnedEventId, u64)>,
 }
 
@@ -123,7 +123,7 @@ impl Gen {
     }
 }
 
-fn input(admin: &Client, room_id: &str, pdus: &[Pdu], keys: &Value) -> Value {
+pub(crate) fn input(admin: &Client, room_id: &str, pdus: &[Pdu], keys: &Value) -> Value {
     let path = format!(
         "/_neurite/admin/v1/rooms/{}/input",
         room_id.replace('!', "%21").replace(':', "%3A")
@@ -136,7 +136,7 @@ fn input(admin: &Client, room_id: &str, pdus: &[Pdu], keys: &Value) -> Value {
     admin.post(&path, &body).expect(200)
 }
 
-fn admin() -> Client {
+pub(crate) fn admin() -> Client {
     shared().register_admin(&unique("admin"), "admin password").0
 }
 

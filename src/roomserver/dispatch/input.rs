@@ -119,17 +119,8 @@ pub(super) fn input(
     let existing = room_info(db)?;
     let version = match &existing {
         Some(info) => info.version.to_string(),
-        None => parsed
-            .first()
-            .filter(|p| matches!(p.get("type"), Some(ruma::CanonicalJsonValue::String(t)) if t == "m.room.create"))
-            .and_then(|p| match p.get("content") {
-                Some(ruma::CanonicalJsonValue::Object(c)) => match c.get("room_version") {
-                    Some(ruma::CanonicalJsonValue::String(v)) => Some(v.clone()),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .unwrap_or_else(|| "1".to_owned()),
+        // A new room starts from its create event (or a bootstrap).
+        None => snapshot_version(&parsed[..parsed.len().min(1)]).ok_or_else(not_found)?,
     };
     let (_, rules) = crate::core::room_version::parse(&version).ok_or(RoomError::UnsupportedVersion)?;
     let objects: Vec<_> = parsed.into_iter().map(|object| (object, &rules)).collect();
