@@ -2,6 +2,7 @@
 //! pass time and randomness in.
 
 pub mod accounts;
+pub mod acl;
 pub mod auth;
 pub mod builder;
 pub mod canonical;

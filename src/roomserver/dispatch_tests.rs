@@ -411,3 +411,35 @@ fn federation_queries_answer_in_federation_shapes() {
         assert_eq!((err.status, err.errcode.as_str()), (404, "M_NOT_FOUND"));
     }
 }
+
+#[test]
+fn the_server_acl_is_a_question_the_edge_can_ask() {
+    let (db, key) = room("shared");
+    let host = host(&key);
+    let allowed = |server: &str| {
+        handle(
+            &db,
+            &host,
+            RoomRequest::ServerAllowed {
+                server_name: server.to_owned(),
+            },
+        )
+        .expect("answer")["allowed"]
+            .as_bool()
+            .expect("allowed")
+    };
+    assert!(allowed("evil.org"), "no ACL: everyone");
+    send(
+        &db,
+        &host,
+        &user("alice"),
+        EventSpec::state(
+            "m.room.server_acl",
+            "",
+            json!({"allow": ["*"], "deny": ["evil.org"], "allow_ip_literals": false}),
+        ),
+    );
+    assert!(!allowed("evil.org:8448"));
+    assert!(!allowed("10.0.0.1"));
+    assert!(allowed("hs.test"));
+}

@@ -257,10 +257,19 @@ impl<'a> Engine<'a> {
         Ok(nid)
     }
 
-    /// An event is stored: it is no backward extremity any more.
-    fn filled(&self, event_id: &str) -> Result<(), RoomError> {
-        if self.head()?.has_backward {
+    /// An event is stored: it is no backward extremity any more, and the redactions
+    /// that waited for it apply now.
+    fn filled(&mut self, event_id: &str) -> Result<(), RoomError> {
+        let head = self.head()?;
+        if head.has_backward {
             store::remove_backward_extremity(self.sql()?, event_id)?;
+        }
+        if head.has_pending_redactions {
+            for redaction in store::take_pending_redactions(self.sql()?, event_id)? {
+                if let Some((_, pdu)) = self.pdu(&redaction)? {
+                    self.apply_redaction(&pdu)?;
+                }
+            }
         }
         Ok(())
     }
@@ -348,6 +357,7 @@ impl<'a> Engine<'a> {
             extremities: store::extremities(db)?,
             next_nid: store::next_nid(db)?,
             has_backward: store::has_backward_extremities(db)?,
+            has_pending_redactions: store::has_pending_redactions(db)?,
         };
         *self.head.borrow_mut() = Some(head.clone());
         Ok(head)

@@ -286,3 +286,38 @@ fn a_gap_is_crossed_with_the_supplied_state_and_kept_as_a_backward_extremity() {
     assert_eq!(room.extremities().expect("ext"), vec![id(&next)]);
     assert_eq!(current_topic(&mut room).as_deref(), Some("across the gap"));
 }
+
+#[test]
+fn a_redaction_that_arrives_before_its_target_applies_when_the_target_arrives() {
+    let k = key();
+    let (source_db, db) = (MemorySql::new(), MemorySql::new());
+    let mut source = new_room(&source_db, "12", &k);
+    let mut room = new_room(&db, "12", &k);
+    let base = tip(&source);
+    // The message and its redaction on two branches from the same tip.
+    let target = message(&mut source, &base, "to be redacted", 10);
+    let mut redaction = NewEvent::message("m.room.redaction", json!({"reason": "late"}));
+    redaction.redacts = Some(target.owned_event_id());
+    let redaction = build_on(&mut source, &[&base], "alice", redaction, &k, 11);
+    assert!(matches!(
+        room.input_new(redaction.clone()).expect("redaction"),
+        Outcome::Accepted { .. }
+    ));
+    assert!(matches!(
+        room.input_new(target.clone()).expect("target"),
+        Outcome::Accepted { .. }
+    ));
+    let row = store::event_by_id(&db, &id(&target)).expect("read").expect("row");
+    assert_eq!(row.redacted_by.as_deref(), Some(id(&redaction).as_str()));
+    let (_, stored) = room.pdu(&id(&target)).expect("read").expect("stored");
+    assert!(
+        stored.content().get("body").is_none(),
+        "served redacted: {}",
+        stored.content()
+    );
+    // A later copy of the same redaction changes nothing more.
+    assert!(matches!(
+        room.input_new(redaction).expect("again"),
+        Outcome::Accepted { .. }
+    ));
+}

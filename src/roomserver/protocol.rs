@@ -150,6 +150,9 @@ pub enum RoomRequest {
     /// Whether a joined user's power level lets them send state of `event_type` now:
     /// `{allowed}` (false for anyone not joined). For the directory's checks.
     MaySendState { user_id: String, event_type: String },
+    /// Whether the room's server ACL (`m.room.server_acl`) lets a server take part:
+    /// `{allowed}`. For the federation edge, before it handles a request.
+    ServerAllowed { server_name: String },
     /// Another server's question about the room's DAG (the federation edge has
     /// checked that it may ask).
     Federation { query: FederationQuery },

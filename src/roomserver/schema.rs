@@ -57,6 +57,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS backward_extremities (
     event_id TEXT PRIMARY KEY
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_redactions (
+    target_id    TEXT NOT NULL,
+    redaction_id TEXT NOT NULL,
+    PRIMARY KEY (target_id, redaction_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS published (
     stream_pos INTEGER PRIMARY KEY,
     payload    TEXT NOT NULL

@@ -11,8 +11,9 @@ use super::schema::{SCHEMA, SNAPSHOT_INTERVAL};
 mod dag;
 mod outbox;
 pub use dag::{
-    add_backward_extremities, backward_extremities, event_ids_by_nids, has_backward_extremities,
-    remove_backward_extremity, upgrade_outlier,
+    add_backward_extremities, add_pending_redaction, backward_extremities, event_ids_by_nids,
+    has_backward_extremities, has_pending_redactions, remove_backward_extremity, take_pending_redactions,
+    upgrade_outlier,
 };
 pub use outbox::{clear_outbox, log_records, outbox, outbox_mentioning, OutboxRows};
 
@@ -227,6 +228,7 @@ pub fn clear_room(db: &dyn Sql) -> Result<(), SqlError> {
         "txns",
         "outbox",
         "backward_extremities",
+        "pending_redactions",
         "published",
     ] {
         db.execute(&format!("DELETE FROM {table}"), params![])?;

@@ -58,7 +58,7 @@ fn outliers_join_the_dag_and_missing_auth_events_are_reported() {
     let head = base["stream_pos"].as_i64().expect("stream_pos");
     let a = g.add(&mut main, "bob", message("first an outlier"));
     let b = g.add(&mut main, "bob", message("then its child"));
-    let body = json!({"kind": "outlier", "pdus": values(&[a.clone()]), "keys": g.keys()});
+    let body = json!({"kind": "outlier", "pdus": values(std::slice::from_ref(&a)), "keys": g.keys()});
     let answer = post(&admin, &room, &body).expect(200);
     assert_eq!(answer["results"][0]["stored"], json!(true), "{answer}");
     assert_eq!(
@@ -67,7 +67,7 @@ fn outliers_join_the_dag_and_missing_auth_events_are_reported() {
         "an outlier is not in the timeline"
     );
     // b's prev is the outlier a, whose own prev has state: a is upgraded first.
-    let answer = input(&admin, &room, &[b.clone()], &g.keys());
+    let answer = input(&admin, &room, std::slice::from_ref(&b), &g.keys());
     assert_eq!(
         answer["results"][0]["accepted"].as_i64(),
         Some(head + 2),
@@ -85,7 +85,7 @@ fn outliers_join_the_dag_and_missing_auth_events_are_reported() {
     // Carol's leave names her join, which the room never got: reported, not rejected.
     let join = g.add(&mut main, "carol", member("carol", "join"));
     let leave = g.add(&mut main, "carol", member("carol", "leave"));
-    let answer = input(&admin, &room, &[leave.clone()], &g.keys());
+    let answer = input(&admin, &room, std::slice::from_ref(&leave), &g.keys());
     assert_eq!(
         answer["results"][0]["missing_auth"],
         json!([join.event_id().as_str()]),
@@ -110,14 +110,14 @@ fn a_gap_is_crossed_with_the_state_at_the_missing_prev_event() {
     let state_before_hidden: Vec<String> = main.state.values().map(|p| p.event_id().to_string()).collect();
     let hidden = g.add(&mut main, "bob", message("never sent to this server"));
     let after = g.add(&mut main, "bob", message("after the gap"));
-    let answer = input(&admin, &room, &[after.clone()], &g.keys());
+    let answer = input(&admin, &room, std::slice::from_ref(&after), &g.keys());
     assert_eq!(
         answer["results"][0]["missing_prev"],
         json!([hidden.event_id().as_str()]),
         "{answer}"
     );
     let body = json!({
-        "pdus": values(&[after.clone()]),
+        "pdus": values(std::slice::from_ref(&after)),
         "keys": g.keys(),
         "prev_states": { hidden.event_id().as_str(): state_before_hidden },
         "state": true,
@@ -163,7 +163,7 @@ fn a_room_starts_from_a_join_snapshot_and_goes_on() {
     let chain = auth_chain(&g, &of);
     let body = json!({
         "kind": "bootstrap",
-        "pdus": values(&[join.clone()]),
+        "pdus": values(std::slice::from_ref(&join)),
         "snapshot": { "state": values(&state), "auth_chain": values(&chain) },
         "keys": g.keys(),
         "state": true,
@@ -222,7 +222,7 @@ fn a_room_starts_from_a_join_snapshot_and_goes_on() {
         "snapshot": { "state": values(&without(state)), "auth_chain": values(&without(auth_chain(&g2, &of))) },
         "keys": g2.keys(),
     });
-    let resp = post(&admin, &g2.room_id.to_string(), &body);
+    let resp = post(&admin, g2.room_id.as_ref(), &body);
     assert!(
         resp.status >= 400 && resp.status < 500,
         "{} {}",
@@ -232,7 +232,7 @@ fn a_room_starts_from_a_join_snapshot_and_goes_on() {
     let next = g2.add(&mut main2, "carol", message("in a room never started"));
     let resp = post(
         &admin,
-        &g2.room_id.to_string(),
+        g2.room_id.as_ref(),
         &json!({"pdus": values(&[next]), "keys": g2.keys()}),
     );
     assert_eq!(resp.status, 404, "{}", resp.body);

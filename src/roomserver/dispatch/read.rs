@@ -476,6 +476,11 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             Ok(client_event(&row, &pdu, host.now_ms))
         }
         RoomRequest::Federation { query } => super::federation::answer(room, query),
+        RoomRequest::ServerAllowed { server_name } => {
+            let acl = room.current_entry(&StateEventType::from("m.room.server_acl"), "")?;
+            let allowed = crate::core::acl::allows(acl.map(|p| p.content()).as_ref(), &server_name);
+            Ok(json!({ "allowed": allowed }))
+        }
         RoomRequest::Create { .. }
         | RoomRequest::Send { .. }
         | RoomRequest::Input { .. }

@@ -44,6 +44,8 @@ pub(super) struct Head {
     pub(super) next_nid: i64,
     /// Whether the room has backward extremities (holes in its history).
     pub(super) has_backward: bool,
+    /// Whether redactions wait for their targets.
+    pub(super) has_pending_redactions: bool,
 }
 
 /// Writes held back while an input batch runs and written together when it ends (or

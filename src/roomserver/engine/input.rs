@@ -382,14 +382,14 @@ impl Engine<'_> {
             json: &json,
         };
         match upgrade {
-            None => {
-                self.pending.borrow_mut().events.push(nid, &row);
-                self.filled(&event_id)?;
-            }
+            None => self.pending.borrow_mut().events.push(nid, &row),
             Some(nid) => store::upgrade_outlier(self.sql()?, nid, &row)?,
         }
         let pdu = pdu.with_rejected(status == Status::Rejected);
         self.remember(nid, &pdu);
+        if upgrade.is_none() {
+            self.filled(&event_id)?;
+        }
         if let Some(g) = after_group {
             bounded_insert(self.after, MAX_CACHED_EVENTS, event_id.clone(), g);
         }
@@ -447,6 +447,7 @@ impl Engine<'_> {
             extremities,
             next_nid: head.next_nid,
             has_backward: head.has_backward,
+            has_pending_redactions: head.has_pending_redactions,
         });
 
         // The log record, in the same section (invariant 4).

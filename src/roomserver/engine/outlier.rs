@@ -49,8 +49,9 @@ impl Engine<'_> {
             state_after: None,
             json: &json,
         })?;
-        self.filled(pdu.event_id().as_str())?;
+        let event_id = pdu.event_id().to_string();
         self.remember(nid, &pdu.with_rejected(verdict.is_err()));
+        self.filled(&event_id)?;
         Ok(match verdict {
             Ok(()) => Outcome::Stored,
             Err(r) => Outcome::Rejected(r.reason),

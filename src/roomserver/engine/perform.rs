@@ -23,6 +23,12 @@ impl Engine<'_> {
             return Ok(());
         };
         let Some((row, target)) = self.pdu(target_id.as_str())? else {
+            // Applied when the target arrives (`filled`).
+            store::add_pending_redaction(self.sql()?, target_id.as_str(), redaction.event_id().as_str())?;
+            self.head()?;
+            if let Some(head) = self.head.borrow_mut().as_mut() {
+                head.has_pending_redactions = true;
+            }
             return Ok(());
         };
         if row.redacted_by.is_some() || target.kind() == "m.room.create" {

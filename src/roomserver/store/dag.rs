@@ -79,3 +79,37 @@ pub fn event_ids_by_nids(db: &dyn Sql, nids: &[i64]) -> Result<HashMap<i64, Stri
     }
     Ok(out)
 }
+
+/// A redaction whose target the room does not have yet, applied when it arrives.
+pub fn add_pending_redaction(db: &dyn Sql, target_id: &str, redaction_id: &str) -> Result<(), SqlError> {
+    db.execute(
+        "INSERT OR IGNORE INTO pending_redactions (target_id, redaction_id) VALUES (?, ?)",
+        params![target_id, redaction_id],
+    )
+}
+
+/// Whether any redaction waits for its target.
+pub fn has_pending_redactions(db: &dyn Sql) -> Result<bool, SqlError> {
+    Ok(db
+        .query_opt("SELECT 1 FROM pending_redactions LIMIT 1", params![])?
+        .is_some())
+}
+
+/// The redactions waiting for `target_id`, taken off the list.
+pub fn take_pending_redactions(db: &dyn Sql, target_id: &str) -> Result<Vec<String>, SqlError> {
+    let ids = db
+        .query(
+            "SELECT redaction_id FROM pending_redactions WHERE target_id = ? ORDER BY redaction_id",
+            params![target_id],
+        )?
+        .iter()
+        .map(|r| r.text(0).map(str::to_owned))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !ids.is_empty() {
+        db.execute(
+            "DELETE FROM pending_redactions WHERE target_id = ?",
+            params![target_id],
+        )?;
+    }
+    Ok(ids)
+}
