@@ -12,6 +12,8 @@ pub mod engine;
 #[cfg(test)]
 mod engine_bootstrap_tests;
 #[cfg(test)]
+mod engine_history_tests;
+#[cfg(test)]
 mod engine_outlier_tests;
 #[cfg(test)]
 mod engine_queries_tests;

@@ -85,6 +85,7 @@ pub struct RoomInfo {
 /// A state as events, keyed by `(type, state_key)`.
 pub type StatePdus = HashMap<(StateEventType, String), Pdu>;
 
+mod backfill;
 mod bootstrap;
 mod cache;
 mod input;
@@ -115,6 +116,9 @@ pub struct Engine<'a> {
     pending: RefCell<Pending>,
     /// Whether writes wait for `flush` (an input batch) instead of each input's end.
     batching: bool,
+    /// While history is input (`input_backfill`): the stream position the next event
+    /// gets, below every other.
+    history: Option<i64>,
 }
 
 /// The room's info, if it exists in this database.
@@ -161,6 +165,7 @@ impl<'a> Engine<'a> {
             resolved: &cache.resolved,
             pending: RefCell::default(),
             batching: false,
+            history: None,
         }
     }
 

@@ -37,6 +37,8 @@ pub enum InputKind {
     Outlier,
     /// A join event with its snapshot (`Snapshot`): starts the room.
     Bootstrap,
+    /// History: events older than the room's oldest (a `/backfill` answer).
+    Backfill,
 }
 
 /// What a `send_join` answers besides the join: the state before the join and the

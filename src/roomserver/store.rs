@@ -12,8 +12,8 @@ mod dag;
 mod outbox;
 pub use dag::{
     add_backward_extremities, add_pending_redaction, backward_extremities, event_ids_by_nids,
-    has_backward_extremities, has_pending_redactions, remove_backward_extremity, take_pending_redactions,
-    upgrade_outlier,
+    has_backward_extremities, has_pending_redactions, lowest_stream_pos, remove_backward_extremity,
+    take_pending_redactions, upgrade_outlier,
 };
 pub use outbox::{clear_outbox, log_records, outbox, outbox_mentioning, OutboxRows};
 

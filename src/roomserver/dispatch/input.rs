@@ -142,6 +142,19 @@ pub(super) fn input(
             .collect();
         engine.prefetch_new(&ids)?;
     }
+    if kind == InputKind::Backfill {
+        let Some(mut room) = room else {
+            return Err(not_found());
+        };
+        return backfill(
+            &mut room,
+            db,
+            checked,
+            gaps,
+            with_state,
+            (t0, t1, t2, host.clock_ms),
+        );
+    }
     let mut results = Vec::with_capacity(checked.len());
     for item in checked {
         let pdu = match item {
@@ -161,7 +174,9 @@ pub(super) fn input(
             }
             None => Err(RoomError::NoRoom),
             Some(engine) => match kind {
-                InputKind::New | InputKind::Bootstrap => engine.input_new_with_gaps(pdu, gaps),
+                InputKind::New | InputKind::Bootstrap | InputKind::Backfill => {
+                    engine.input_new_with_gaps(pdu, gaps)
+                }
                 InputKind::Outlier => engine.input_outlier(pdu),
             },
         };
@@ -183,6 +198,50 @@ pub(super) fn input(
     let t3 = (host.clock_ms)();
     answer(
         &mut room,
+        db,
+        results,
+        json!({ "parse": t1 - t0, "verify": t2 - t1, "input": t3 - t2 }),
+        with_state,
+    )
+}
+
+/// History input as one batch (`Engine::input_backfill` orders it); the answer lists
+/// each event's outcome in the order given.
+fn backfill(
+    room: &mut Engine<'_>,
+    db: &dyn Sql,
+    checked: Vec<Result<crate::core::verify::Checked, crate::core::verify::VerifyError>>,
+    gaps: &[GapState],
+    with_state: bool,
+    (t0, t1, t2, clock): (f64, f64, f64, fn() -> f64),
+) -> Result<Value, RoomFailure> {
+    let mut order = Vec::with_capacity(checked.len());
+    let mut pdus = Vec::new();
+    for item in checked {
+        match item {
+            Ok(c) => {
+                order.push(Ok(c.pdu.event_id().to_string()));
+                pdus.push(c.pdu);
+            }
+            Err(e) => order.push(Err(e.0)),
+        }
+    }
+    let outcomes = room.input_backfill(pdus, gaps);
+    room.flush()?;
+    let mut outcomes = outcomes?;
+    let mut results = Vec::with_capacity(order.len());
+    for item in order {
+        results.push(match item {
+            Ok(id) => match outcomes.remove(&id) {
+                Some(outcome) => outcome_json(&id, outcome)?,
+                None => json!({ "event_id": id, "error": "given twice" }),
+            },
+            Err(e) => json!({ "error": e }),
+        });
+    }
+    let t3 = clock();
+    answer(
+        room,
         db,
         results,
         json!({ "parse": t1 - t0, "verify": t2 - t1, "input": t3 - t2 }),

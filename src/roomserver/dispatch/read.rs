@@ -177,12 +177,17 @@ pub(in crate::roomserver) fn token(pos: i64) -> String {
     format!("r{pos}")
 }
 
+/// A position of the timeline; history (backfilled events) has negative ones, so a
+/// token may be negative too.
 fn parse_token(t: &str) -> Result<i64, RoomFailure> {
     t.strip_prefix('r')
         .and_then(|n| n.parse::<i64>().ok())
-        .filter(|n| *n >= 0)
+        .filter(|n| *n > i64::MIN)
         .ok_or_else(|| fail(400, "M_INVALID_PARAM", "Invalid pagination token"))
 }
+
+/// Below every position of the timeline, history included.
+const BEFORE_ALL: i64 = i64::MIN + 1;
 
 pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Value, RoomFailure> {
     let latest = store::latest_stream_pos(room.db).map_err(RoomError::from)?;
@@ -364,17 +369,21 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
                         .transpose()?
                         .unwrap_or(ceiling)
                         .min(ceiling);
-                    let stop = to.as_deref().map(parse_token).transpose()?.unwrap_or(0);
+                    let stop = to.as_deref().map(parse_token).transpose()?.unwrap_or(BEFORE_ALL);
                     let rows = store::events_before(room.db, from + 1, limit).map_err(RoomError::from)?;
                     let rows: Vec<EventRow> = rows
                         .into_iter()
-                        .filter(|r| r.stream_pos.unwrap_or(0) > stop)
+                        .filter(|r| r.stream_pos.unwrap_or(BEFORE_ALL) > stop)
                         .collect();
                     let end = rows.last().and_then(|r| r.stream_pos).map(|p| p - 1);
                     (rows, from, end.filter(|e| *e > stop))
                 }
                 Dir::Forward => {
-                    let from = from.as_deref().map(parse_token).transpose()?.unwrap_or(0);
+                    let from = from
+                        .as_deref()
+                        .map(parse_token)
+                        .transpose()?
+                        .unwrap_or(BEFORE_ALL);
                     let stop = to
                         .as_deref()
                         .map(parse_token)

@@ -124,7 +124,7 @@ impl Engine<'_> {
                 }
                 continue;
             }
-            if self.upgrade_outliers(prev)? {
+            if self.history.is_none() && self.upgrade_outliers(prev)? {
                 if let Some(g) = self.after_group(prev.as_str())? {
                     groups.push(g);
                     continue;
@@ -320,6 +320,7 @@ impl Engine<'_> {
         // 5. Soft fail against the current state, when it differs from the state before.
         let mut soft_fail = None;
         if verdict.is_ok()
+            && self.history.is_none()
             && current_group.is_some()
             && !same_state(&current, &state_before)
             && !holds_same(&current)?
@@ -341,10 +342,10 @@ impl Engine<'_> {
             (Ok(()), None) => Status::Accepted,
         };
         let accepted = status == Status::Accepted;
-        let stream_pos = if accepted {
-            Some(self.head()?.stream_pos + 1)
-        } else {
-            None
+        let stream_pos = match (accepted, self.history) {
+            (false, _) => None,
+            (true, Some(pos)) => Some(pos),
+            (true, None) => Some(self.head()?.stream_pos + 1),
         };
         let state_key_pair = pdu.state_key().map(|k| (pdu.kind(), k.to_owned()));
         let changes_state = state_key_pair.is_some() && status != Status::Rejected;
@@ -374,7 +375,11 @@ impl Engine<'_> {
             state_key: pdu.state_key(),
             sender: pdu.sender().as_str(),
             origin_ts: i64::try_from(pdu.origin_server_ts()).unwrap_or(i64::MAX),
-            kind: Kind::New,
+            kind: if self.history.is_some() {
+                Kind::Backfill
+            } else {
+                Kind::New
+            },
             status,
             reason: reason.as_deref(),
             state_before: before_group,
@@ -401,6 +406,13 @@ impl Engine<'_> {
             });
         }
         let stream_pos = stream_pos.unwrap_or(0);
+        if self.history.is_some() {
+            // History changes neither the head nor the current state, and is no news.
+            if pdu.kind() == "m.room.redaction" {
+                self.apply_redaction(&pdu)?;
+            }
+            return Ok(Outcome::Accepted { stream_pos });
+        }
 
         // Forward extremities and the new current state.
         let prevs: Vec<String> = pdu.prev_events().iter().map(|p| p.to_string()).collect();

@@ -113,3 +113,14 @@ pub fn take_pending_redactions(db: &dyn Sql, target_id: &str) -> Result<Vec<Stri
     }
     Ok(ids)
 }
+
+/// The lowest stream position of the room's timeline (history has negative ones); 1
+/// when the timeline is empty.
+pub fn lowest_stream_pos(db: &dyn Sql) -> Result<i64, SqlError> {
+    Ok(db
+        .query_opt("SELECT min(stream_pos) FROM events", params![])?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten()
+        .unwrap_or(1))
+}
