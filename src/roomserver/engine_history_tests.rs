@@ -102,7 +102,9 @@ fn history_before_a_join_pages_seamlessly_and_is_no_news() {
     let ext_before = room.extremities().expect("ext");
 
     // Everything before the join, newest first as /backfill answers, in one batch.
-    let history = source.backfill_events(std::slice::from_ref(&tip), 100).expect("backfill");
+    let history = source
+        .backfill_events(std::slice::from_ref(&tip), 100)
+        .expect("backfill");
     assert_eq!(history.len(), 10);
     let rules = room.rules().clone();
     let pdus: Vec<Pdu> = history

@@ -28,6 +28,27 @@ pub struct Branch {
     tip: Vec<(OwnedEventId, u64)>,
 }
 
+/// An event built on a branch's tip and state.
+fn build_on(
+    rules: &ruma::room_version_rules::RoomVersionRules,
+    room_id: &ruma::RoomId,
+    sender: &OwnedUserId,
+    new: NewEvent,
+    branch: &Branch,
+    signer: Signer<'_>,
+) -> Pdu {
+    build_event(
+        rules,
+        room_id,
+        sender,
+        new,
+        &branch.tip,
+        |t, k| branch.state.get(&(t.clone(), k.to_owned())).cloned(),
+        signer,
+    )
+    .expect("build")
+}
+
 pub struct Gen {
     pub key: SigningKey,
     rules: ruma::room_version_rules::RoomVersionRules,
@@ -103,17 +124,27 @@ impl Gen {
             key: &self.key,
             now_ms: self.ts,
         };
-        let state = branch.state.clone();
-        let pdu = build_event(
-            &self.rules,
-            &self.room_id,
-            &user(sender),
-            new,
-            &branch.tip,
-            |t, k| state.get(&(t.clone(), k.to_owned())).cloned(),
-            signer,
-        )
-        .expect("build");
+        let pdu = build_on(&self.rules, &self.room_id, &user(sender), new, branch, signer);
+        self.apply(branch, pdu.clone());
+        pdu
+    }
+
+    /// An event of a user of another server (`server_name`, signing with `key`).
+    pub fn add_as(
+        &mut self,
+        branch: &mut Branch,
+        sender: &OwnedUserId,
+        new: NewEvent,
+        server_name: &str,
+        key: &SigningKey,
+    ) -> Pdu {
+        self.ts += 1;
+        let signer = Signer {
+            server_name,
+            key,
+            now_ms: self.ts,
+        };
+        let pdu = build_on(&self.rules, &self.room_id, sender, new, branch, signer);
         self.apply(branch, pdu.clone());
         pdu
     }

@@ -254,3 +254,145 @@ fn rooms_of_versions_one_and_two_are_refused_at_the_door() {
             .expect_err(400, "M_UNSUPPORTED_ROOM_VERSION");
     }
 }
+
+/// The server's own signing key, as `scripts/run.sh` keeps it in the state directory.
+fn server_key() -> neurite::core::keys::SigningKey {
+    let text =
+        std::fs::read_to_string(crate::harness::shared().state_dir.join("signing.key")).expect("signing.key");
+    neurite::core::keys::SigningKey::parse(text.trim()).expect("key")
+}
+
+fn client_ids(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A local user's join into another server's room, as a send_join would start it (the
+/// join signed by this server), then the history before the join backfilled: the user's
+/// `/messages` pages from the join through all of it, and `/sync` shows none of it as
+/// new.
+#[test]
+fn a_local_user_joined_from_a_snapshot_reads_backfilled_history() {
+    let admin = admin();
+    let server = crate::harness::shared();
+    let (carol, carol_id) = crate::harness::new_user("histc");
+    let key = server_key();
+    let (mut g, mut main) = Gen::new(35);
+    let room = g.room_id.to_string();
+    for i in 0..6 {
+        g.add(&mut main, "bob", message(&format!("before carol {i}")));
+    }
+    let state: Vec<Pdu> = main.state.values().cloned().collect();
+    let carol_user = ruma::OwnedUserId::try_from(carol_id.as_str()).expect("user id");
+    let join = g.add_as(
+        &mut main,
+        &carol_user,
+        NewEvent::state("m.room.member", &carol_id, json!({"membership": "join"})),
+        &server.server_name,
+        &key,
+    );
+    let mut of = state.clone();
+    of.push(join.clone());
+    let chain = auth_chain(&g, &of);
+    let mut keys = g.keys();
+    keys[&server.server_name] = json!({ key.key_id(): key.public_key_base64() });
+    let body = json!({
+        "kind": "bootstrap",
+        "pdus": values(std::slice::from_ref(&join)),
+        "snapshot": { "state": values(&state), "auth_chain": values(&chain) },
+        "keys": keys,
+    });
+    let answer = post(&admin, &room, &body).expect(200);
+    assert_eq!(answer["results"][0]["accepted"].as_i64(), Some(1), "{answer}");
+
+    // Carol's client sees the room with her join.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let first = loop {
+        let body = carol
+            .get("/_matrix/client/v3/sync?timeout=0&set_presence=offline")
+            .expect(200);
+        if body["rooms"]["join"].get(&room).is_some() {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the room never reached carol's sync: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let timeline = &first["rooms"]["join"][&room]["timeline"];
+    assert!(client_ids(&timeline["events"]).contains(&join.event_id().to_string()));
+    // The membership projection comes through the log.
+    while !carol.get("/_matrix/client/v3/joined_rooms").expect(200)["joined_rooms"]
+        .as_array()
+        .expect("rooms")
+        .contains(&json!(room))
+    {
+        assert!(std::time::Instant::now() < deadline, "never in /joined_rooms");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // The history before the join, as another server's /backfill would answer it.
+    let mut history: Vec<Pdu> = g
+        .log
+        .iter()
+        .take_while(|p| p.event_id() != join.event_id())
+        .cloned()
+        .collect();
+    history.reverse();
+    let body = json!({"kind": "backfill", "pdus": values(&history), "keys": g.keys()});
+    let answer = post(&admin, &room, &body).expect(200);
+    let results = answer["results"].as_array().expect("results");
+    assert!(
+        results
+            .iter()
+            .all(|r| r["accepted"].as_i64().is_some_and(|p| p < 0)),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["stream_pos"].as_i64(),
+        Some(1),
+        "the live head did not move"
+    );
+
+    // /messages back from the sync's prev_batch: the join, then all the history.
+    let mut seen = Vec::new();
+    let mut from = timeline["prev_batch"].as_str().expect("prev_batch").to_owned();
+    for _ in 0..20 {
+        let page = carol
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=4&from={}",
+                enc(&room),
+                enc(&from)
+            ))
+            .expect(200);
+        seen.extend(client_ids(&page["chunk"]));
+        match page["end"].as_str() {
+            Some(end) => from = end.to_owned(),
+            None => break,
+        }
+    }
+    // Back from the timeline's start: the history, newest first, as /backfill gave it.
+    let want: Vec<String> = history.iter().map(|p| p.event_id().to_string()).collect();
+    let tail: Vec<String> = seen
+        .iter()
+        .filter(|id| *id != join.event_id().as_str())
+        .cloned()
+        .collect();
+    assert_eq!(tail, want, "the history, newest first, after the join");
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no event twice");
+
+    // The history is no news to /sync.
+    let next = carol
+        .get(&format!(
+            "/_matrix/client/v3/sync?timeout=0&set_presence=offline&since={}",
+            enc(first["next_batch"].as_str().expect("next_batch"))
+        ))
+        .expect(200);
+    assert!(next["rooms"]["join"].get(&room).is_none(), "{}", next["rooms"]);
+}
