@@ -22,16 +22,17 @@ struct Visibility {
 /// Who may read the room at all: members, former members up to when they left, and
 /// anyone for `world_readable` rooms. Each event is then checked by [`may_see`].
 fn visibility(room: &mut Engine<'_>, user: &str) -> Result<Visibility, RoomFailure> {
-    let state = room.current_state_pdus()?;
-    let world_readable = state
-        .get(&("m.room.history_visibility".into(), String::new()))
+    // Two entries of the current state, looked up by key.
+    let world_readable = room
+        .current_entry(&StateEventType::RoomHistoryVisibility, "")?
         .and_then(|p| {
             p.content()["history_visibility"]
                 .as_str()
                 .map(|v| v == "world_readable")
         })
         .unwrap_or(false);
-    let member = state.get(&("m.room.member".into(), user.to_owned()));
+    let member = room.current_entry(&StateEventType::RoomMember, user)?;
+    let member = member.as_ref();
     let membership = member.and_then(membership_of);
     match membership.as_deref() {
         Some("join") => Ok(Visibility {
@@ -193,8 +194,8 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
     let latest = store::latest_stream_pos(room.db).map_err(RoomError::from)?;
     match req {
         RoomRequest::Membership { user_id } => {
-            let state = room.current_state_pdus()?;
-            let member = state.get(&("m.room.member".into(), user_id.clone()));
+            let member = room.current_entry(&StateEventType::RoomMember, &user_id)?;
+            let member = member.as_ref();
             let membership = member.and_then(membership_of);
             let event_id = member.map(|m| m.event_id().to_string());
             let stream_pos = match &event_id {
@@ -211,32 +212,42 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             }))
         }
         RoomRequest::Summary { user_id } => {
-            let state = room.current_state_pdus()?;
-            let get = |t: &str, field: &str| {
-                state
-                    .get(&(t.into(), String::new()))
-                    .and_then(|p| p.content().get(field).cloned())
-            };
+            // The few entries a summary needs, by key, and the member entries.
+            let state = room.current_state_nids()?;
+            let mut entries = std::collections::HashMap::new();
+            for t in [
+                "m.room.join_rules",
+                "m.room.history_visibility",
+                "m.room.create",
+                "m.room.name",
+                "m.room.topic",
+                "m.room.avatar",
+                "m.room.canonical_alias",
+                "m.room.guest_access",
+            ] {
+                if let Some(p) = room.entry_in(&state, t, "")? {
+                    entries.insert(t, p);
+                }
+            }
+            let get = |t: &str, field: &str| entries.get(t).and_then(|p| p.content().get(field).cloned());
             let join_rule = get("m.room.join_rules", "join_rule");
             let world_readable =
                 get("m.room.history_visibility", "history_visibility") == Some(json!("world_readable"));
             let public = join_rule == Some(json!("public"));
             // Previews are for public or world-readable rooms and for members.
-            let member = state
-                .get(&("m.room.member".into(), user_id.clone()))
+            let member = room
+                .entry_in(&state, "m.room.member", &user_id)?
+                .as_ref()
                 .and_then(membership_of);
             if !public && !world_readable && member.is_none() && !user_id.is_empty() {
                 return Err(forbidden("You cannot see this room"));
             }
-            let joined = state
+            let joined = room
+                .members_in(&state)?
                 .iter()
-                .filter(|((t, _), p)| {
-                    t.to_string() == "m.room.member" && membership_of(p).as_deref() == Some("join")
-                })
+                .filter(|(_, p)| membership_of(p).as_deref() == Some("join"))
                 .count();
-            let room_type = state
-                .get(&("m.room.create".into(), String::new()))
-                .and_then(|p| p.content().get("type").cloned());
+            let room_type = get("m.room.create", "type");
             Ok(json!({
                 "room_id": room.info.room_id,
                 "name": get("m.room.name", "name"),
@@ -270,12 +281,9 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             whole_event,
         } => {
             let vis = visibility(room, &user_id)?;
-            let state = match vis.until {
-                None => room.current_state_pdus()?,
-                Some(pos) => state_at(room, pos)?,
-            };
-            let pdu = state
-                .get(&(event_type.as_str().into(), state_key))
+            let state = state_nids_at(room, vis.until.unwrap_or(latest))?;
+            let pdu = room
+                .entry_in(&state, &event_type, &state_key)?
                 .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
             Ok(if whole_event {
                 pdu.to_client_event(None)
@@ -297,10 +305,10 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             if let Some(until) = vis.until {
                 pos = pos.min(until);
             }
-            let state = state_at(room, pos)?;
-            let mut members: Vec<&Pdu> = state
+            let state = state_nids_at(room, pos)?;
+            let all = room.members_in(&state)?;
+            let mut members: Vec<&Pdu> = all
                 .iter()
-                .filter(|((t, _), _)| t.to_string() == "m.room.member")
                 .map(|(_, p)| p)
                 .filter(|p| {
                     let m = membership_of(p);
@@ -327,10 +335,10 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             if vis.until.is_some() {
                 return Err(forbidden("You are not joined to this room"));
             }
-            let state = room.current_state_pdus()?;
+            let state = room.current_state_nids()?;
             let mut joined = Map::new();
-            for ((t, key), pdu) in &state {
-                if t.to_string() == "m.room.member" && membership_of(pdu).as_deref() == Some("join") {
+            for (key, pdu) in room.members_in(&state)? {
+                if membership_of(&pdu).as_deref() == Some("join") {
                     let c = pdu.content();
                     joined.insert(
                         key.clone(),
@@ -410,12 +418,12 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             {
                 let senders: std::collections::BTreeSet<String> =
                     kept.iter().map(|r| r.sender.clone()).collect();
-                let state = room.current_state_pdus()?;
-                let members: Vec<Value> = senders
-                    .iter()
-                    .filter_map(|s| state.get(&("m.room.member".into(), s.clone())))
-                    .map(|p| p.to_client_event(None))
-                    .collect();
+                let mut members = Vec::with_capacity(senders.len());
+                for sender in &senders {
+                    if let Some(p) = room.current_entry(&StateEventType::RoomMember, sender)? {
+                        members.push(p.to_client_event(None));
+                    }
+                }
                 body["state"] = Value::Array(members);
             }
             if let Some(end) = end {
@@ -535,9 +543,9 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
 
 /// Typing and receipts are for joined members only.
 fn joined_only(room: &mut Engine<'_>, user: &str) -> Result<(), RoomFailure> {
-    let state = room.current_state_pdus()?;
-    let joined = state
-        .get(&("m.room.member".into(), user.to_owned()))
+    let joined = room
+        .current_entry(&StateEventType::RoomMember, user)?
+        .as_ref()
         .and_then(membership_of)
         .is_some_and(|m| m == "join");
     if joined {
@@ -552,6 +560,32 @@ fn filter_list(filter: Option<&Value>, field: &str) -> Option<Vec<String>> {
         .get(field)?
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+}
+
+/// The state after the last accepted event at or before stream position `pos`, as
+/// entries (no event read).
+pub(in crate::roomserver) fn state_nids_at(
+    room: &mut Engine<'_>,
+    pos: i64,
+) -> Result<std::sync::Arc<store::StateNids>, RoomFailure> {
+    let latest = room.stream_head()?;
+    if pos >= latest {
+        return Ok(room.current_state_nids()?);
+    }
+    let row = room
+        .db
+        .query_opt(
+            "SELECT event_id FROM events WHERE stream_pos <= ? AND status = 0 ORDER BY stream_pos DESC LIMIT 1",
+            crate::params![pos],
+        )
+        .map_err(RoomError::from)?;
+    match row {
+        Some(r) => {
+            let id = r.text(0).map_err(RoomError::from)?.to_owned();
+            Ok(room.state_after_nids(&id)?.unwrap_or_default())
+        }
+        None => Ok(Default::default()),
+    }
 }
 
 /// The state after the last accepted event at or before stream position `pos`.

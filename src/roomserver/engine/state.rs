@@ -321,4 +321,50 @@ impl Engine<'_> {
         }
         Ok(out)
     }
+
+    /// The current state as entries (by nid), shared: no event is read.
+    pub fn current_state_nids(&self) -> Result<Arc<StateNids>, RoomError> {
+        Ok(self.current_state_shared()?.1)
+    }
+
+    /// The state after an event as entries, shared; `None` for an event without state.
+    pub fn state_after_nids(&self, event_id: &str) -> Result<Option<Arc<StateNids>>, RoomError> {
+        match self.after_group(event_id)? {
+            Some(g) => Ok(Some(self.load_group(g)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One entry of a state as an event (by nid, from the event cache).
+    pub fn entry_in(
+        &self,
+        state: &StateNids,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<Pdu>, RoomError> {
+        match state.get(&(event_type.to_owned(), state_key.to_owned())) {
+            Some(nid) => {
+                Ok(Some(self.pdu_by_nid(*nid)?.ok_or_else(|| {
+                    RoomError::Corrupt(format!("state event {nid}"))
+                })?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The member events of a state, by user id in order: only they are read.
+    pub fn members_in(&self, state: &StateNids) -> Result<Vec<(String, Pdu)>, RoomError> {
+        let from = ("m.room.member".to_owned(), String::new());
+        let mut out = Vec::new();
+        for ((t, user), nid) in state.range(from..) {
+            if t != "m.room.member" {
+                break;
+            }
+            let pdu = self
+                .pdu_by_nid(*nid)?
+                .ok_or_else(|| RoomError::Corrupt(format!("state event {nid}")))?;
+            out.push((user.clone(), pdu));
+        }
+        Ok(out)
+    }
 }
