@@ -104,7 +104,7 @@ pub struct Engine<'a> {
     /// Events read or written by this engine, by nid.
     pdus: &'a RefCell<HashMap<i64, Pdu>>,
     by_id: &'a RefCell<HashMap<String, Pdu>>,
-    groups: &'a RefCell<HashMap<i64, Arc<StateNids>>>,
+    groups: &'a RefCell<cache::StateCache<i64>>,
     after: &'a RefCell<HashMap<String, i64>>,
     head: &'a RefCell<Option<Head>>,
     /// Event ids a batch input found not stored (one query for the batch instead of one
@@ -112,7 +112,7 @@ pub struct Engine<'a> {
     known_new: HashSet<String>,
     pub(super) unread: &'a RefCell<super::sync_slice::UnreadMemo>,
     pub(super) lazy_members: &'a RefCell<super::sync_slice::lazy_members::LazyMembers>,
-    resolved: &'a RefCell<HashMap<Vec<i64>, Arc<StateNids>>>,
+    resolved: &'a RefCell<cache::StateCache<Vec<i64>>>,
     pending: RefCell<Pending>,
     /// Whether writes wait for `flush` (an input batch) instead of each input's end.
     batching: bool,

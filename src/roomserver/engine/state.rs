@@ -16,7 +16,7 @@ use crate::core::state_res::{auth_chain_differences, resolve};
 use crate::log::StateChange;
 
 use super::super::store::{self, StateNids};
-use super::cache::{bounded_insert, MAX_CACHED_EVENTS, MAX_CACHED_GROUPS};
+use super::cache::{bounded_insert, MAX_CACHED_EVENTS};
 use super::{membership_of, Engine, RoomError, StatePdus};
 
 impl Engine<'_> {
@@ -142,7 +142,7 @@ impl Engine<'_> {
             return Ok(s.clone());
         }
         let state = Arc::new(store::load_state(self.db, group)?);
-        bounded_insert(self.groups, MAX_CACHED_GROUPS, group, state.clone());
+        self.groups.borrow_mut().insert(group, state.clone());
         Ok(state)
     }
 
@@ -196,7 +196,7 @@ impl Engine<'_> {
         state: &Arc<StateNids>,
     ) -> Result<i64, RoomError> {
         let group = store::store_state(self.db, parent, state)?;
-        bounded_insert(self.groups, MAX_CACHED_GROUPS, group, state.clone());
+        self.groups.borrow_mut().insert(group, state.clone());
         Ok(group)
     }
 
@@ -218,7 +218,7 @@ impl Engine<'_> {
             states.push((*self.load_group(*g)?).clone());
         }
         let state = Arc::new(self.resolve_states(states)?);
-        bounded_insert(self.resolved, MAX_CACHED_GROUPS, key, state.clone());
+        self.resolved.borrow_mut().insert(key, state.clone());
         Ok(state)
     }
 
