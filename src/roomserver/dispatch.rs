@@ -18,7 +18,7 @@ mod federation;
 mod input;
 mod read;
 use read::query;
-pub(super) use read::{may_see, state_at, token};
+pub(super) use read::{may_see, state_nids_at, token};
 
 /// What the room needs from its host to build events.
 pub struct Host<'a> {

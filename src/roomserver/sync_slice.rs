@@ -7,7 +7,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
-use ruma::events::StateEventType;
 use serde_json::{json, Map, Value};
 
 use crate::core::filter::RoomFilter;
@@ -15,11 +14,11 @@ use crate::core::pdu::Pdu;
 use crate::core::push;
 use crate::params;
 
-use super::dispatch::{fail, may_see, state_at, token, Host};
-use super::engine::{membership_of, Engine, RoomError, StatePdus};
+use super::dispatch::{fail, may_see, state_nids_at, token, Host};
+use super::engine::{membership_of, Engine, RoomError};
 use super::ephemeral;
 use super::protocol::{RoomFailure, SliceSpec};
-use super::store::{self, EventRow};
+use super::store::{self, EventRow, StateNids};
 
 pub mod lazy_members;
 
@@ -71,10 +70,27 @@ fn sync_event(row: &EventRow, pdu: &Pdu, now_ms: u64, txn: Option<String>, feder
     formatted(pdu, Some(Value::Object(unsigned)), federation)
 }
 
-fn sorted(state: &StatePdus) -> Vec<&Pdu> {
-    let mut events: Vec<&Pdu> = state.values().collect();
-    events.sort_by(|a, b| a.kind().cmp(&b.kind()).then(a.state_key().cmp(&b.state_key())));
-    events
+/// The events of the state entries `keep` picks, in key order: only those are read.
+fn events_of(
+    room: &Engine<'_>,
+    state: &StateNids,
+    mut keep: impl FnMut(&(String, String), i64) -> bool,
+) -> Result<Vec<Pdu>, RoomFailure> {
+    let mut out = Vec::new();
+    for (key, nid) in state {
+        if keep(key, *nid) {
+            out.push(
+                room.pdu_by_nid(*nid)?
+                    .ok_or_else(|| RoomError::Corrupt(format!("state event {nid}")))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// One entry of a state as an event.
+fn entry(room: &Engine<'_>, state: &StateNids, event_type: &str, state_key: &str) -> Result<Option<Pdu>, RoomFailure> {
+    Ok(room.entry_in(state, event_type, state_key)?)
 }
 
 fn stream_pos_of(room: &Engine<'_>, pdu: &Pdu) -> Result<Option<i64>, RoomFailure> {
@@ -97,19 +113,19 @@ pub fn slice(
     };
     let latest = room.stream_head()?;
     let to = if spec.to <= 0 { latest } else { spec.to.min(latest) };
-    let state_to = state_at(room, to)?;
-    let member = state_to.get(&("m.room.member".into(), user.to_owned())).cloned();
+    // The state at `to` as entries: events are read only where needed.
+    let state_to = state_nids_at(room, to)?;
+    let member = entry(room, &state_to, "m.room.member", user)?;
     let membership = member.as_ref().and_then(membership_of);
     match membership.as_deref() {
         Some("invite") | Some("knock") => {
-            let mut events: Vec<Value> = sorted(&state_to)
-                .into_iter()
-                .filter(|p| STRIPPED.contains(&p.kind().as_str()))
+            let mut events: Vec<Value> = events_of(room, &state_to, |(t, _), _| STRIPPED.contains(&t.as_str()))?
+                .iter()
                 .map(Pdu::to_stripped_state)
                 .collect();
             if let Some(m) = &member {
                 let inviter = m.sender().to_string();
-                if let Some(inv) = state_to.get(&("m.room.member".into(), inviter.clone())) {
+                if let Some(inv) = entry(room, &state_to, "m.room.member", &inviter)? {
                     if inviter != user {
                         events.push(inv.to_stripped_state());
                     }
@@ -169,11 +185,10 @@ pub fn slice(
             // user was away), as the client's view of the room needs them.
             let current = spec.full
                 && joined
-                && row.state_key.as_ref().is_some_and(|k| {
-                    state_to
-                        .get(&(row.event_type.as_str().into(), k.clone()))
-                        .is_some_and(|p| p.event_id().as_str() == row.event_id)
-                });
+                && row
+                    .state_key
+                    .as_ref()
+                    .is_some_and(|k| state_to.get(&(row.event_type.clone(), k.clone())) == Some(&row.nid));
             if filter.timeline.allows(&row.event_type, &row.sender)
                 && (current || may_see(room, &row, user, joined)?)
             {
@@ -218,31 +233,22 @@ pub fn slice(
     // 2. State before the timeline: all of it for a room new to the client, else what
     //    changed in the gap between the client's position and the timeline.
     let full = spec.full || spec.full_state || from == 0;
-    let at_start = state_at(room, start)?;
-    let mut state: Vec<&Pdu> = if full {
-        sorted(&at_start)
+    let at_start = state_nids_at(room, start)?;
+    let lazy = filter.state.lazy_load_members;
+    // Under lazy loading, a room new to the client gets the members of the timeline's
+    // senders and the user's own. Across a gap: every membership that changed in it as
+    // well (the client's member list would be wrong without them), as the delta holds.
+    let wanted = |(t, k): &(String, String)| !lazy || !full || t != "m.room.member" || senders.contains(k) || k == user;
+    let mut state: Vec<Pdu> = if full {
+        events_of(room, &at_start, |key, _| wanted(key))?
     } else if start > from {
-        let before = state_at(room, from)?;
-        sorted(&at_start)
-            .into_iter()
-            .filter(|p| {
-                let key: (StateEventType, String) = (
-                    p.kind().as_str().into(),
-                    p.state_key().unwrap_or_default().to_owned(),
-                );
-                before.get(&key).map(|b| b.event_id()) != Some(p.event_id())
-            })
-            .collect()
+        // The entries that differ, compared by nid without reading any event.
+        let before = state_nids_at(room, from)?;
+        events_of(room, &at_start, |key, nid| before.get(key) != Some(&nid))?
     } else {
         Vec::new()
     };
-    let lazy = filter.state.lazy_load_members;
     if lazy {
-        // A room new to the client: the members of the timeline's senders and the
-        // user's own. Across a gap: every membership that changed in it as well (the
-        // client's member list would be wrong without them), as the delta holds.
-        let wanted = |p: &Pdu| !full || p.state_key().is_some_and(|k| senders.contains(k) || k == user);
-        state.retain(|p| p.kind() != "m.room.member" || wanted(p));
         // Members of timeline senders the client may not have yet: on an incremental
         // sync, those this device was not sent before (unless the filter asks for the
         // redundant ones too).
@@ -263,7 +269,7 @@ pub fn slice(
             if known {
                 continue;
             }
-            if let Some(p) = at_start.get(&("m.room.member".into(), sender.clone())) {
+            if let Some(p) = entry(room, &at_start, "m.room.member", sender)? {
                 state.push(p);
             }
         }
@@ -280,7 +286,7 @@ pub fn slice(
     let state: Vec<Value> = state
         .into_iter()
         .filter(|p| !none && filter.state.allows(&p.kind(), p.sender().as_str()))
-        .map(|p| formatted(p, None, spec.federation_format))
+        .map(|p| formatted(&p, None, spec.federation_format))
         .collect();
 
     let mut body = json!({
@@ -296,17 +302,14 @@ pub fn slice(
     let mut joined_n = 0;
     let mut invited_n = 0;
     let mut heroes = Vec::new();
-    for ((t, key), p) in &state_to {
-        if t.to_string() != "m.room.member" {
-            continue;
-        }
-        match membership_of(p).as_deref() {
+    for (key, p) in room.members_in(&state_to)? {
+        match membership_of(&p).as_deref() {
             Some("join") => joined_n += 1,
             Some("invite") => invited_n += 1,
             _ => continue,
         }
         if key != user {
-            heroes.push(key.clone());
+            heroes.push(key);
         }
     }
     heroes.sort();
@@ -316,12 +319,11 @@ pub fn slice(
         "m.invited_member_count": invited_n,
     });
     // Heroes name a room that has no name of its own (nor a canonical alias).
-    let named = |t: &str, field: &str| {
-        state_to
-            .get(&(t.into(), String::new()))
-            .is_some_and(|p| p.content()[field].as_str().is_some_and(|v| !v.is_empty()))
+    let named = |t: &str, field: &str| -> Result<bool, RoomFailure> {
+        Ok(entry(room, &state_to, t, "")?
+            .is_some_and(|p| p.content()[field].as_str().is_some_and(|v| !v.is_empty())))
     };
-    if !named("m.room.name", "name") && !named("m.room.canonical_alias", "alias") {
+    if !named("m.room.name", "name")? && !named("m.room.canonical_alias", "alias")? {
         body["summary"]["m.heroes"] = json!(heroes);
     }
 
@@ -349,7 +351,7 @@ pub fn slice(
             && !filter.ephemeral.excludes_all()
     });
     body["ephemeral"] = json!({ "events": ephemeral_events });
-    body["unread_notifications"] = unread(room, user, to, &state_to, spec.push_rules.as_ref())?;
+    body["unread_notifications"] = unread(room, user, to, (&state_to, joined_n), spec.push_rules.as_ref())?;
     Ok(body)
 }
 
@@ -421,10 +423,11 @@ fn unread(
     room: &mut Engine<'_>,
     user: &str,
     to: i64,
-    state_to: &StatePdus,
+    (state_to, joined_n): (&StateNids, u64),
     rules: Option<&Value>,
 ) -> Result<Value, RoomFailure> {
-    let member = state_to.get(&("m.room.member".into(), user.to_owned()));
+    let member = entry(room, state_to, "m.room.member", user)?;
+    let member = member.as_ref();
     let mut read_pos = match member {
         Some(m) => stream_pos_of(room, m)?.unwrap_or(0),
         None => 0,
@@ -447,10 +450,11 @@ fn unread(
     };
 
     // The context the rules read, and its fingerprint.
-    let content = |kind: &str| state_to.get(&(kind.into(), String::new())).map(Pdu::content);
     let member_content = member.map(Pdu::content);
-    let power_levels = content("m.room.power_levels");
-    let create = state_to.get(&("m.room.create".into(), String::new()));
+    let power = entry(room, state_to, "m.room.power_levels", "")?;
+    let power_levels = power.as_ref().map(Pdu::content);
+    let create = entry(room, state_to, "m.room.create", "")?;
+    let create = create.as_ref();
     let mut creators: Vec<String> = create.map(|c| c.sender().to_string()).into_iter().collect();
     if let Some(more) = create.and_then(|c| c.content().get("additional_creators").cloned()) {
         creators.extend(
@@ -461,18 +465,12 @@ fn unread(
                 .map(str::to_owned),
         );
     }
-    let member_count = state_to
-        .iter()
-        .filter(|((t, _), p)| t.to_string() == "m.room.member" && membership_of(p).as_deref() == Some("join"))
-        .count() as u64;
+    let member_count = joined_n;
     let fingerprint = {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         rules.map(Value::to_string).hash(&mut h);
-        for key in ["m.room.power_levels", "m.room.create"] {
-            state_to
-                .get(&(key.into(), String::new()))
-                .map(|p| p.event_id().to_string())
-                .hash(&mut h);
+        for key in [&power, &create.cloned()] {
+            key.as_ref().map(|p| p.event_id().to_string()).hash(&mut h);
         }
         member.map(|p| p.event_id().to_string()).hash(&mut h);
         member_count.hash(&mut h);
