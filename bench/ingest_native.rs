@@ -73,6 +73,8 @@ fn main() {
                     .collect(),
                 keys: std::collections::BTreeMap::clone(&keys),
                 state: false,
+                prev_states: Default::default(),
+                snapshot: None,
             },
         )
         .expect("input");

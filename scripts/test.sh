@@ -10,6 +10,8 @@ echo "== cargo fmt --check" >&2
 cargo fmt --check
 echo "== clippy (host)" >&2
 cargo clippy --all-targets --quiet -- -D warnings
+echo "== clippy (host, with the native benchmarks)" >&2
+cargo clippy --all-targets --features native-sqlite --quiet -- -D warnings
 echo "== clippy (wasm32)" >&2
 cargo clippy --lib --target wasm32-unknown-unknown --quiet -- -D warnings
 echo "== unit tests" >&2

@@ -394,8 +394,17 @@ fn federation_queries_answer_in_federation_shapes() {
     })
     .expect("missing");
     assert_eq!(missing["events"][0]["content"]["body"], "after");
-    let event = ask(FederationQuery::Event { event_id: last_id }).expect("event");
+    let event = ask(FederationQuery::Event {
+        event_id: last_id.clone(),
+    })
+    .expect("event");
     assert_eq!(event["pdu"]["content"]["body"], "last");
+    let events = ask(FederationQuery::Events {
+        event_ids: vec!["$nope".into(), last_id],
+    })
+    .expect("events");
+    assert_eq!(events["pdus"].as_array().map(Vec::len), Some(1));
+    assert_eq!(events["pdus"][0]["content"]["body"], "last");
     for query in [
         FederationQuery::Event {
             event_id: "$nope".into(),

@@ -101,6 +101,9 @@ pub enum FederationQuery {
     },
     /// `/event`: `{pdu}`.
     Event { event_id: String },
+    /// Several events as PDUs, in the order asked (unknown ones left out): `{pdus}`.
+    /// How the federation sender reads the events the log names.
+    Events { event_ids: Vec<String> },
 }
 
 /// Externally tagged (`{"send": {...}}`): the variant is known before its fields are

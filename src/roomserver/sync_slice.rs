@@ -89,7 +89,12 @@ fn events_of(
 }
 
 /// One entry of a state as an event.
-fn entry(room: &Engine<'_>, state: &StateNids, event_type: &str, state_key: &str) -> Result<Option<Pdu>, RoomFailure> {
+fn entry(
+    room: &Engine<'_>,
+    state: &StateNids,
+    event_type: &str,
+    state_key: &str,
+) -> Result<Option<Pdu>, RoomFailure> {
     Ok(room.entry_in(state, event_type, state_key)?)
 }
 
@@ -119,10 +124,11 @@ pub fn slice(
     let membership = member.as_ref().and_then(membership_of);
     match membership.as_deref() {
         Some("invite") | Some("knock") => {
-            let mut events: Vec<Value> = events_of(room, &state_to, |(t, _), _| STRIPPED.contains(&t.as_str()))?
-                .iter()
-                .map(Pdu::to_stripped_state)
-                .collect();
+            let mut events: Vec<Value> =
+                events_of(room, &state_to, |(t, _), _| STRIPPED.contains(&t.as_str()))?
+                    .iter()
+                    .map(Pdu::to_stripped_state)
+                    .collect();
             if let Some(m) = &member {
                 let inviter = m.sender().to_string();
                 if let Some(inv) = entry(room, &state_to, "m.room.member", &inviter)? {
@@ -238,7 +244,9 @@ pub fn slice(
     // Under lazy loading, a room new to the client gets the members of the timeline's
     // senders and the user's own. Across a gap: every membership that changed in it as
     // well (the client's member list would be wrong without them), as the delta holds.
-    let wanted = |(t, k): &(String, String)| !lazy || !full || t != "m.room.member" || senders.contains(k) || k == user;
+    let wanted = |(t, k): &(String, String)| {
+        !lazy || !full || t != "m.room.member" || senders.contains(k) || k == user
+    };
     let mut state: Vec<Pdu> = if full {
         events_of(room, &at_start, |key, _| wanted(key))?
     } else if start > from {

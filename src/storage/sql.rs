@@ -163,6 +163,14 @@ pub mod testing {
     }
 
     impl Sql for MemorySql {
+        /// Pages in use times the page size, as the Durable Object's `databaseSize`.
+        fn database_size(&self) -> Option<u64> {
+            let pages: i64 = self.0.query_row("PRAGMA page_count", [], |r| r.get(0)).ok()?;
+            let free: i64 = self.0.query_row("PRAGMA freelist_count", [], |r| r.get(0)).ok()?;
+            let size: i64 = self.0.query_row("PRAGMA page_size", [], |r| r.get(0)).ok()?;
+            u64::try_from((pages - free) * size).ok()
+        }
+
         fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, SqlError> {
             let err = |e: rusqlite::Error| SqlError(e.to_string());
             let mut stmt = self.0.prepare_cached(sql).map_err(err)?;

@@ -58,6 +58,10 @@ pub(super) fn answer(room: &mut Engine<'_>, query: FederationQuery) -> Result<Va
                 room.missing_events(&earliest, &latest, limit.min(MAX_EVENTS) as usize, min_depth)?;
             Ok(json!({ "events": pdus(events)? }))
         }
+        FederationQuery::Events { mut event_ids } => {
+            event_ids.truncate(MAX_EVENTS as usize);
+            Ok(json!({ "pdus": pdus(room.federation_pdus(&event_ids)?)? }))
+        }
         FederationQuery::Event { event_id } => {
             let pdu = room.federation_pdu(&event_id)?.ok_or_else(unknown_event)?;
             Ok(json!({ "pdu": pdus(vec![pdu])?.pop() }))
