@@ -94,6 +94,7 @@ mod perform;
 mod queries;
 mod state;
 
+pub use bootstrap::auth_order;
 pub use cache::Cache;
 use cache::{bounded_insert, Head, Pending, MAX_CACHED_EVENTS};
 pub use input::GapState;

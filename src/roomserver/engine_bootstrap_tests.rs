@@ -85,7 +85,8 @@ fn a_room_started_from_a_join_snapshot_behaves_like_any_other() {
     let (mut source, join, state, chain) = resident(&source_db);
     store::init(&db).expect("schema");
     let cache: &Cache = Box::leak(Box::default());
-    let (mut room, outcome) = Engine::bootstrap(&db, cache, join.clone(), state, chain).expect("bootstrap");
+    let (mut room, outcome) =
+        Engine::bootstrap(&db, cache, join.clone(), (state, Vec::new()), chain).expect("bootstrap");
     assert_eq!(
         outcome,
         Outcome::Accepted { stream_pos: 1 },
@@ -191,9 +192,15 @@ fn a_snapshot_that_does_not_allow_the_join_leaves_nothing() {
             .collect()
     };
     let cache = Cache::default();
-    let err = Engine::bootstrap(&db, &cache, join.clone(), drop_rules(&state), drop_rules(&chain))
-        .err()
-        .expect("refused");
+    let err = Engine::bootstrap(
+        &db,
+        &cache,
+        join.clone(),
+        (drop_rules(&state), Vec::new()),
+        drop_rules(&chain),
+    )
+    .err()
+    .expect("refused");
     assert!(matches!(err, RoomError::MissingAuth(_)), "{err:?}");
     assert!(empty(&db), "nothing stored");
     // Without a create event at all.
@@ -203,12 +210,57 @@ fn a_snapshot_that_does_not_allow_the_join_leaves_nothing() {
             .cloned()
             .collect()
     };
-    let err = Engine::bootstrap(&db, &cache, join.clone(), no_create(&state), no_create(&chain))
-        .err()
-        .expect("refused");
+    let err = Engine::bootstrap(
+        &db,
+        &cache,
+        join.clone(),
+        (no_create(&state), Vec::new()),
+        no_create(&chain),
+    )
+    .err()
+    .expect("refused");
     assert!(matches!(err, RoomError::Forbidden(_)), "{err:?}");
     assert!(empty(&db));
     // And the full snapshot still works on the same database afterwards.
-    let (_, outcome) = Engine::bootstrap(&db, &cache, join, state, chain).expect("bootstrap");
+    let (_, outcome) = Engine::bootstrap(&db, &cache, join, (state, Vec::new()), chain).expect("bootstrap");
     assert!(matches!(outcome, Outcome::Accepted { .. }));
+}
+
+#[test]
+fn a_snapshot_goes_in_pieces_into_a_begun_room() {
+    let (source_db, db) = (MemorySql::new(), MemorySql::new());
+    let (mut source, join, state, chain) = resident(&source_db);
+    store::init(&db).expect("schema");
+    let cache: &Cache = Box::leak(Box::default());
+    let mut all = chain.clone();
+    all.extend(state.iter().cloned());
+    let ordered = super::engine::auth_order(all);
+    assert_eq!(ordered[0].kind(), "m.room.create");
+    {
+        let mut room = Engine::begin(&db, cache, &ordered[0]).expect("begin");
+        assert!(room.is_begun().expect("begun"));
+        // Outliers in pieces of two, auth events first.
+        for piece in ordered.chunks(2) {
+            for pdu in piece {
+                let outcome = room.input_outlier(pdu.clone()).expect("outlier");
+                assert!(matches!(outcome, Outcome::Stored), "{outcome:?}");
+            }
+        }
+        assert!(
+            room.extremities().expect("ext").is_empty(),
+            "nothing in the timeline yet"
+        );
+    }
+    let ids: Vec<ruma::OwnedEventId> = state.iter().map(|p| p.owned_event_id()).collect();
+    let (mut room, outcome) =
+        Engine::bootstrap(&db, cache, join.clone(), (Vec::new(), ids.clone()), Vec::new())
+            .expect("bootstrap");
+    assert_eq!(outcome, Outcome::Accepted { stream_pos: 1 });
+    assert_eq!(state_set(&mut room), state_set(&mut source));
+    assert!(!room.is_begun().expect("started"));
+    // Started once: a second bootstrap is refused.
+    assert!(matches!(
+        Engine::bootstrap(&db, cache, join, (Vec::new(), ids), Vec::new()),
+        Err(RoomError::Exists)
+    ));
 }

@@ -93,7 +93,8 @@ fn history_before_a_join_pages_seamlessly_and_is_no_news() {
     let (state, chain) = (ids(&mut source, &state_ids), ids(&mut source, &chain_ids));
     store::init(&db).expect("schema");
     let cache: &Cache = Box::leak(Box::default());
-    let (mut room, _) = Engine::bootstrap(&db, cache, join.clone(), state, chain).expect("bootstrap");
+    let (mut room, _) =
+        Engine::bootstrap(&db, cache, join.clone(), (state, Vec::new()), chain).expect("bootstrap");
     assert_eq!(
         store::backward_extremities(&db).expect("backward"),
         vec![tip.clone()]

@@ -47,6 +47,10 @@ pub enum InputKind {
 pub struct Snapshot {
     pub state: Vec<RawPdu>,
     pub auth_chain: Vec<RawPdu>,
+    /// State events input before as outliers (a room begun by an outlier batch that
+    /// starts with its create event), by id: a big snapshot goes in pieces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_ids: Vec<String>,
 }
 
 /// Direction of a page of messages.

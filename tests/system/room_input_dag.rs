@@ -396,3 +396,51 @@ fn a_local_user_joined_from_a_snapshot_reads_backfilled_history() {
         .expect(200);
     assert!(next["rooms"]["join"].get(&room).is_none(), "{}", next["rooms"]);
 }
+
+/// A big snapshot goes in pieces: outlier batches (the first begins the room with its
+/// create event), then the join naming the state by id.
+#[test]
+fn a_snapshot_goes_in_pieces_through_the_admin_input() {
+    let admin = admin();
+    let (mut g, mut main) = Gen::new(36);
+    let room = g.room_id.to_string();
+    for i in 0..4 {
+        g.add(&mut main, "bob", message(&format!("before {i}")));
+    }
+    let state: Vec<Pdu> = main.state.values().cloned().collect();
+    let join = g.add(&mut main, "carol", member("carol", "join"));
+    let mut of = state.clone();
+    of.push(join.clone());
+    let mut all = auth_chain(&g, &of);
+    all.extend(state.iter().cloned());
+    let ordered = neurite::roomserver::engine::auth_order(all);
+    for piece in ordered.chunks(2) {
+        let answer = post(
+            &admin,
+            &room,
+            &json!({"kind": "outlier", "pdus": values(piece), "keys": g.keys()}),
+        )
+        .expect(200);
+        for r in answer["results"].as_array().expect("results") {
+            assert_eq!(r["stored"], json!(true), "{answer}");
+        }
+        assert_eq!(answer["stream_pos"], json!(0), "nothing in the timeline yet");
+    }
+    let body = json!({
+        "kind": "bootstrap",
+        "pdus": values(std::slice::from_ref(&join)),
+        "snapshot": {
+            "state": [], "auth_chain": [],
+            "state_ids": state.iter().map(|p| p.event_id().to_string()).collect::<Vec<_>>(),
+        },
+        "keys": g.keys(),
+        "state": true,
+    });
+    let answer = post(&admin, &room, &body).expect(200);
+    assert_eq!(answer["results"][0]["accepted"], json!(1), "{answer}");
+    assert_eq!(
+        answer["current_state"]["m.room.member"]["@carol:remote.test"],
+        json!(join.event_id().as_str())
+    );
+    post(&admin, &room, &body).expect_err(400, "M_ROOM_IN_USE");
+}

@@ -166,6 +166,14 @@ pub(super) fn input(
         };
         let event_id = pdu.event_id().to_string();
         let outcome = match room.as_mut() {
+            None if pdu.kind() == "m.room.create" && kind == InputKind::Outlier => {
+                // A bootstrap in pieces begins here.
+                let mut engine = Engine::begin(db, cache, &pdu)?;
+                engine.batch_writes();
+                let outcome = engine.input_outlier(pdu);
+                room = Some(engine);
+                outcome
+            }
             None if pdu.kind() == "m.room.create" => {
                 let (mut engine, outcome) = Engine::create(db, cache, pdu)?;
                 engine.batch_writes();
@@ -281,16 +289,23 @@ pub(super) fn bootstrap(
     if pdus.len() != 1 {
         return Err(fail(400, "M_INVALID_PARAM", "A bootstrap takes one join event"));
     }
-    if room_info(db)?.is_some() {
-        return Err(RoomError::Exists.into());
-    }
     let key_map = key_map(keys)?;
     let (state_len, chain_len) = (snapshot.state.len(), snapshot.auth_chain.len());
+    let stored_state = snapshot
+        .state_ids
+        .into_iter()
+        .map(OwnedEventId::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid event id in state_ids"))?;
     let mut all = parse_all(pdus)?;
     all.extend(parse_all(snapshot.state)?);
     all.extend(parse_all(snapshot.auth_chain)?);
-    let version = snapshot_version(&all[1..])
-        .ok_or_else(|| fail(400, "M_INVALID_PARAM", "The snapshot has no create event"))?;
+    // A room begun by outliers knows its version; otherwise the snapshot's create says.
+    let version = match room_info(db)? {
+        Some(info) => info.version.to_string(),
+        None => snapshot_version(&all[1..])
+            .ok_or_else(|| fail(400, "M_INVALID_PARAM", "The snapshot has no create event"))?,
+    };
     let (_, rules) = crate::core::room_version::parse(&version).ok_or(RoomError::UnsupportedVersion)?;
     let t1 = (host.clock_ms)();
     let mut checked =
@@ -320,7 +335,7 @@ pub(super) fn bootstrap(
     let state: Vec<_> = checked.by_ref().take(state_len).filter_map(&mut keep).collect();
     let chain: Vec<_> = checked.take(chain_len).filter_map(&mut keep).collect();
     let event_id = join.event_id().to_string();
-    let (mut room, outcome) = Engine::bootstrap(db, cache, join, state, chain)?;
+    let (mut room, outcome) = Engine::bootstrap(db, cache, join, (state, stored_state), chain)?;
     let t3 = (host.clock_ms)();
     let mut answer = answer(
         &mut room,
