@@ -1,8 +1,9 @@
 //! The Room Durable Object's SQLite schema. Idempotent; applied when the object starts.
 //!
 //! State is stored as *state groups*: a group is a delta (the entries that differ)
-//! against a parent group, with a full snapshot every `SNAPSHOT_INTERVAL` deltas so
-//! reading any state costs a bounded walk. Events that do not change state share their
+//! against a parent group, with a full snapshot once the deltas since the last one hold
+//! a quarter of the state's entries (at least `SNAPSHOT_INTERVAL`; `store::store_state`),
+//! so reading any state applies a bounded number of delta entries. Events that do not change state share their
 //! state group, so storage grows with state changes, not with room size × events.
 
 pub const SCHEMA: &str = "
@@ -71,5 +72,5 @@ CREATE TABLE IF NOT EXISTS published (
 /// Published log records a room keeps for replay (`store::log_records`).
 pub const PUBLISHED_KEPT: i64 = 1000;
 
-/// A full snapshot is written after this many deltas in a chain.
+/// The fewest delta entries a chain may hold before a full snapshot is written.
 pub const SNAPSHOT_INTERVAL: i64 = 32;
