@@ -5,12 +5,16 @@
 
 #[path = "history.rs"]
 mod history;
+#[path = "native.rs"]
+mod native;
+
+use native::clock_ms;
 
 use std::time::Instant;
 
 use neurite::core::keys::SigningKey;
 use neurite::roomserver::dispatch::{handle, Host};
-use neurite::roomserver::protocol::{InputKind, RoomRequest};
+use neurite::roomserver::protocol::InputKind;
 use neurite::storage::sql::testing::MemorySql;
 use neurite::storage::sql::{Row, Sql, SqlError, SqlValue};
 
@@ -27,11 +31,6 @@ impl Sql for Counting {
         *self.counts.borrow_mut().entry(key).or_insert(0) += 1;
         self.inner.query(sql, params)
     }
-}
-
-fn clock_ms() -> f64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
 }
 
 fn main() {
@@ -65,17 +64,15 @@ fn main() {
         let answer = handle(
             &db,
             &host,
-            RoomRequest::Input {
-                kind: InputKind::New,
-                pdus: chunk
+            native::input(
+                InputKind::New,
+                chunk
                     .iter()
                     .map(|p| neurite::roomserver::protocol::RawPdu::from_value(p).expect("pdu"))
                     .collect(),
-                keys: std::collections::BTreeMap::clone(&keys),
-                state: false,
-                prev_states: Default::default(),
-                snapshot: None,
-            },
+                &keys,
+                None,
+            ),
         )
         .expect("input");
         for (k, v) in answer["timing_ms"].as_object().into_iter().flatten() {

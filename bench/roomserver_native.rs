@@ -10,6 +10,10 @@
 
 #[path = "history.rs"]
 mod history;
+#[path = "native.rs"]
+mod native;
+
+use native::clock_ms;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -26,11 +30,6 @@ use ruma::{OwnedEventId, OwnedUserId, RoomVersionId};
 use serde_json::{json, Value};
 
 const SERVER: &str = "big.bench";
-
-fn clock_ms() -> f64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
-}
 
 /// The process's peak resident memory so far, in bytes (Linux).
 fn peak_rss() -> u64 {
@@ -226,32 +225,23 @@ fn main() {
         handle(
             &db,
             &host,
-            RoomRequest::Input {
-                kind: InputKind::Outlier,
-                pdus: raw(piece),
-                keys: keys.clone(),
-                state: false,
-                prev_states: Default::default(),
-                snapshot: None,
-            },
+            native::input(InputKind::Outlier, raw(piece), &keys, None),
         )
         .expect("outliers");
     }
     let answer = handle(
         &db,
         &host,
-        RoomRequest::Input {
-            kind: InputKind::Bootstrap,
-            pdus: raw(std::slice::from_ref(&join)),
-            keys: keys.clone(),
-            state: false,
-            prev_states: Default::default(),
-            snapshot: Some(Snapshot {
+        native::input(
+            InputKind::Bootstrap,
+            raw(std::slice::from_ref(&join)),
+            &keys,
+            Some(Snapshot {
                 state: Vec::new(),
                 auth_chain: Vec::new(),
                 state_ids: snapshot_state.iter().map(|p| p.event_id().to_string()).collect(),
             }),
-        },
+        ),
     )
     .expect("bootstrap");
     assert_eq!(
@@ -275,18 +265,16 @@ fn main() {
     let answer = handle(
         &db,
         &host,
-        RoomRequest::Input {
-            kind: InputKind::Bootstrap,
-            pdus: raw(std::slice::from_ref(&join)),
-            keys: keys.clone(),
-            state: false,
-            prev_states: Default::default(),
-            snapshot: Some(Snapshot {
+        native::input(
+            InputKind::Bootstrap,
+            raw(std::slice::from_ref(&join)),
+            &keys,
+            Some(Snapshot {
                 state: raw(&snapshot_state),
                 auth_chain: raw(&auth_chain),
                 state_ids: Vec::new(),
             }),
-        },
+        ),
     )
     .expect("bootstrap");
     let secs = t.elapsed().as_secs_f64();
@@ -332,17 +320,15 @@ fn main() {
         handle(
             &source,
             &src_host,
-            RoomRequest::Input {
-                kind: InputKind::New,
-                pdus: chunk
+            native::input(
+                InputKind::New,
+                chunk
                     .iter()
                     .map(|p| RawPdu::from_value(p).expect("raw"))
                     .collect(),
-                keys: hist_keys.clone(),
-                state: false,
-                prev_states: Default::default(),
-                snapshot: None,
-            },
+                &hist_keys,
+                None,
+            ),
         )
         .expect("history");
     }
@@ -389,18 +375,16 @@ fn main() {
     handle(
         &db,
         &src_host,
-        RoomRequest::Input {
-            kind: InputKind::Bootstrap,
-            pdus: vec![RawPdu::from_value(&join_pdu).expect("raw")],
-            keys: all_keys.clone(),
-            state: false,
-            prev_states: Default::default(),
-            snapshot: Some(Snapshot {
+        native::input(
+            InputKind::Bootstrap,
+            vec![RawPdu::from_value(&join_pdu).expect("raw")],
+            &all_keys,
+            Some(Snapshot {
                 state: to_raw(&at["pdus"]),
                 auth_chain: to_raw(&at["auth_chain"]),
                 state_ids: Vec::new(),
             }),
-        },
+        ),
     )
     .expect("bootstrap after history");
     let boot = t.elapsed().as_secs_f64();
@@ -445,14 +429,7 @@ fn main() {
         let answer = handle(
             &db,
             &src_host,
-            RoomRequest::Input {
-                kind: InputKind::Backfill,
-                pdus: page,
-                keys: all_keys.clone(),
-                state: false,
-                prev_states: Default::default(),
-                snapshot: None,
-            },
+            native::input(InputKind::Backfill, page, &all_keys, None),
         )
         .expect("backfill");
         let results = answer["results"].as_array().expect("results");
@@ -472,19 +449,7 @@ fn main() {
     let (small_log, _) = big_room(&key, 1_000);
     let db = MemorySql::new();
     for chunk in small_log.chunks(500) {
-        handle(
-            &db,
-            &host,
-            RoomRequest::Input {
-                kind: InputKind::New,
-                pdus: raw(chunk),
-                keys: keys.clone(),
-                state: false,
-                prev_states: Default::default(),
-                snapshot: None,
-            },
-        )
-        .expect("small room");
+        handle(&db, &host, native::input(InputKind::New, raw(chunk), &keys, None)).expect("small room");
     }
     let small = bytes_per_state_change(&db, &host, 64);
     println!("bytes stored per state change at 1,003 entries: {small:.0}");

@@ -588,27 +588,12 @@ pub(in crate::roomserver) fn state_nids_at(
     }
 }
 
-/// The state after the last accepted event at or before stream position `pos`.
+/// The state after the last accepted event at or before stream position `pos`, as
+/// events.
 pub(in crate::roomserver) fn state_at(
     room: &mut Engine<'_>,
     pos: i64,
 ) -> Result<super::super::engine::StatePdus, RoomFailure> {
-    let latest = room.stream_head()?;
-    if pos >= latest {
-        return Ok(room.current_state_pdus()?);
-    }
-    let row = room
-        .db
-        .query_opt(
-            "SELECT event_id FROM events WHERE stream_pos <= ? AND status = 0 ORDER BY stream_pos DESC LIMIT 1",
-            crate::params![pos],
-        )
-        .map_err(RoomError::from)?;
-    match row {
-        Some(r) => {
-            let id = r.text(0).map_err(RoomError::from)?.to_owned();
-            Ok(room.state_after_pdus(&id)?.unwrap_or_default())
-        }
-        None => Ok(Default::default()),
-    }
+    let state = state_nids_at(room, pos)?;
+    Ok(room.state_pdus(&state)?)
 }

@@ -21,7 +21,7 @@ use super::{membership_of, Engine, RoomError, StatePdus};
 
 impl Engine<'_> {
     /// Loads the events of a state map.
-    pub(super) fn state_pdus(&mut self, state: &StateNids) -> Result<StatePdus, RoomError> {
+    pub fn state_pdus(&mut self, state: &StateNids) -> Result<StatePdus, RoomError> {
         let missing: Vec<i64> = state
             .values()
             .filter(|n| !self.pdus.borrow().contains_key(n))
