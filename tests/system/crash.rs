@@ -450,23 +450,22 @@ fn claims_to_device_and_joins_survive_crashes() {
     let claimed: Arc<Mutex<Vec<String>>> = Arc::default();
     let claimers: Vec<_> = (0..3)
         .map(|n| {
-            let (root, claimed) = (root.clone(), claimed.clone());
+            let claimed = claimed.clone();
             let (user, device) = (alice.user_id.clone(), alice.device_id.clone());
-            std::thread::spawn(move || {
-                let (c, _) = root.register(&unique(&format!("ckcl{n}")), "correct horse battery");
-                loop {
-                    let body =
-                        json!({"one_time_keys": {user.clone(): {device.clone(): "signed_curve25519"}}});
-                    let resp = until_answered(&c, "POST", "/_matrix/client/v3/keys/claim", Some(&body));
-                    assert_eq!(resp.status, 200, "{}", resp.body);
-                    match resp.body["one_time_keys"][&user][&device].as_object() {
-                        Some(keys) if !keys.is_empty() => {
-                            claimed.lock().expect("claimed").extend(keys.keys().cloned());
-                        }
-                        _ => return,
+            // Registered before the kills begin (a registration cut by a kill is not
+            // what this test checks).
+            let (c, _) = root.register(&unique(&format!("ckcl{n}")), "correct horse battery");
+            std::thread::spawn(move || loop {
+                let body = json!({"one_time_keys": {user.clone(): {device.clone(): "signed_curve25519"}}});
+                let resp = until_answered(&c, "POST", "/_matrix/client/v3/keys/claim", Some(&body));
+                assert_eq!(resp.status, 200, "{}", resp.body);
+                match resp.body["one_time_keys"][&user][&device].as_object() {
+                    Some(keys) if !keys.is_empty() => {
+                        claimed.lock().expect("claimed").extend(keys.keys().cloned());
                     }
-                    std::thread::sleep(Duration::from_millis(50));
+                    _ => return,
                 }
+                std::thread::sleep(Duration::from_millis(50));
             })
         })
         .collect();

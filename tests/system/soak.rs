@@ -129,10 +129,11 @@ fn soak_mixed_load_with_periodic_kills() {
     // A claimer of alice's one-time keys.
     let claimed: Arc<Mutex<Vec<String>>> = Arc::default();
     let claimer = {
-        let (root, claimed) = (root.clone(), claimed.clone());
+        let claimed = claimed.clone();
         let (user, device) = (alice.user_id.clone(), alice.device_id.clone());
+        // Registered before the kills begin.
+        let (c, _) = root.register(&unique("skcl"), PASSWORD);
         std::thread::spawn(move || {
-            let (c, _) = root.register(&unique("skcl"), PASSWORD);
             while running() {
                 let body = json!({"one_time_keys": {user.clone(): {device.clone(): "signed_curve25519"}}});
                 let resp = until_answered(&c, "POST", "/_matrix/client/v3/keys/claim", Some(&body));
