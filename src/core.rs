@@ -10,12 +10,16 @@ pub mod e2ee;
 pub mod event_hash;
 pub mod filter;
 pub mod format;
+pub mod http1;
 pub mod keys;
 pub mod pdu;
 pub mod power;
 pub mod push;
 pub mod room_version;
+pub mod server_keys;
+pub mod server_name;
 pub mod state_res;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod verify;
+pub mod xmatrix;
