@@ -205,3 +205,49 @@ CREATE TABLE IF NOT EXISTS backup_keys (
     session_data        TEXT NOT NULL,
     PRIMARY KEY (user_id, version, room_id, session_id)
 );
+
+-- Other servers' signing keys, as last fetched (directly or through a notary).
+-- `valid_until_ts` is the response's (capped at 7 days after the fetch) for current
+-- keys, `expired_ts` for old ones (`old` = 1).
+CREATE TABLE IF NOT EXISTS server_keys (
+    server_name    TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    public_key     TEXT NOT NULL,
+    valid_until_ts INTEGER NOT NULL,
+    old            INTEGER NOT NULL DEFAULT 0,
+    fetched_ts     INTEGER NOT NULL,
+    PRIMARY KEY (server_name, key_id)
+);
+-- The newest signed key response of each server, kept whole: what this server
+-- answers as a notary (`/_matrix/key/v2/query`).
+CREATE TABLE IF NOT EXISTS server_key_responses (
+    server_name    TEXT PRIMARY KEY,
+    response       TEXT NOT NULL,
+    valid_until_ts INTEGER NOT NULL,
+    fetched_ts     INTEGER NOT NULL
+);
+-- Received federation transactions, by origin and transaction id: a repeat is
+-- answered with the first answer and processed again never.
+CREATE TABLE IF NOT EXISTS federation_txns (
+    origin     TEXT NOT NULL,
+    txn_id     TEXT NOT NULL,
+    response   TEXT NOT NULL,
+    ts         INTEGER NOT NULL,
+    PRIMARY KEY (origin, txn_id)
+);
+-- How other servers were reached: the result of the well-known and SRV lookups,
+-- until `expires_ts`.
+CREATE TABLE IF NOT EXISTS server_resolutions (
+    server_name TEXT PRIMARY KEY,
+    host        TEXT NOT NULL,
+    port        INTEGER NOT NULL,
+    host_header TEXT NOT NULL,
+    expires_ts  INTEGER NOT NULL
+);
+-- OpenID tokens (`/user/{userId}/openid/request_token`): what other services hand
+-- back to `/_matrix/federation/v1/openid/userinfo` to learn who the user is. Hashed.
+CREATE TABLE IF NOT EXISTS openid_tokens (
+    token_hash TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    expires_ts INTEGER NOT NULL
+);

@@ -11,6 +11,9 @@
 # NEURITE_SKIP_SETUP=1 / NEURITE_SKIP_BUILD=1 skip those steps (the test harness uses them).
 # NEURITE_OBSERVABILITY=1 keeps wrangler.toml's Workers Logs emulation on.
 # NEURITE_GUEST_ACCESS=off turns guest access off (on for local runs).
+# Federation, locally: loopback peers are reached over plain HTTP
+# (FEDERATION_LOOPBACK=plaintext), no SRV lookups, no notaries unless
+# NEURITE_TRUSTED_KEY_SERVERS names some; NEURITE_FEDERATION_DENY sets the deny list.
 #
 # Generated once per state directory and passed to the worker:
 #   signing.key                  the server's ed25519 signing key (SIGNING_KEY)
@@ -90,4 +93,8 @@ exec wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" --inspector-p
   --var "REGISTRATION:$registration" \
   --var "GUEST_ACCESS:${NEURITE_GUEST_ACCESS:-on}" \
   --var "SIGNING_KEY:$signing_key" \
+  --var "FEDERATION_LOOPBACK:plaintext" \
+  --var "TRUSTED_KEY_SERVERS:${NEURITE_TRUSTED_KEY_SERVERS:-}" \
+  --var "DNS_RESOLVER:" \
+  --var "FEDERATION_DENY:${NEURITE_FEDERATION_DENY:-}" \
   --var "REGISTRATION_SHARED_SECRET:$shared_secret"

@@ -68,10 +68,13 @@ fn method_name(method: Method) -> &'static str {
 }
 
 async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
-    let route = route(req.method, &req.path)?;
     if req.body.len() > MAX_JSON_BODY {
         return Err(MatrixError::too_large(MAX_JSON_BODY));
     }
+    if federation::routes::serves(&req.path) {
+        return federation::answer(ctx, req).await;
+    }
+    let route = route(req.method, &req.path)?;
     ctx.guest_allowed.set(guest::allowed(route.endpoint));
     let config = &ctx.config;
     let p = |i: usize| route.params.get(i).map(String::as_str).unwrap_or_default();
@@ -117,8 +120,6 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::ClientVersions => Ok(client::versions::get()),
         E::WellKnownClient => Ok(wellknown::client(config)),
         E::WellKnownServer => Ok(wellknown::server(config)),
-        E::KeyServer => federation::keys::server(config, ctx.now_ms()),
-        E::FederationVersion => Ok(federation::version::get()),
         // Accounts
         E::LoginFlows => Ok(login::flows()),
         E::Login => login::login(ctx, req).await,
@@ -149,6 +150,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::GetRoomAccountData => account_data::get(ctx, req, p(0), Some(p(1)), p(2)).await,
         E::PutRoomAccountData => account_data::put(ctx, req, p(0), Some(p(1)), p(2)).await,
         E::Capabilities => client::capabilities::get(ctx, req).await,
+        E::OpenIdRequestToken => client::openid::request_token(ctx, req, p(0)).await,
         E::ThirdPartyProtocols => client::thirdparty::protocols(ctx, req).await,
         E::ThirdPartyProtocol => client::thirdparty::protocol(ctx, req, p(0)).await,
         E::ThirdPartyLookup => client::thirdparty::reverse_lookup(ctx, req).await,

@@ -1,7 +1,7 @@
 //! The server's settings, read from Workers vars and secrets by `platform` and passed
 //! to everything else as a plain value.
 
-use crate::core::keys::SigningKey;
+use crate::core::keys::{OldKey, SigningKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistrationMode {
@@ -36,6 +36,78 @@ pub struct Config {
     pub registration_shared_secret: Option<String>,
     /// Whether guests may register (`register?kind=guest`) and use the guest API.
     pub guest_access: bool,
+    pub federation: FederationSettings,
+}
+
+/// How this server federates (vars `FEDERATION_*`, `TRUSTED_KEY_SERVERS`,
+/// `DNS_RESOLVER`, `OLD_VERIFY_KEYS`; see the README).
+#[derive(Debug, Clone, Default)]
+pub struct FederationSettings {
+    /// Local development only: loopback peers may be contacted, over plain HTTP
+    /// (`FEDERATION_LOOPBACK = "plaintext"`). Otherwise loopback, private and
+    /// link-local targets are refused.
+    pub loopback_plaintext: bool,
+    /// Server-name globs this server federates with; empty means every server.
+    pub allow: Vec<String>,
+    /// Server-name globs this server never federates with (checked after `allow`).
+    pub deny: Vec<String>,
+    /// Notaries asked for keys a server does not serve itself.
+    pub trusted_key_servers: Vec<String>,
+    /// DNS-over-HTTPS endpoint (JSON API) for SRV lookups; `None` skips SRV.
+    pub dns_resolver: Option<String>,
+    /// Keys this server signed with before (a key rotation), published as
+    /// `old_verify_keys`.
+    pub old_verify_keys: Vec<OldKey>,
+}
+
+impl FederationSettings {
+    /// Whether federation with `server` is allowed by the allow and deny lists.
+    pub fn server_allowed(&self, server: &str) -> bool {
+        use crate::core::acl::glob_matches;
+        (self.allow.is_empty() || self.allow.iter().any(|p| glob_matches(p, server)))
+            && !self.deny.iter().any(|p| glob_matches(p, server))
+    }
+
+    /// The notaries to ask for `server`'s keys (never the server itself).
+    pub fn notaries_for(&self, server: &str) -> Vec<String> {
+        self.trusted_key_servers
+            .iter()
+            .filter(|n| n.as_str() != server)
+            .cloned()
+            .collect()
+    }
+
+    /// A comma- or space-separated list.
+    pub fn parse_list(text: &str) -> Vec<String> {
+        text.split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `ed25519:<version> <base64 public key> <expired_ts>`, several separated by `;`.
+    pub fn parse_old_keys(text: &str) -> Result<Vec<OldKey>, String> {
+        text.split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|entry| {
+                let parts: Vec<&str> = entry.split_whitespace().collect();
+                match parts[..] {
+                    [key_id, key, expired] if key_id.starts_with("ed25519:") => Ok(OldKey {
+                        key_id: key_id.to_owned(),
+                        key: key.to_owned(),
+                        expired_ts: expired
+                            .parse()
+                            .map_err(|_| format!("OLD_VERIFY_KEYS: bad expired_ts in `{entry}`"))?,
+                    }),
+                    _ => Err(format!(
+                        "OLD_VERIFY_KEYS: `{entry}` is not `ed25519:<version> <key> <expired_ts>`"
+                    )),
+                }
+            })
+            .collect()
+    }
 }
 
 impl Config {
@@ -73,6 +145,7 @@ pub(crate) fn test_config(server_name: &str, base: &str) -> Config {
         signing_key: SigningKey::from_seed([7; 32], "test").expect("key"),
         registration_shared_secret: None,
         guest_access: false,
+        federation: FederationSettings::default(),
     }
 }
 
@@ -94,6 +167,27 @@ mod tests {
             test_config("e.org", "https://m.e.org:8448/x").federation_address(),
             "m.e.org:8448"
         );
+    }
+
+    #[test]
+    fn federation_settings_parse_and_decide() {
+        let settings = FederationSettings {
+            allow: FederationSettings::parse_list("*.friends.org, good.example"),
+            deny: FederationSettings::parse_list("bad.friends.org"),
+            ..FederationSettings::default()
+        };
+        assert!(settings.server_allowed("a.friends.org"));
+        assert!(settings.server_allowed("good.example"));
+        assert!(!settings.server_allowed("bad.friends.org"));
+        assert!(!settings.server_allowed("other.example"));
+        assert!(FederationSettings::default().server_allowed("anyone.example"));
+        let old =
+            FederationSettings::parse_old_keys("ed25519:a AAAA 100; ed25519:b BBBB 200").expect("parse");
+        assert_eq!(old.len(), 2);
+        assert_eq!((old[1].key_id.as_str(), old[1].expired_ts), ("ed25519:b", 200));
+        assert!(FederationSettings::parse_old_keys("").expect("empty").is_empty());
+        assert!(FederationSettings::parse_old_keys("ed25519:a AAAA soon").is_err());
+        assert!(FederationSettings::parse_old_keys("rsa:a AAAA 1").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod crypto;
 pub mod env;
 pub mod http;
+pub mod net;
 pub mod room_log;
 pub mod rooms;
 pub mod sql;
@@ -12,7 +13,7 @@ pub mod users;
 
 use std::sync::{Arc, OnceLock};
 
-use crate::config::{Config, RegistrationMode};
+use crate::config::{Config, FederationSettings, RegistrationMode};
 use crate::core::keys::SigningKey;
 
 /// What a request handler gets: configuration and access to the bindings.
@@ -259,6 +260,15 @@ fn read_config(env: &worker::Env) -> Result<Config, String> {
         .ok()
         .filter(|s| !s.is_empty());
     let guest_access = env.var(env::GUEST_ACCESS).is_ok_and(|v| v.to_string() == "on");
+    let optional = |name: &str| env.var(name).map(|v| v.to_string()).unwrap_or_default();
+    let federation = FederationSettings {
+        loopback_plaintext: optional(env::FEDERATION_LOOPBACK) == "plaintext",
+        allow: FederationSettings::parse_list(&optional(env::FEDERATION_ALLOW)),
+        deny: FederationSettings::parse_list(&optional(env::FEDERATION_DENY)),
+        trusted_key_servers: FederationSettings::parse_list(&optional(env::TRUSTED_KEY_SERVERS)),
+        dns_resolver: Some(optional(env::DNS_RESOLVER)).filter(|s| !s.is_empty()),
+        old_verify_keys: FederationSettings::parse_old_keys(&optional(env::OLD_VERIFY_KEYS))?,
+    };
     Ok(Config {
         server_name,
         public_baseurl,
@@ -266,6 +276,7 @@ fn read_config(env: &worker::Env) -> Result<Config, String> {
         guest_access,
         signing_key,
         registration_shared_secret,
+        federation,
     })
 }
 

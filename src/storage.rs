@@ -10,11 +10,14 @@ pub mod cross_signing;
 pub mod device_lists;
 pub mod devices;
 pub mod e2e_keys;
+pub mod federation;
 pub mod key_backup;
+pub mod openid;
 pub mod presence;
 pub mod rate_limits;
 pub mod registration;
 pub mod rooms;
+pub mod server_keys;
 pub mod sql;
 pub mod users;
 

@@ -62,3 +62,10 @@ mod soak;
 
 #[path = "system/room_input_dag.rs"]
 mod room_input_dag;
+
+#[path = "system/remote.rs"]
+#[allow(dead_code)] // scripted answers used by some tests only
+mod remote;
+
+#[path = "system/federation.rs"]
+mod federation;

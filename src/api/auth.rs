@@ -97,6 +97,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            raw_query: None,
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

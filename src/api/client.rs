@@ -13,6 +13,7 @@ pub mod keys;
 pub mod legacy;
 pub mod login;
 pub mod membership;
+pub mod openid;
 pub mod presence;
 pub mod profile;
 pub mod push_rules;

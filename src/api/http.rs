@@ -41,12 +41,22 @@ pub struct HttpRequest {
     pub path: String,
     /// Decoded query pairs, in order.
     pub query: Vec<(String, String)>,
+    /// The query string as sent (what an `X-Matrix` signature covers).
+    pub raw_query: Option<String>,
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl HttpRequest {
+    /// The request target as sent: the raw path and query.
+    pub fn target(&self) -> String {
+        match &self.raw_query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -181,6 +191,7 @@ mod tests {
             method: Method::Post,
             path: "/".into(),
             query: vec![],
+            raw_query: None,
             headers: vec![],
             body: body.as_bytes().to_vec(),
         }

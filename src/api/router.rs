@@ -46,8 +46,6 @@ pub enum Endpoint {
     ClientVersions,
     WellKnownClient,
     WellKnownServer,
-    KeyServer,
-    FederationVersion,
     // Accounts
     LoginFlows,
     Login,
@@ -78,6 +76,7 @@ pub enum Endpoint {
     GetRoomAccountData,
     PutRoomAccountData,
     Capabilities,
+    OpenIdRequestToken,
     ThirdPartyProtocols,
     ThirdPartyProtocol,
     ThirdPartyLookup,
@@ -252,8 +251,6 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Get, "/_matrix/client/versions", E::ClientVersions),
     (Get, "/.well-known/matrix/client", E::WellKnownClient),
     (Get, "/.well-known/matrix/server", E::WellKnownServer),
-    (Get, "/_matrix/key/v2/server", E::KeyServer),
-    (Get, "/_matrix/federation/v1/version", E::FederationVersion),
     // Accounts: login and sessions
     (Get, "/_matrix/client/v3/login", E::LoginFlows),
     (Post, "/_matrix/client/v3/login", E::Login),
@@ -357,6 +354,11 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         E::PutRoomAccountData,
     ),
     (Get, "/_matrix/client/v3/capabilities", E::Capabilities),
+    (
+        Post,
+        "/_matrix/client/v3/user/{userId}/openid/request_token",
+        E::OpenIdRequestToken,
+    ),
     (
         Get,
         "/_matrix/client/v3/thirdparty/protocols",
@@ -568,7 +570,7 @@ fn normalize(path: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Matches a raw path against a pattern, returning the decoded parameters.
-fn match_pattern(pattern: &str, path: &str) -> Option<Result<Vec<String>, MatrixError>> {
+pub(crate) fn match_pattern(pattern: &str, path: &str) -> Option<Result<Vec<String>, MatrixError>> {
     let mut params = Vec::new();
     let mut pat = pattern.split('/');
     let mut segs = path.split('/');

@@ -115,15 +115,50 @@ pub fn public_key_map(entries: &[(&str, &str, &str)]) -> Result<PublicKeyMap, Ke
     Ok(map)
 }
 
-/// Verifies every signature in `object` whose server appears in `keys`.
+/// Verifies `object`'s signatures: `keys` must name every server that signed it.
 pub fn verify_object(keys: &PublicKeyMap, object: &CanonicalJsonObject) -> bool {
     verify_json(keys, object).is_ok()
+}
+
+/// Whether `object` carries a valid signature of `server` with `key_id` (`key` is
+/// unpadded base64), whoever else signed it too (a notary's answer carries the
+/// server's signature and the notary's).
+pub fn signed_by(object: &CanonicalJsonObject, server: &str, key_id: &str, key: &str) -> bool {
+    let Ok(map) = public_key_map(&[(server, key_id, key)]) else {
+        return false;
+    };
+    let Some(CanonicalJsonValue::Object(signatures)) = object.get("signatures") else {
+        return false;
+    };
+    let Some(sig) = signatures.get(server).and_then(|s| match s {
+        CanonicalJsonValue::Object(by_key) => by_key.get(key_id).cloned(),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let mut only = CanonicalJsonObject::new();
+    only.insert(key_id.to_owned(), sig);
+    let mut reduced = CanonicalJsonObject::new();
+    reduced.insert(server.to_owned(), CanonicalJsonValue::Object(only));
+    let mut copy = object.clone();
+    copy.insert("signatures".into(), CanonicalJsonValue::Object(reduced));
+    verify_json(&map, &copy).is_ok()
+}
+
+/// A key this server used to sign with: `old_verify_keys` in its key responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldKey {
+    pub key_id: String,
+    /// Unpadded base64.
+    pub key: String,
+    pub expired_ts: u64,
 }
 
 /// The body of `GET /_matrix/key/v2/server`, signed by `key`.
 pub fn server_keys_response(
     server_name: &str,
     key: &SigningKey,
+    old_keys: &[OldKey],
     valid_until_ts: u64,
 ) -> Result<CanonicalJsonObject, KeyError> {
     let mut verify_key = CanonicalJsonObject::new();
@@ -137,10 +172,18 @@ pub fn server_keys_response(
         CanonicalJsonValue::String(server_name.to_owned()),
     );
     object.insert("verify_keys".into(), CanonicalJsonValue::Object(verify_keys));
-    object.insert(
-        "old_verify_keys".into(),
-        CanonicalJsonValue::Object(CanonicalJsonObject::new()),
-    );
+    let mut old = CanonicalJsonObject::new();
+    for k in old_keys {
+        let mut entry = CanonicalJsonObject::new();
+        entry.insert("key".into(), CanonicalJsonValue::String(k.key.clone()));
+        let ts = i64::try_from(k.expired_ts).unwrap_or(i64::MAX);
+        entry.insert(
+            "expired_ts".into(),
+            CanonicalJsonValue::Integer(ruma::Int::new_saturating(ts)),
+        );
+        old.insert(k.key_id.clone(), CanonicalJsonValue::Object(entry));
+    }
+    object.insert("old_verify_keys".into(), CanonicalJsonValue::Object(old));
     let ts = i64::try_from(valid_until_ts).unwrap_or(i64::MAX);
     object.insert(
         "valid_until_ts".into(),
@@ -206,9 +249,52 @@ mod tests {
     }
 
     #[test]
+    fn one_signer_is_checked_among_several() {
+        let a = SigningKey::from_seed([1; 32], "a").expect("key");
+        let b = SigningKey::from_seed([2; 32], "b").expect("key");
+        let mut object = server_keys_response("a.example", &a, &[], 5).expect("signed");
+        b.sign_object("b.example", &mut object).expect("countersign");
+        assert!(signed_by(
+            &object,
+            "a.example",
+            &a.key_id(),
+            &a.public_key_base64()
+        ));
+        assert!(signed_by(
+            &object,
+            "b.example",
+            &b.key_id(),
+            &b.public_key_base64()
+        ));
+        assert!(!signed_by(
+            &object,
+            "b.example",
+            &b.key_id(),
+            &a.public_key_base64()
+        ));
+        assert!(!signed_by(
+            &object,
+            "c.example",
+            &b.key_id(),
+            &b.public_key_base64()
+        ));
+        let mut tampered = object.clone();
+        tampered.insert(
+            "valid_until_ts".into(),
+            CanonicalJsonValue::Integer(ruma::Int::from(6u32)),
+        );
+        assert!(!signed_by(
+            &tampered,
+            "a.example",
+            &a.key_id(),
+            &a.public_key_base64()
+        ));
+    }
+
+    #[test]
     fn server_keys_are_self_signed() {
         let k = key();
-        let body = server_keys_response("example.org", &k, 1_700_000_000_000).expect("signed");
+        let body = server_keys_response("example.org", &k, &[], 1_700_000_000_000).expect("signed");
         let keys = public_key_map(&[("example.org", &k.key_id(), &k.public_key_base64())]).expect("map");
         assert!(verify_object(&keys, &body));
 

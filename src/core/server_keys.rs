@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use ruma::signatures::verify_json;
 use ruma::CanonicalJsonObject;
 use serde_json::Value;
 
-use super::keys::public_key_map;
+use super::keys::signed_by;
 
 /// The spec caps how far ahead a key is trusted, whatever `valid_until_ts` says.
 pub const MAX_KEY_VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
@@ -91,10 +90,10 @@ pub fn check_response(
             continue;
         }
         let key = key_of(entry).ok_or(ServerKeyError::Shape)?;
-        let map = public_key_map(&[(server_name, key_id, key)]).map_err(|_| ServerKeyError::Shape)?;
-        // Verify with this key alone: the object keeps every signature, ruma checks the
-        // ones the map has keys for.
-        verify_json(&map, &object).map_err(|_| ServerKeyError::BadSignature)?;
+        // The server's own signature; a notary's countersignature may be there too.
+        if !signed_by(&object, server_name, key_id, key) {
+            return Err(ServerKeyError::BadSignature);
+        }
         signed = true;
     }
     if !signed {
@@ -141,11 +140,11 @@ pub fn check_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::keys::{server_keys_response, SigningKey};
+    use crate::core::keys::{server_keys_response, OldKey, SigningKey};
     use serde_json::json;
 
     fn signed(name: &str, key: &SigningKey, valid_until: u64) -> Value {
-        serde_json::to_value(server_keys_response(name, key, valid_until).expect("sign")).expect("json")
+        serde_json::to_value(server_keys_response(name, key, &[], valid_until).expect("sign")).expect("json")
     }
 
     #[test]
@@ -168,12 +167,13 @@ mod tests {
     #[test]
     fn keeps_old_keys_for_events_only() {
         let key = SigningKey::from_seed([3; 32], "k2").expect("key");
-        let mut body = signed("a.example", &key, 10_000);
-        body["old_verify_keys"] = json!({"ed25519:k1": {"key": "AAAA", "expired_ts": 500}});
-        body.as_object_mut().expect("object").remove("signatures");
-        let mut object: CanonicalJsonObject = serde_json::from_value(body).expect("canonical");
-        key.sign_object("a.example", &mut object).expect("sign");
-        let keys = check_response(&serde_json::to_value(object).expect("json"), "a.example", 0).expect("ok");
+        let old = OldKey {
+            key_id: "ed25519:k1".into(),
+            key: "AAAA".into(),
+            expired_ts: 500,
+        };
+        let body = server_keys_response("a.example", &key, &[old], 10_000).expect("sign");
+        let keys = check_response(&serde_json::to_value(body).expect("json"), "a.example", 0).expect("ok");
         let old = keys
             .iter()
             .find(|k| k.key_id == "ed25519:k1")
@@ -209,6 +209,14 @@ mod tests {
             check_response(&unsigned, "a.example", 0),
             Err(ServerKeyError::Unsigned)
         );
+        // Countersigned by a notary: still the server's own response.
+        let notary = SigningKey::from_seed([5; 32], "n").expect("key");
+        let mut object: CanonicalJsonObject = serde_json::from_value(body.clone()).expect("canonical");
+        notary
+            .sign_object("notary.example", &mut object)
+            .expect("countersign");
+        let countersigned = serde_json::to_value(object).expect("json");
+        assert!(check_response(&countersigned, "a.example", 0).is_ok());
         let mut renamed = body;
         renamed["signatures"]["a.example"] = json!({"ed25519:zz": "AAAA"});
         assert_eq!(

@@ -11,6 +11,19 @@ pub const SIGNING_KEY: &str = "SIGNING_KEY";
 /// `/_synapse/admin/v1/register`. Unset or empty disables it.
 pub const REGISTRATION_SHARED_SECRET: &str = "REGISTRATION_SHARED_SECRET";
 
+/// `plaintext` (local development): loopback peers allowed, over plain HTTP.
+pub const FEDERATION_LOOPBACK: &str = "FEDERATION_LOOPBACK";
+/// Comma-separated server-name globs: only these (empty: all).
+pub const FEDERATION_ALLOW: &str = "FEDERATION_ALLOW";
+/// Comma-separated server-name globs: never these.
+pub const FEDERATION_DENY: &str = "FEDERATION_DENY";
+/// Comma-separated notary server names.
+pub const TRUSTED_KEY_SERVERS: &str = "TRUSTED_KEY_SERVERS";
+/// DNS-over-HTTPS JSON endpoint for SRV lookups; empty skips SRV.
+pub const DNS_RESOLVER: &str = "DNS_RESOLVER";
+/// Earlier signing keys: `ed25519:<version> <key> <expired_ts>`, `;`-separated.
+pub const OLD_VERIFY_KEYS: &str = "OLD_VERIFY_KEYS";
+
 pub const DB: &str = "DB";
 pub const ROOMS: &str = "ROOMS";
 pub const USERS: &str = "USERS";

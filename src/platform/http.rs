@@ -45,6 +45,7 @@ async fn read_request(req: &mut worker::Request) -> Result<HttpRequest, MatrixEr
         method: Method::parse(req.method().as_ref()),
         path: url.path().to_owned(),
         query: url.query().map(parse_query).unwrap_or_default(),
+        raw_query: url.query().map(str::to_owned),
         headers,
         body,
     })

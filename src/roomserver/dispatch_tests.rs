@@ -339,7 +339,7 @@ fn federation_queries_answer_in_federation_shapes() {
     use super::protocol::FederationQuery;
     let (db, key) = room("shared");
     let host = host(&key);
-    let ask = |query: FederationQuery| handle(&db, &host, RoomRequest::Federation { query });
+    let ask = |query: FederationQuery| handle(&db, &host, RoomRequest::Federation { origin: None, query });
     let last = send(&db, &host, &user("alice"), message("last"));
     let last_id = last["event_id"].as_str().expect("event_id").to_owned();
 

@@ -162,9 +162,14 @@ pub enum RoomRequest {
     /// Whether the room's server ACL (`m.room.server_acl`) lets a server take part:
     /// `{allowed}`. For the federation edge, before it handles a request.
     ServerAllowed { server_name: String },
-    /// Another server's question about the room's DAG (the federation edge has
-    /// checked that it may ask).
-    Federation { query: FederationQuery },
+    /// Another server's question about the room's DAG. With an `origin`, the room
+    /// first checks that it may ask: its server ACL allows it, and it has a member
+    /// joined now or the room is world-readable (403 `M_FORBIDDEN` otherwise).
+    Federation {
+        #[serde(default)]
+        origin: Option<String>,
+        query: FederationQuery,
+    },
     /// The room's log records from stream position `from` on (those it keeps after
     /// publication and those still waiting): `{records: [text]}`, for replay.
     LogRecords { from: i64, limit: u32 },

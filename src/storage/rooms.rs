@@ -237,3 +237,19 @@ pub async fn move_aliases(db: &Db, from: &str, to: &str) -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// Whether any local user was ever in the room (the rooms this server holds).
+pub async fn known(db: &Db, room_id: &str) -> Result<bool> {
+    #[derive(serde::Deserialize)]
+    struct One {
+        #[allow(dead_code)]
+        one: i64,
+    }
+    let row: Option<One> = db
+        .first(
+            "SELECT 1 AS one FROM room_memberships WHERE room_id = ?1 LIMIT 1",
+            args![room_id],
+        )
+        .await?;
+    Ok(row.is_some())
+}

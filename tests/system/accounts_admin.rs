@@ -20,6 +20,7 @@ fn closed_server() -> &'static Server {
         Server::start(Options {
             registration: "closed",
             guest_access: "off",
+            ..Options::default()
         })
     })
 }

@@ -25,6 +25,10 @@ pub struct Options {
     pub registration: &'static str,
     /// `on` or `off` (`NEURITE_GUEST_ACCESS`).
     pub guest_access: &'static str,
+    /// `FEDERATION_DENY` (`NEURITE_FEDERATION_DENY`).
+    pub federation_deny: String,
+    /// `TRUSTED_KEY_SERVERS` (`NEURITE_TRUSTED_KEY_SERVERS`).
+    pub trusted_key_servers: String,
 }
 
 impl Default for Options {
@@ -32,6 +36,8 @@ impl Default for Options {
         Self {
             registration: "open",
             guest_access: "on",
+            federation_deny: String::new(),
+            trusted_key_servers: String::new(),
         }
     }
 }
@@ -64,6 +70,8 @@ fn spawn_server(port: u16, inspector: u16, server_name: &str, state_dir: &Path, 
         .env("NEURITE_SKIP_SETUP", "1")
         .env("NEURITE_SKIP_BUILD", "1")
         .env("NEURITE_GUEST_ACCESS", options.guest_access)
+        .env("NEURITE_FEDERATION_DENY", &options.federation_deny)
+        .env("NEURITE_TRUSTED_KEY_SERVERS", &options.trusted_key_servers)
         .env("CI", "true")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log"))

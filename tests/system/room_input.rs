@@ -15,8 +15,8 @@ use crate::harness::{shared, unique, Client};
 
 const REMOTE: &str = "remote.test";
 
-fn user(name: &str) -> OwnedUserId {
-    OwnedUserId::try_from(format!("@{name}:{REMOTE}")).expect("user")
+fn user_on(name: &str, server: &str) -> OwnedUserId {
+    OwnedUserId::try_from(format!("@{name}:{server}")).expect("user")
 }
 
 type State = HashMap<(StateEventType, String), Pdu>;
@@ -55,37 +55,46 @@ pub struct Gen {
     pub room_id: ruma::OwnedRoomId,
     ts: u64,
     pub log: Vec<Pdu>,
+    /// The server the generated users are on.
+    pub server: String,
 }
 
 impl Gen {
     pub fn new(seed: u64) -> (Gen, Branch) {
-        let key = SigningKey::from_seed([9; 32], "r1").expect("key");
+        Self::on(
+            REMOTE,
+            SigningKey::from_seed([9; 32], "r1").expect("key"),
+            1_000 + seed,
+        )
+    }
+
+    /// A room of `server`'s users alice (creator) and bob, signed with `key`, its
+    /// events stamped from `ts` on.
+    pub fn on(server: &str, key: SigningKey, ts: u64) -> (Gen, Branch) {
         let version = RoomVersionId::V12;
         let rules = version.rules().expect("rules");
         let signer = Signer {
-            server_name: REMOTE,
+            server_name: server,
             key: &key,
-            now_ms: 1_000 + seed,
+            now_ms: ts,
         };
-        let create =
-            build_create_event(&version, &rules, &user("alice"), None, json!({}), signer).expect("create");
+        let alice = user_on("alice", server);
+        let bob = user_on("bob", server);
+        let create = build_create_event(&version, &rules, &alice, None, json!({}), signer).expect("create");
         let mut g = Gen {
             room_id: create.room_id().to_owned(),
             key,
             rules,
-            ts: 2_000 + seed,
+            ts: ts + 1_000,
             log: Vec::new(),
+            server: server.to_owned(),
         };
         let mut main = Branch::default();
         g.apply(&mut main, create);
         g.add(
             &mut main,
             "alice",
-            NewEvent::state(
-                "m.room.member",
-                "@alice:remote.test",
-                json!({"membership": "join"}),
-            ),
+            NewEvent::state("m.room.member", alice.as_str(), json!({"membership": "join"})),
         );
         g.add(
             &mut main,
@@ -93,7 +102,7 @@ impl Gen {
             NewEvent::state(
                 "m.room.power_levels",
                 "",
-                json!({"users": {"@bob:remote.test": 50}, "state_default": 50, "ban": 50}),
+                json!({"users": {bob.as_str(): 50}, "state_default": 50, "ban": 50}),
             ),
         );
         g.add(
@@ -104,7 +113,7 @@ impl Gen {
         g.add(
             &mut main,
             "bob",
-            NewEvent::state("m.room.member", "@bob:remote.test", json!({"membership": "join"})),
+            NewEvent::state("m.room.member", bob.as_str(), json!({"membership": "join"})),
         );
         (g, main)
     }
@@ -120,11 +129,12 @@ impl Gen {
     pub fn add(&mut self, branch: &mut Branch, sender: &str, new: NewEvent) -> Pdu {
         self.ts += 1;
         let signer = Signer {
-            server_name: REMOTE,
+            server_name: &self.server,
             key: &self.key,
             now_ms: self.ts,
         };
-        let pdu = build_on(&self.rules, &self.room_id, &user(sender), new, branch, signer);
+        let sender = user_on(sender, &self.server);
+        let pdu = build_on(&self.rules, &self.room_id, &sender, new, branch, signer);
         self.apply(branch, pdu.clone());
         pdu
     }
@@ -150,7 +160,7 @@ impl Gen {
     }
 
     pub fn keys(&self) -> Value {
-        json!({ REMOTE: { self.key.key_id(): self.key.public_key_base64() } })
+        json!({ self.server.clone(): { self.key.key_id(): self.key.public_key_base64() } })
     }
 }
 

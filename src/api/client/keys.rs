@@ -164,11 +164,24 @@ pub async fn query(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
             failures.insert(server_of(user).to_owned(), federation_failure());
         }
     }
+    let mut answer = local_keys(ctx, &wanted, Some(&session.user_id)).await?;
+    answer.insert("failures".into(), Value::Object(failures));
+    Ok(Value::Object(answer))
+}
+
+/// The device and cross-signing keys of local users (`user -> wanted device ids`,
+/// empty for all), as `/keys/query` answers them to `viewer`: their own user-signing
+/// key only to themselves; other servers (`None`) never get user-signing keys.
+pub async fn local_keys(
+    ctx: &Ctx,
+    wanted: &BTreeMap<&str, Vec<&str>>,
+    viewer: Option<&str>,
+) -> Result<Map<String, Value>, MatrixError> {
     let users: Vec<&str> = wanted.keys().copied().collect();
     let db = ctx.db()?;
     let devices = e2e_keys::device_keys_of_users(&db, &users).await?;
     let xsign = cross_signing::keys_of_users(&db, &users).await?;
-    let sigs = cross_signing::signatures_of_users(&db, &users, &session.user_id).await?;
+    let sigs = cross_signing::signatures_of_users(&db, &users, viewer.unwrap_or_default()).await?;
 
     // (target user, target key id) -> signer user -> signer key id -> signature
     type Extra = BTreeMap<String, BTreeMap<String, String>>;
@@ -218,7 +231,7 @@ pub async fn query(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         let Some(kind) = CrossSigningKind::from_usage(&k.kind) else {
             continue;
         };
-        if kind == CrossSigningKind::UserSigning && k.user_id != session.user_id {
+        if kind == CrossSigningKind::UserSigning && Some(k.user_id.as_str()) != viewer {
             continue;
         }
         let Some(obj) = with_extra(&k.user_id, &k.public_key, &k.key_json) else {
@@ -228,8 +241,7 @@ pub async fn query(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
             map.insert(k.user_id.clone(), Value::Object(obj));
         }
     }
-    answer.insert("failures".into(), Value::Object(failures));
-    Ok(Value::Object(answer))
+    Ok(answer)
 }
 
 /// `POST /_matrix/client/v3/keys/claim`
@@ -256,12 +268,22 @@ pub async fn claim(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
             wanted.push((user, device, algorithm));
         }
     }
+    let claimed = claim_local(ctx, &wanted).await?;
+    Ok(json!({ "one_time_keys": claimed, "failures": failures }))
+}
+
+/// Claims one key per `(user, device, algorithm)` of local users: `user -> device ->
+/// {key id: key}`.
+pub async fn claim_local(
+    ctx: &Ctx,
+    wanted: &[(&str, &str, &str)],
+) -> Result<Map<String, Value>, MatrixError> {
     if wanted.len() > MAX_CLAIMS {
         return Err(MatrixError::invalid_param("Too many devices in one claim"));
     }
     let db = ctx.db()?;
     let mut claimed: Map<String, Value> = Map::new();
-    for (user, device, algorithm) in wanted {
+    for &(user, device, algorithm) in wanted {
         let Some(key) = e2e_keys::claim(&db, user, device, algorithm).await? else {
             continue;
         };
@@ -271,7 +293,7 @@ pub async fn claim(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
             by_device.insert(device.to_owned(), json!({ key.full_key_id: value }));
         }
     }
-    Ok(json!({ "one_time_keys": claimed, "failures": failures }))
+    Ok(claimed)
 }
 
 /// `GET /_matrix/client/v3/keys/changes`: users whose keys changed after `from`

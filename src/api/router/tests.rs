@@ -9,8 +9,8 @@ fn routes_known_paths() {
         Ok(E::ClientVersions)
     );
     assert_eq!(
-        route(Get, "/_matrix/key/v2/server").map(|r| r.endpoint),
-        Ok(E::KeyServer)
+        route(Get, "/_matrix/client/v3/sync").map(|r| r.endpoint),
+        Ok(E::Sync)
     );
 }
 

@@ -22,7 +22,39 @@ fn pdus(texts: Vec<String>) -> Result<Vec<Value>, RoomFailure> {
         .collect()
 }
 
-pub(super) fn answer(room: &mut Engine<'_>, query: FederationQuery) -> Result<Value, RoomFailure> {
+/// Whether `origin` may ask this room anything: the server ACL allows it, and it has
+/// a user joined now or the room is world-readable.
+fn may_ask(room: &mut Engine<'_>, origin: &str) -> Result<(), RoomFailure> {
+    use ruma::events::StateEventType;
+    let acl = room.current_entry(&StateEventType::from("m.room.server_acl"), "")?;
+    if !crate::core::acl::allows(acl.map(|p| p.content()).as_ref(), origin) {
+        return Err(fail(403, "M_FORBIDDEN", "Server is denied by the room's ACL"));
+    }
+    if room.current_state_nids()?.is_empty() {
+        return Err(fail(404, "M_NOT_FOUND", "Unknown room"));
+    }
+    if !room.local_members(origin)?.is_empty() {
+        return Ok(());
+    }
+    let visibility = room.current_entry(&StateEventType::RoomHistoryVisibility, "")?;
+    let world_readable = visibility
+        .map(|p| p.content()["history_visibility"] == "world_readable")
+        .unwrap_or(false);
+    if world_readable {
+        Ok(())
+    } else {
+        Err(fail(403, "M_FORBIDDEN", "Server is not in the room"))
+    }
+}
+
+pub(super) fn answer(
+    room: &mut Engine<'_>,
+    origin: Option<&str>,
+    query: FederationQuery,
+) -> Result<Value, RoomFailure> {
+    if let Some(origin) = origin {
+        may_ask(room, origin)?;
+    }
     match query {
         FederationQuery::StateIds { event_id } => {
             let state = room.state_ids_before(&event_id)?.ok_or_else(unknown_event)?;

@@ -492,7 +492,9 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             let (row, pdu) = visible_event(room, &event_id, &user_id, &vis, ceiling)?;
             Ok(client_event(&row, &pdu, host.now_ms))
         }
-        RoomRequest::Federation { query } => super::federation::answer(room, query),
+        RoomRequest::Federation { origin, query } => {
+            super::federation::answer(room, origin.as_deref(), query)
+        }
         RoomRequest::ServerAllowed { server_name } => {
             let acl = room.current_entry(&StateEventType::from("m.room.server_acl"), "")?;
             let allowed = crate::core::acl::allows(acl.map(|p| p.content()).as_ref(), &server_name);

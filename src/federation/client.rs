@@ -1,0 +1,131 @@
+//! Signed requests to other servers: resolve the destination, refuse targets the
+//! settings forbid (allow/deny lists; loopback, private and link-local addresses unless
+//! local development allows loopback), sign with `X-Matrix`, send, read JSON.
+
+use ruma::CanonicalJsonValue;
+use serde_json::Value;
+
+use crate::core::server_name::{is_internal_ip, is_loopback_host, Target};
+use crate::core::xmatrix;
+use crate::platform::net::{https_fetch, tcp_exchange, NetError, Outbound};
+use crate::platform::Ctx;
+
+use super::resolve::resolve;
+
+/// Largest answer accepted from another server (a `/state` of a big room is large).
+pub const MAX_RESPONSE: usize = 32 * 1024 * 1024;
+const TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FedError {
+    #[error("federation with {0} is not allowed here")]
+    Forbidden(String),
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    #[error("the server answered {status} {errcode}")]
+    Status {
+        status: u16,
+        errcode: String,
+        body: Value,
+    },
+    #[error("the server's answer is not JSON")]
+    NotJson,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<NetError> for FedError {
+    fn from(e: NetError) -> Self {
+        FedError::Unreachable(e.to_string())
+    }
+}
+
+/// Whether a target may be contacted, and with TLS (`Ok(false)`: plain HTTP, only to
+/// loopback in local development).
+fn transport_for(ctx: &Ctx, target: &Target) -> Result<bool, FedError> {
+    let loopback = is_loopback_host(&target.host);
+    if loopback {
+        return if ctx.config.federation.loopback_plaintext {
+            Ok(false)
+        } else {
+            Err(FedError::Forbidden(format!("{} (loopback)", target.host)))
+        };
+    }
+    if target.host.parse().is_ok_and(is_internal_ip) {
+        return Err(FedError::Forbidden(format!("{} (internal address)", target.host)));
+    }
+    Ok(true)
+}
+
+/// Sends a signed request to `destination` and returns its JSON answer (any 2xx);
+/// other statuses are `FedError::Status` with the body.
+pub async fn request(
+    ctx: &Ctx,
+    destination: &str,
+    method: &str,
+    target: &str,
+    body: Option<&Value>,
+) -> Result<Value, FedError> {
+    let config = &ctx.config;
+    if !config.federation.server_allowed(destination) || destination == config.server_name {
+        return Err(FedError::Forbidden(destination.to_owned()));
+    }
+    let content = body
+        .map(|b| serde_json::from_value::<CanonicalJsonValue>(b.clone()))
+        .transpose()
+        .map_err(|e| FedError::Internal(e.to_string()))?;
+    let authorization = xmatrix::authorization(
+        &config.signing_key,
+        &config.server_name,
+        destination,
+        method,
+        target,
+        content,
+    )
+    .map_err(|e| FedError::Internal(e.to_string()))?;
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).unwrap_or_default())
+        .unwrap_or_default();
+    let mut headers = vec![
+        ("Authorization", authorization.as_str()),
+        ("Accept", "application/json"),
+    ];
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let resolved = resolve(ctx, destination).await?;
+    let tls = transport_for(ctx, &resolved)?;
+    let outbound = Outbound {
+        method,
+        target,
+        headers: &headers,
+        body: &bytes,
+        limit: MAX_RESPONSE,
+        timeout_ms: TIMEOUT_MS,
+    };
+    let plain_host = resolved
+        .host_header
+        .strip_suffix(":443")
+        .unwrap_or(&resolved.host_header);
+    let response = if tls && resolved.port == 443 && plain_host == resolved.host {
+        https_fetch(&resolved.host, &outbound).await?
+    } else {
+        tcp_exchange(
+            &resolved.host,
+            resolved.port,
+            tls,
+            &resolved.host_header,
+            &outbound,
+        )
+        .await?
+    };
+    let value: Value = serde_json::from_slice(&response.body).map_err(|_| FedError::NotJson)?;
+    if (200..300).contains(&response.status) {
+        return Ok(value);
+    }
+    Err(FedError::Status {
+        status: response.status,
+        errcode: value["errcode"].as_str().unwrap_or("M_UNKNOWN").to_owned(),
+        body: value,
+    })
+}

@@ -1,0 +1,73 @@
+//! `federation_txns` (received transactions, for idempotency) and
+//! `server_resolutions` (how other servers were reached).
+
+use serde::Deserialize;
+
+use super::{args, Db, Result};
+use crate::core::server_name::Target;
+
+/// The answer given to an earlier transaction with this id from `origin`.
+pub async fn txn_response(db: &Db, origin: &str, txn_id: &str) -> Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        response: String,
+    }
+    let row: Option<Row> = db
+        .first(
+            "SELECT response FROM federation_txns WHERE origin = ?1 AND txn_id = ?2",
+            args![origin, txn_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.response))
+}
+
+/// Remembers a transaction's answer (the first one stays).
+pub async fn record_txn(db: &Db, origin: &str, txn_id: &str, response: &str, now: u64) -> Result<()> {
+    db.run(
+        "INSERT INTO federation_txns (origin, txn_id, response, ts) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (origin, txn_id) DO NOTHING",
+        args![origin, txn_id, response, now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A resolution still valid at `now`.
+pub async fn resolution(db: &Db, server: &str, now: u64) -> Result<Option<Target>> {
+    #[derive(Deserialize)]
+    struct Row {
+        host: String,
+        port: i64,
+        host_header: String,
+    }
+    let row: Option<Row> = db
+        .first(
+            "SELECT host, port, host_header FROM server_resolutions WHERE server_name = ?1 AND expires_ts > ?2",
+            args![server, now],
+        )
+        .await?;
+    Ok(row.and_then(|r| {
+        Some(Target {
+            host: r.host,
+            port: u16::try_from(r.port).ok()?,
+            host_header: r.host_header,
+        })
+    }))
+}
+
+pub async fn record_resolution(db: &Db, server: &str, target: &Target, expires: u64) -> Result<()> {
+    db.run(
+        "INSERT INTO server_resolutions (server_name, host, port, host_header, expires_ts) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (server_name) DO UPDATE SET host = excluded.host, \
+         port = excluded.port, host_header = excluded.host_header, expires_ts = excluded.expires_ts",
+        args![
+            server,
+            &target.host,
+            i64::from(target.port),
+            &target.host_header,
+            expires
+        ],
+    )
+    .await?;
+    Ok(())
+}
