@@ -69,3 +69,6 @@ mod remote;
 
 #[path = "system/federation.rs"]
 mod federation;
+
+#[path = "system/federation_send.rs"]
+mod federation_send;

@@ -2,10 +2,13 @@
 //! key, version and OpenID endpoints is authenticated (`auth`) before its handler runs.
 
 pub mod auth;
+pub mod edus;
 pub mod keys;
+pub mod pdus;
 pub mod query;
 pub mod rooms;
 pub mod routes;
+pub mod send;
 pub mod user;
 pub mod version;
 
@@ -44,7 +47,7 @@ pub async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
         F::EventAuth => rooms::event_auth(ctx, &origin, p(0), p(1)).await,
         F::Backfill => rooms::backfill(ctx, req, &origin, p(0)).await,
         F::MissingEvents => rooms::missing_events(ctx, req, &origin, p(0)).await,
-        F::Send => Err(MatrixError::unrecognized()),
+        F::Send => send::send(ctx, req, &origin, p(0)).await,
     }
 }
 

@@ -144,6 +144,20 @@ impl HttpResponse {
     }
 }
 
+/// Percent-encodes everything but RFC 3986 unreserved characters (for a path segment
+/// or a query value).
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes in a path segment or query component. `plus_as_space` is for
 /// `application/x-www-form-urlencoded` query strings.
 pub fn percent_decode(text: &str, plus_as_space: bool) -> Option<String> {

@@ -204,13 +204,16 @@ pub(super) fn input(
     };
     room.flush()?;
     let t3 = (host.clock_ms)();
-    answer(
+    let mut answer = answer(
         &mut room,
         db,
         results,
         json!({ "parse": t1 - t0, "verify": t2 - t1, "input": t3 - t2 }),
         with_state,
-    )
+    )?;
+    // The edge names refused events by id (it computes them with this version's rules).
+    answer["room_version"] = json!(version);
+    Ok(answer)
 }
 
 /// History input as one batch (`Engine::input_backfill` orders it); the answer lists

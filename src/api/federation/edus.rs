@@ -1,0 +1,159 @@
+//! Received EDUs: typing and read receipts into their rooms, to-device messages into
+//! the recipients' inboxes. Each is from the sending server's own users only, and one
+//! that cannot be applied is dropped (EDUs carry no per-item answer).
+//! Presence, device-list and signing-key updates are accepted and not yet applied:
+//! they need the rooms' remote members known to this server (the next federation
+//! step).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::platform::{log_error, rooms, users, Ctx};
+use crate::roomserver::protocol::RoomRequest;
+use crate::storage;
+use crate::sync::protocol::UserRequest;
+
+/// Most receipts, typing changes or recipients one EDU may carry that are applied.
+const MAX_ITEMS: usize = 100;
+
+fn server_of(user_id: &str) -> Option<&str> {
+    let user = <&ruma::UserId>::try_from(user_id).ok()?;
+    Some(user.server_name().as_str())
+}
+
+fn from_origin(user_id: &str, origin: &str) -> bool {
+    server_of(user_id) == Some(origin)
+}
+
+async fn known_room(ctx: &Ctx, room_id: &str) -> bool {
+    if ruma::RoomId::parse(room_id).is_err() {
+        return false;
+    }
+    match ctx.db() {
+        Ok(db) => storage::rooms::known(&db, room_id).await.unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Applies each EDU of a transaction from `origin`, in order.
+pub async fn apply(ctx: &Ctx, origin: &str, edus: &[Value]) {
+    for edu in edus {
+        let content = &edu["content"];
+        match edu["edu_type"].as_str().unwrap_or_default() {
+            "m.typing" => typing(ctx, origin, content).await,
+            "m.receipt" => receipts(ctx, origin, content).await,
+            "m.direct_to_device" => to_device(ctx, origin, content).await,
+            _ => {}
+        }
+    }
+}
+
+async fn typing(ctx: &Ctx, origin: &str, content: &Value) {
+    let (Some(room_id), Some(user_id), Some(typing)) = (
+        content["room_id"].as_str(),
+        content["user_id"].as_str(),
+        content["typing"].as_bool(),
+    ) else {
+        return;
+    };
+    if !from_origin(user_id, origin) || !known_room(ctx, room_id).await {
+        return;
+    }
+    let timeout_ms = content["timeout"].as_u64().unwrap_or(30_000);
+    let request = RoomRequest::Typing {
+        user_id: user_id.to_owned(),
+        typing,
+        timeout_ms,
+    };
+    if let Err(e) = rooms::call(ctx, room_id, &request).await {
+        log_error(&format!("typing of {user_id} in {room_id}: {e}"));
+    }
+}
+
+async fn receipts(ctx: &Ctx, origin: &str, content: &Value) {
+    let Some(by_room) = content.as_object() else {
+        return;
+    };
+    let mut applied = 0;
+    for (room_id, by_type) in by_room {
+        if !known_room(ctx, room_id).await {
+            continue;
+        }
+        let Some(read) = by_type["m.read"].as_object() else {
+            continue;
+        };
+        for (user_id, receipt) in read {
+            if applied >= MAX_ITEMS || !from_origin(user_id, origin) {
+                continue;
+            }
+            let Some(event_id) = receipt["event_ids"]
+                .as_array()
+                .and_then(|ids| ids.first())
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            applied += 1;
+            let request = RoomRequest::Receipt {
+                user_id: user_id.clone(),
+                receipt_type: "m.read".into(),
+                event_id: event_id.to_owned(),
+                thread_id: receipt["data"]["thread_id"].as_str().map(str::to_owned),
+            };
+            if let Err(e) = rooms::call(ctx, room_id, &request).await {
+                log_error(&format!("receipt of {user_id} in {room_id}: {e}"));
+            }
+        }
+    }
+}
+
+async fn to_device(ctx: &Ctx, origin: &str, content: &Value) {
+    let (Some(sender), Some(event_type), Some(messages)) = (
+        content["sender"].as_str(),
+        content["type"].as_str(),
+        content["messages"].as_object(),
+    ) else {
+        return;
+    };
+    if !from_origin(sender, origin) || event_type.is_empty() || event_type.len() > 255 {
+        return;
+    }
+    let message_id = content["message_id"].as_str().unwrap_or_default();
+    let server = &ctx.config.server_name;
+    for (user_id, by_device) in messages.iter().take(MAX_ITEMS) {
+        if server_of(user_id) != Some(server.as_str()) {
+            continue;
+        }
+        let Some(by_device) = by_device.as_object() else {
+            continue;
+        };
+        let mut out = BTreeMap::new();
+        for (device, message) in by_device {
+            if !message.is_object() {
+                continue;
+            }
+            if device == "*" {
+                let Ok(db) = ctx.db() else { continue };
+                for d in storage::devices::list(&db, user_id).await.unwrap_or_default() {
+                    out.insert(d.device_id, message.clone());
+                }
+            } else {
+                out.insert(device.clone(), message.clone());
+            }
+        }
+        if out.is_empty() {
+            continue;
+        }
+        let request = UserRequest::ToDevice {
+            sender: sender.to_owned(),
+            sender_device: String::new(),
+            txn_id: format!("{origin} {message_id}"),
+            event_type: event_type.to_owned(),
+            messages: out,
+        };
+        if let Err(e) = users::call(&ctx.env, user_id, &request).await {
+            log_error(&format!("to-device for {user_id}: {e}"));
+        }
+    }
+}
