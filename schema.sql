@@ -251,3 +251,10 @@ CREATE TABLE IF NOT EXISTS openid_tokens (
     user_id    TEXT NOT NULL,
     expires_ts INTEGER NOT NULL
 );
+-- Which room an event is in, for `/_matrix/federation/v1/event/{eventId}` (the only
+-- question that names no room): projected from the room-log, so the room's new
+-- events (not its outliers or backfilled history).
+CREATE TABLE IF NOT EXISTS event_rooms (
+    event_id TEXT PRIMARY KEY,
+    room_id  TEXT NOT NULL
+);

@@ -179,6 +179,19 @@ pub async fn consume(
         // A message is handled whole: on a failure all its records come again (every
         // step is idempotent).
         let mut failed = false;
+        let events: Vec<(&str, &str)> = records
+            .iter()
+            .map(
+                |LogRecord::Event {
+                     event_id, room_id, ..
+                 }| (event_id.as_str(), room_id.as_str()),
+            )
+            .collect();
+        if let Err(err) = crate::storage::federation::index_events(&db, &events).await {
+            crate::platform::log_error(&format!("room-log: event index failed, will retry: {err}"));
+            message.retry();
+            continue;
+        }
         for record in &records {
             if let Err(err) = project(&db, &config.server_name, record).await {
                 crate::platform::log_error(&format!("room-log: projection failed, will retry: {err}"));

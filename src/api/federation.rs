@@ -42,6 +42,7 @@ pub async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
         F::UserKeysQuery => user::keys_query(ctx, req).await,
         F::UserKeysClaim => user::keys_claim(ctx, req).await,
         F::PublicRooms | F::PublicRoomsPost => crate::api::client::directory::public_rooms(ctx, req).await,
+        F::Event => rooms::event(ctx, &origin, p(0)).await,
         F::State => rooms::state(ctx, req, &origin, p(0)).await,
         F::StateIds => rooms::state_ids(ctx, req, &origin, p(0)).await,
         F::EventAuth => rooms::event_auth(ctx, &origin, p(0), p(1)).await,

@@ -71,3 +71,35 @@ pub async fn record_resolution(db: &Db, server: &str, target: &Target, expires: 
     .await?;
     Ok(())
 }
+
+/// Records which room each event is in (`(event id, room id)`), one statement.
+pub async fn index_events(db: &Db, events: &[(&str, &str)]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<[&str; 2]> = events.iter().map(|(e, r)| [*e, *r]).collect();
+    let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+    db.run(
+        "INSERT INTO event_rooms (event_id, room_id) \
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1) WHERE true \
+         ON CONFLICT (event_id) DO NOTHING",
+        args![json],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The room an event is in, if this server has it in its index.
+pub async fn room_of_event(db: &Db, event_id: &str) -> Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_id: String,
+    }
+    let row: Option<Row> = db
+        .first(
+            "SELECT room_id FROM event_rooms WHERE event_id = ?1",
+            args![event_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.room_id))
+}

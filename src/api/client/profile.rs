@@ -29,7 +29,29 @@ impl Field {
     }
 }
 
+/// A local user's profile from D1; another server's user's from their server
+/// (`/_matrix/federation/v1/query/profile`).
 async fn load(ctx: &Ctx, user_id: &str) -> Result<Profile, MatrixError> {
+    let user =
+        <&ruma::UserId>::try_from(user_id).map_err(|_| MatrixError::invalid_param("Invalid user id"))?;
+    let server = user.server_name().as_str();
+    if server != ctx.config.server_name {
+        let target = format!(
+            "/_matrix/federation/v1/query/profile?user_id={}",
+            crate::api::http::percent_encode(user_id)
+        );
+        let answer = crate::federation::client::request(ctx, server, "GET", &target, None)
+            .await
+            .map_err(|e| {
+                crate::platform::log_error(&format!("profile of {user_id}: {e}"));
+                MatrixError::not_found("Profile not found")
+            })?;
+        let text = |field: &str| answer.get(field).and_then(Value::as_str).map(str::to_owned);
+        return Ok(Profile {
+            displayname: text("displayname"),
+            avatar_url: text("avatar_url"),
+        });
+    }
     users::profile(&ctx.db()?, user_id)
         .await?
         .ok_or_else(|| MatrixError::not_found("Profile not found"))

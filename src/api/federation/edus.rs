@@ -26,14 +26,24 @@ fn from_origin(user_id: &str, origin: &str) -> bool {
     server_of(user_id) == Some(origin)
 }
 
-async fn known_room(ctx: &Ctx, room_id: &str) -> bool {
+/// Whether the room is one this server holds and its ACL lets `origin` in.
+async fn room_accepts(ctx: &Ctx, room_id: &str, origin: &str) -> bool {
     if ruma::RoomId::parse(room_id).is_err() {
         return false;
     }
-    match ctx.db() {
+    let known = match ctx.db() {
         Ok(db) => storage::rooms::known(&db, room_id).await.unwrap_or(false),
         Err(_) => false,
+    };
+    if !known {
+        return false;
     }
+    let acl = RoomRequest::ServerAllowed {
+        server_name: origin.to_owned(),
+    };
+    rooms::call(ctx, room_id, &acl)
+        .await
+        .is_ok_and(|answer| answer["allowed"] == Value::Bool(true))
 }
 
 /// Applies each EDU of a transaction from `origin`, in order.
@@ -57,7 +67,7 @@ async fn typing(ctx: &Ctx, origin: &str, content: &Value) {
     ) else {
         return;
     };
-    if !from_origin(user_id, origin) || !known_room(ctx, room_id).await {
+    if !from_origin(user_id, origin) || !room_accepts(ctx, room_id, origin).await {
         return;
     }
     let timeout_ms = content["timeout"].as_u64().unwrap_or(30_000);
@@ -77,7 +87,7 @@ async fn receipts(ctx: &Ctx, origin: &str, content: &Value) {
     };
     let mut applied = 0;
     for (room_id, by_type) in by_room {
-        if !known_room(ctx, room_id).await {
+        if !room_accepts(ctx, room_id, origin).await {
             continue;
         }
         let Some(read) = by_type["m.read"].as_object() else {

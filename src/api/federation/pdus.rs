@@ -159,6 +159,14 @@ pub async fn ingest(ctx: &Ctx, origin: &str, room_id: &str, pdus: &[Value]) -> V
     if !known {
         return refuse("This server is not in the room");
     }
+    let acl = RoomRequest::ServerAllowed {
+        server_name: origin.to_owned(),
+    };
+    match rooms::call(ctx, room_id, &acl).await {
+        Ok(answer) if answer["allowed"] == json!(true) => {}
+        Ok(_) => return refuse("The room's server ACL denies the sending server"),
+        Err(e) => return refuse(&format!("The room could not be asked: {}", e.error)),
+    }
     let mut keys = Keys::new();
     let mut tried = BTreeMap::new();
     gather_keys(ctx, pdus, &mut keys, &mut tried).await;

@@ -46,6 +46,24 @@ fn limit(value: Option<&Value>, text: Option<&str>, default: u32) -> Result<u32,
         .ok_or_else(|| MatrixError::invalid_param("limit must be a non-negative integer"))
 }
 
+/// `GET /_matrix/federation/v1/event/{eventId}`: any event of a room this server
+/// indexed (its new events), as its PDU.
+pub async fn event(ctx: &Ctx, origin: &str, event_id: &str) -> Result<Value, MatrixError> {
+    ruma::EventId::parse(event_id).map_err(|_| MatrixError::invalid_param("Invalid event id"))?;
+    let room_id = storage::federation::room_of_event(&ctx.db()?, event_id)
+        .await?
+        .ok_or_else(|| MatrixError::not_found("Unknown event"))?;
+    let query = FederationQuery::Event {
+        event_id: event_id.to_owned(),
+    };
+    let answer = ask(ctx, origin, &room_id, query).await?;
+    Ok(json!({
+        "origin": ctx.config.server_name,
+        "origin_server_ts": ctx.now_ms(),
+        "pdus": [answer["pdu"]],
+    }))
+}
+
 /// `GET /_matrix/federation/v1/state/{roomId}`
 pub async fn state(ctx: &Ctx, req: &HttpRequest, origin: &str, room_id: &str) -> Result<Value, MatrixError> {
     let event_id = event_id_param(req)?;

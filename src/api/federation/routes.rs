@@ -19,6 +19,7 @@ pub enum FedEndpoint {
     UserKeysClaim,
     PublicRooms,
     PublicRoomsPost,
+    Event,
     State,
     StateIds,
     EventAuth,
@@ -60,6 +61,7 @@ const ROUTES: &[(Method, &str, FedEndpoint)] = &[
     (Post, "/_matrix/federation/v1/user/keys/claim", F::UserKeysClaim),
     (Get, "/_matrix/federation/v1/publicRooms", F::PublicRooms),
     (Post, "/_matrix/federation/v1/publicRooms", F::PublicRoomsPost),
+    (Get, "/_matrix/federation/v1/event/{eventId}", F::Event),
     (Get, "/_matrix/federation/v1/state/{roomId}", F::State),
     (Get, "/_matrix/federation/v1/state_ids/{roomId}", F::StateIds),
     (
