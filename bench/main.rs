@@ -39,6 +39,7 @@ mod report;
 mod sync;
 
 #[path = "synapse.rs"]
+#[allow(dead_code)] // the federating mode is for the interoperability tests
 mod synapse;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

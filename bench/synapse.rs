@@ -77,6 +77,7 @@ pub struct Install {
 pub struct Synapse {
     pub port: u16,
     pub dir: PathBuf,
+    pub server_name: String,
     child: Child,
 }
 
@@ -230,11 +231,19 @@ fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The homeserver configuration for one benchmark run.
-fn config(dir: &Path, port: u16) -> String {
+/// The homeserver configuration for one run. A federating Synapse is named after its
+/// loopback address (`127.0.0.1:<port>`, reached directly, no discovery), serves the
+/// federation API on the same plain-HTTP listener, and reaches loopback peers over
+/// HTTPS without verifying their self-signed certificates.
+fn config(dir: &Path, port: u16, federating: bool) -> String {
     let d = dir.display();
+    let (server_name, resources) = if federating {
+        (format!("127.0.0.1:{port}"), "[client, federation]")
+    } else {
+        ("bench.localhost".to_owned(), "[client]")
+    };
     let mut yaml = format!(
-        "server_name: \"bench.localhost\"\n\
+        "server_name: \"{server_name}\"\n\
          public_baseurl: \"http://127.0.0.1:{port}/\"\n\
          pid_file: \"{d}/homeserver.pid\"\n\
          listeners:\n\
@@ -244,7 +253,7 @@ fn config(dir: &Path, port: u16) -> String {
          \x20   bind_addresses: [\"127.0.0.1\"]\n\
          \x20   x_forwarded: false\n\
          \x20   resources:\n\
-         \x20     - names: [client]\n\
+         \x20     - names: {resources}\n\
          \x20       compress: false\n\
          database:\n\
          \x20 name: sqlite3\n\
@@ -268,6 +277,13 @@ fn config(dir: &Path, port: u16) -> String {
         macaroon = random_hex(32),
         form = random_hex(32),
     );
+    if federating {
+        yaml.push_str(
+            "federation_verify_certificates: false\n\
+             ip_range_blacklist: []\n\
+             allow_profile_lookup_over_federation: true\n",
+        );
+    }
     // Nested limiters (`rc_login.address`) become nested YAML maps.
     let mut parents: Vec<&str> = Vec::new();
     for key in RATE_LIMITS {
@@ -289,7 +305,7 @@ fn config(dir: &Path, port: u16) -> String {
     yaml
 }
 
-fn log_config(dir: &Path) -> String {
+fn log_config(dir: &Path, level: &str) -> String {
     format!(
         "version: 1\n\
          formatters:\n\
@@ -301,24 +317,43 @@ fn log_config(dir: &Path) -> String {
          \x20   formatter: plain\n\
          \x20   filename: \"{}/homeserver.log\"\n\
          root:\n\
-         \x20 level: WARNING\n\
+         \x20 level: {level}\n\
          \x20 handlers: [file]\n\
          disable_existing_loggers: false\n",
-        dir.display()
+        dir.display(),
     )
 }
 
 impl Synapse {
     /// Writes a fresh configuration, generates the signing key, starts Synapse and
-    /// waits until it answers.
+    /// waits until it answers (the benchmark's: no federation).
     pub fn start(install: &Install) -> Result<Synapse, String> {
-        let dir = home().join("run");
+        Self::start_in(install, home().join("run"), false)
+    }
+
+    /// A Synapse that federates (for the interoperability tests), in its own
+    /// directory.
+    pub fn start_federating(install: &Install) -> Result<Synapse, String> {
+        let dir = home().join(format!("fed-{}-{}", std::process::id(), random_hex(4)));
+        Self::start_in(install, dir, true)
+    }
+
+    fn start_in(install: &Install, dir: PathBuf, federating: bool) -> Result<Synapse, String> {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let port = free_port();
+        let server_name = if federating {
+            format!("127.0.0.1:{port}")
+        } else {
+            "bench.localhost".to_owned()
+        };
         let cfg = dir.join("homeserver.yaml");
-        fs::write(&cfg, config(&dir, port)).map_err(|e| e.to_string())?;
-        fs::write(dir.join("log.yaml"), log_config(&dir)).map_err(|e| e.to_string())?;
+        fs::write(&cfg, config(&dir, port, federating)).map_err(|e| e.to_string())?;
+        fs::write(
+            dir.join("log.yaml"),
+            log_config(&dir, if federating { "INFO" } else { "WARNING" }),
+        )
+        .map_err(|e| e.to_string())?;
         let out = dir.join("stdout.log");
         run_bounded(
             Command::new(&install.python)
@@ -341,7 +376,12 @@ impl Synapse {
             .spawn()
             .map_err(|e| format!("start synapse: {e}"))?;
         spawn_watchdog(child.id());
-        let mut server = Synapse { port, dir, child };
+        let mut server = Synapse {
+            port,
+            dir,
+            server_name,
+            child,
+        };
         server.wait_until_ready()?;
         Ok(server)
     }

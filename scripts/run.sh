@@ -8,6 +8,8 @@
 #   --state-dir DIR     NEURITE_STATE_DIR    .neurite/<server name>
 #   --registration M    NEURITE_REGISTRATION open   (closed | open | token)
 #   --inspector-port N  NEURITE_INSPECTOR_PORT  port + 1000
+#   --https             NEURITE_HTTPS=1      serve HTTPS with a self-signed certificate
+#                                            (what other servers such as Synapse need)
 # NEURITE_SKIP_SETUP=1 / NEURITE_SKIP_BUILD=1 skip those steps (the test harness uses them).
 # NEURITE_OBSERVABILITY=1 keeps wrangler.toml's Workers Logs emulation on.
 # NEURITE_GUEST_ACCESS=off turns guest access off (on for local runs).
@@ -28,6 +30,7 @@ server_name="${NEURITE_SERVER_NAME:-}"
 state_dir="${NEURITE_STATE_DIR:-}"
 registration="${NEURITE_REGISTRATION:-open}"
 inspector_port="${NEURITE_INSPECTOR_PORT:-}"
+https="${NEURITE_HTTPS:-0}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) port="$2"; shift 2 ;;
@@ -35,7 +38,8 @@ while [ $# -gt 0 ]; do
     --state-dir) state_dir="$2"; shift 2 ;;
     --registration) registration="$2"; shift 2 ;;
     --inspector-port) inspector_port="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --https) https=1; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -85,11 +89,19 @@ fi
 wrangler d1 execute DB --local --config "$config" --persist-to "$state_dir" --file schema.sql > "$state_dir/d1-apply.log" 2>&1 \
   || { cat "$state_dir/d1-apply.log" >&2; exit 1; }
 
-echo "[run] Neurite $server_name on http://127.0.0.1:$port (state in $state_dir)" >&2
+scheme=http
+protocol_args=()
+if [ "$https" = 1 ]; then
+  scheme=https
+  protocol_args=(--local-protocol https)
+fi
+
+echo "[run] Neurite $server_name on $scheme://127.0.0.1:$port (state in $state_dir)" >&2
 exec wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" --inspector-port "$inspector_port" \
+  "${protocol_args[@]}" \
   --persist-to "$state_dir" --show-interactive-dev-session=false \
   --var "SERVER_NAME:$server_name" \
-  --var "PUBLIC_BASEURL:http://127.0.0.1:$port" \
+  --var "PUBLIC_BASEURL:$scheme://127.0.0.1:$port" \
   --var "REGISTRATION:$registration" \
   --var "GUEST_ACCESS:${NEURITE_GUEST_ACCESS:-on}" \
   --var "SIGNING_KEY:$signing_key" \

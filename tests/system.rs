@@ -72,3 +72,10 @@ mod federation;
 
 #[path = "system/federation_send.rs"]
 mod federation_send;
+
+#[path = "../bench/synapse.rs"]
+#[allow(dead_code)] // the benchmark's Synapse, here in its federating mode
+mod synapse;
+
+#[path = "system/synapse_interop.rs"]
+mod synapse_interop;

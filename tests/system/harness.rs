@@ -29,6 +29,9 @@ pub struct Options {
     pub federation_deny: String,
     /// `TRUSTED_KEY_SERVERS` (`NEURITE_TRUSTED_KEY_SERVERS`).
     pub trusted_key_servers: String,
+    /// Serve HTTPS with wrangler's self-signed certificate (`NEURITE_HTTPS`), as other
+    /// servers such as Synapse need; the test client then speaks through `curl -k`.
+    pub https: bool,
 }
 
 impl Default for Options {
@@ -38,6 +41,7 @@ impl Default for Options {
             guest_access: "on",
             federation_deny: String::new(),
             trusted_key_servers: String::new(),
+            https: false,
         }
     }
 }
@@ -72,6 +76,7 @@ fn spawn_server(port: u16, inspector: u16, server_name: &str, state_dir: &Path, 
         .env("NEURITE_GUEST_ACCESS", options.guest_access)
         .env("NEURITE_FEDERATION_DENY", &options.federation_deny)
         .env("NEURITE_TRUSTED_KEY_SERVERS", &options.trusted_key_servers)
+        .env("NEURITE_HTTPS", if options.https { "1" } else { "0" })
         .env("CI", "true")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log"))
@@ -156,7 +161,8 @@ impl Server {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.options.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// A client with no access token.
@@ -218,7 +224,15 @@ impl Server {
                 panic!("server exited early ({status}); log:\n{}", self.log_tail());
             }
             let url = format!("{}/_matrix/client/versions", self.base_url());
-            if let Ok(resp) = agent.get(&url).call() {
+            if self.options.https {
+                if self
+                    .client()
+                    .try_json("GET", "/_matrix/client/versions", None)
+                    .is_ok_and(|r| r.status == 200)
+                {
+                    return;
+                }
+            } else if let Ok(resp) = agent.get(&url).call() {
                 if resp.status() == 200 {
                     return;
                 }
@@ -370,6 +384,9 @@ impl Client {
         body: Option<&[u8]>,
         headers: &[(&str, &str)],
     ) -> Result<Resp, String> {
+        if self.base.starts_with("https://") {
+            return self.curl(method, path, body, headers);
+        }
         let mut req = Self::agent().request(method, &format!("{}{}", self.base, path));
         if let Some(token) = &self.token {
             req = req.set("Authorization", &format!("Bearer {token}"));
@@ -399,6 +416,53 @@ impl Client {
             status,
             body,
             headers,
+        })
+    }
+
+    /// A request through `curl -k` (for servers with a self-signed certificate).
+    fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Result<Resp, String> {
+        use std::io::Write;
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sk", "--max-time", "60", "-X", method, "-w", "\n%{http_code}"]);
+        if let Some(token) = &self.token {
+            cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        for (name, value) in headers {
+            cmd.args(["-H", &format!("{name}: {value}")]);
+        }
+        if body.is_some() {
+            cmd.args(["--data-binary", "@-"]);
+        }
+        cmd.arg(format!("{}{}", self.base, path));
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("curl: {e}"))?;
+        if let (Some(bytes), Some(mut stdin)) = (body, child.stdin.take()) {
+            stdin.write_all(bytes).map_err(|e| e.to_string())?;
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').ok_or("curl: no status")?;
+        let status: u16 = code
+            .trim()
+            .parse()
+            .map_err(|_| format!("curl: status {code:?}"))?;
+        if status == 0 {
+            return Err("curl: connection failed".into());
+        }
+        Ok(Resp {
+            status,
+            body: serde_json::from_str(body).unwrap_or(Value::Null),
+            headers: Vec::new(),
         })
     }
 
