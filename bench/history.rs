@@ -15,8 +15,19 @@ use serde_json::{json, Value};
 const SERVERS: [&str; 3] = ["a.bench", "b.bench", "c.bench"];
 const USERS_PER_SERVER: usize = 10;
 
+/// A member of another server who joins right after the room's set-up and then only
+/// reads (the benchmark's local user, so the room is one this server is in).
+pub struct Reader {
+    pub user_id: String,
+    pub server_name: String,
+    pub key: SigningKey,
+}
+
 pub struct History {
     pub room_id: String,
+    /// Events up to and including the reader's join (all of the set-up).
+    #[allow(dead_code)] // read by the federation workload only
+    pub setup_len: usize,
     pub pdus: Vec<Value>,
     pub keys: Value,
     pub state_events: usize,
@@ -46,6 +57,7 @@ impl Rng {
 }
 
 struct Gen {
+    servers: Vec<String>,
     keys: Vec<SigningKey>,
     rules: ruma::room_version_rules::RoomVersionRules,
     room_id: ruma::OwnedRoomId,
@@ -54,23 +66,24 @@ struct Gen {
     state_events: usize,
 }
 
-fn user(server: usize, n: usize) -> OwnedUserId {
-    OwnedUserId::try_from(format!("@u{n}:{}", SERVERS[server])).expect("user id")
-}
-
-fn server_of(u: &OwnedUserId) -> usize {
-    SERVERS
-        .iter()
-        .position(|s| *s == u.server_name().as_str())
-        .unwrap_or(0)
-}
-
 impl Gen {
+    fn user(&self, server: usize, n: usize) -> OwnedUserId {
+        OwnedUserId::try_from(format!("@u{n}:{}", self.servers[server])).expect("user id")
+    }
+
+    fn server_of(&self, u: &OwnedUserId) -> usize {
+        self.servers
+            .iter()
+            .position(|s| s == u.server_name().as_str())
+            .unwrap_or(0)
+    }
+
     fn add(&mut self, branch: &mut Branch, sender: &OwnedUserId, new: NewEvent) -> Pdu {
         self.ts += 1;
-        let key = &self.keys[server_of(sender)];
+        let at = self.server_of(sender);
+        let key = &self.keys[at];
         let signer = Signer {
-            server_name: SERVERS[server_of(sender)],
+            server_name: &self.servers[at],
             key,
             now_ms: self.ts,
         };
@@ -111,23 +124,52 @@ fn message(i: usize) -> NewEvent {
 }
 
 pub fn generate(total: usize, seed: u64) -> History {
-    let keys: Vec<SigningKey> = (0..SERVERS.len())
-        .map(|i| SigningKey::from_seed([i as u8 + 1; 32], "bench").expect("key"))
+    let servers = SERVERS
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                s.to_string(),
+                SigningKey::from_seed([i as u8 + 1; 32], "bench").expect("key"),
+            )
+        })
         .collect();
+    generate_on(total, seed, servers, None, 1_700_000_000_000)
+}
+
+/// The history among the given servers (name and signing key each), stamped from `ts`
+/// on, with an optional reader joined after the set-up.
+pub fn generate_on(
+    total: usize,
+    seed: u64,
+    servers: Vec<(String, SigningKey)>,
+    reader: Option<Reader>,
+    ts: u64,
+) -> History {
+    let (mut names, mut keys): (Vec<String>, Vec<SigningKey>) = servers.into_iter().unzip();
+    let authors = names.len();
     let version = RoomVersionId::V12;
     let rules = version.rules().expect("rules");
-    let creator = user(0, 0);
+    let creator = OwnedUserId::try_from(format!("@u0:{}", names[0])).expect("user id");
     let signer = Signer {
-        server_name: SERVERS[0],
+        server_name: &names[0],
         key: &keys[0],
-        now_ms: 1_700_000_000_000 + seed,
+        now_ms: ts + seed,
     };
     let create = build_create_event(&version, &rules, &creator, None, json!({}), signer).expect("create");
+    let reader_user = reader
+        .as_ref()
+        .map(|r| OwnedUserId::try_from(r.user_id.as_str()).expect("reader"));
+    if let Some(r) = reader {
+        names.push(r.server_name);
+        keys.push(r.key);
+    }
     let mut g = Gen {
+        servers: names,
         keys,
         rules,
         room_id: create.room_id().to_owned(),
-        ts: 1_700_000_000_000 + seed,
+        ts: ts + seed,
         out: vec![create.to_federation_value()],
         state_events: 1,
     };
@@ -137,7 +179,7 @@ pub fn generate(total: usize, seed: u64) -> History {
     };
     main.state
         .insert((StateEventType::RoomCreate, String::new()), create);
-    let mods: Vec<OwnedUserId> = (0..SERVERS.len()).map(|s| user(s, 0)).collect();
+    let mods: Vec<OwnedUserId> = (0..authors).map(|s| g.user(s, 0)).collect();
     g.add(&mut main, &creator, member(&creator, "join"));
     let mut users_pl = serde_json::Map::new();
     for m in &mods[1..] {
@@ -165,9 +207,13 @@ pub fn generate(total: usize, seed: u64) -> History {
     for m in &mods[1..] {
         g.add(&mut main, m, member(m, "join"));
     }
+    if let Some(r) = &reader_user {
+        g.add(&mut main, r, member(r, "join"));
+    }
+    let setup_len = g.out.len();
     let mut joined: Vec<OwnedUserId> = mods.clone();
-    let mut left: Vec<OwnedUserId> = (0..SERVERS.len())
-        .flat_map(|s| (1..USERS_PER_SERVER).map(move |n| user(s, n)))
+    let mut left: Vec<OwnedUserId> = (0..authors)
+        .flat_map(|s| (1..USERS_PER_SERVER).map(|n| g.user(s, n)).collect::<Vec<_>>())
         .collect();
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut forks = 0;
@@ -230,13 +276,15 @@ pub fn generate(total: usize, seed: u64) -> History {
             g.add(&mut main, &u, message(i));
         }
     }
-    let keys_json: serde_json::Map<String, Value> = SERVERS
+    let keys_json: serde_json::Map<String, Value> = g
+        .servers
         .iter()
         .zip(&g.keys)
         .map(|(s, k)| (s.to_string(), json!({ k.key_id(): k.public_key_base64() })))
         .collect();
     History {
         room_id: g.room_id.to_string(),
+        setup_len,
         pdus: g.out,
         keys: Value::Object(keys_json),
         state_events: g.state_events,

@@ -10,6 +10,9 @@
 //!   (joins, leaves, power-level / name / topic changes, mostly messages, concurrent
 //!   branches), fed through the roomserver's input pipeline (signatures and hashes
 //!   verified, auth checked, state resolved, persisted) in batches;
+//! - federation (Neurite only): a 10,000-event history from three scripted remote
+//!   servers delivered through signed `/_matrix/federation/v1/send` transactions of 50
+//!   PDUs (`bench/federation.rs`);
 //! - send: `PUT /send` latency and throughput at concurrency 1, 8, 32, into one room
 //!   and spread over 20 rooms;
 //! - sync: delivery latency of a message to a waiting long-poll `/sync`, initial sync
@@ -17,7 +20,7 @@
 //!   (`bench/sync.rs`).
 //!
 //! Selection, through the environment:
-//! - `NEURITE_BENCH_ONLY=ingest|send|sync` (or a comma-separated list) runs only those
+//! - `NEURITE_BENCH_ONLY=ingest|federation|send|sync` (or a comma-separated list) runs only those
 //!   parts; `docs/benchmarks.md` is replaced only when every part ran;
 //! - `NEURITE_BENCH_SYNAPSE=0` leaves Synapse out (it is installed from PyPI into
 //!   `target/bench/synapse/` on first use; if that fails the run goes on without it);
@@ -29,8 +32,15 @@
 #[allow(dead_code)]
 mod harness;
 
+#[path = "federation.rs"]
+mod federation;
+
 #[path = "history.rs"]
 mod history;
+
+#[path = "../tests/system/remote.rs"]
+#[allow(dead_code)]
+mod remote;
 
 #[path = "report.rs"]
 mod report;
@@ -60,6 +70,7 @@ const SYNC_PER_ROOM: usize = 100;
 /// Which parts of the benchmark run.
 struct Parts {
     ingest: bool,
+    federation: bool,
     send: bool,
     sync: bool,
 }
@@ -69,23 +80,26 @@ impl Parts {
         let Ok(only) = std::env::var("NEURITE_BENCH_ONLY") else {
             return Parts {
                 ingest: true,
+                federation: true,
                 send: true,
                 sync: true,
             };
         };
         let mut parts = Parts {
             ingest: false,
+            federation: false,
             send: false,
             sync: false,
         };
         for name in only.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name {
                 "ingest" => parts.ingest = true,
+                "federation" => parts.federation = true,
                 "send" => parts.send = true,
                 "sync" => parts.sync = true,
                 other => {
                     eprintln!(
-                        "[bench] NEURITE_BENCH_ONLY: unknown part {other:?} (known: ingest, send, sync)"
+                        "[bench] NEURITE_BENCH_ONLY: unknown part {other:?} (known: ingest, federation, send, sync)"
                     );
                     std::process::exit(2);
                 }
@@ -95,7 +109,7 @@ impl Parts {
     }
 
     fn all(&self) -> bool {
-        self.ingest && self.send && self.sync
+        self.ingest && self.federation && self.send && self.sync
     }
 }
 
@@ -156,11 +170,14 @@ fn main() {
     // A panic while measuring still stops the server before it propagates.
     let measured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let ingest = parts.ingest.then(|| run_ingest(&server));
+        let events = env_count("NEURITE_BENCH_EVENTS", INGEST_EVENTS);
+        let federation_ingest = parts.federation.then(|| federation::run(&server, events));
         let figures = workloads("Neurite", &server.client(), &parts, &counts);
-        (ingest, figures)
+        (ingest, federation_ingest, figures)
     }));
     drop(server);
-    let (ingest, neurite) = measured.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let (ingest, federation_ingest, neurite) =
+        measured.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
 
     let synapse = synapse_install.and_then(|install| {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -209,6 +226,7 @@ fn main() {
     report::write(&report::Run {
         command: command(),
         ingest,
+        federation_ingest,
         neurite,
         synapse,
         sends_per_level: counts.sends,

@@ -22,5 +22,6 @@ pub fn input(kind: InputKind, pdus: Vec<RawPdu>, keys: &Keys, snapshot: Option<S
         state: false,
         prev_states: Default::default(),
         snapshot,
+        origin: None,
     }
 }

@@ -49,6 +49,8 @@ pub struct SynapseInfo {
 pub struct Run {
     pub command: String,
     pub ingest: Option<Ingest>,
+    /// The same kind of history through federation transactions.
+    pub federation_ingest: Option<Ingest>,
     pub neurite: Figures,
     /// Synapse's figures, or why there are none.
     pub synapse: Result<(Figures, SynapseInfo), String>,
@@ -483,6 +485,27 @@ pub fn write(run: &Run) {
             ingest.events_per_s,
             ingest.db_bytes,
             ingest.bytes_per_event
+        );
+    }
+    if let Some(fed) = &run.federation_ingest {
+        let _ = writeln!(
+            md,
+            "## Room history through federation transactions (Neurite only)\n"
+        );
+        let _ = writeln!(
+            md,
+            "The same kind of generated history ({} events after the room's set-up) from three scripted \
+             remote servers on loopback, each serving its signing key, delivered through signed \
+             `PUT /_matrix/federation/v1/send` transactions of 50 PDUs, the servers taking turns: \
+             X-Matrix verified, keys fetched once, every event through the same input pipeline.\n",
+            fed.events
+        );
+        let _ = writeln!(md, "| events | accepted | seconds | events/s |");
+        let _ = writeln!(md, "|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | **{:.0}** |\n",
+            fed.events, fed.accepted, fed.seconds, fed.events_per_s
         );
     }
     let _ = writeln!(md, "## Size\n");

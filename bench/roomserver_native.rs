@@ -349,7 +349,12 @@ fn main() {
     };
     let join_id = joined["event_id"].as_str().expect("event id").to_owned();
     let ask = |query: FederationQuery| {
-        handle(&source, &src_host, RoomRequest::Federation { origin: None, query }).expect("query")
+        handle(
+            &source,
+            &src_host,
+            RoomRequest::Federation { origin: None, query },
+        )
+        .expect("query")
     };
     let at = ask(FederationQuery::State {
         event_id: join_id.clone(),

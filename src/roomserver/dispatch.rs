@@ -146,7 +146,13 @@ pub fn handle_cached(
             state,
             prev_states,
             snapshot,
+            origin,
         } => match (kind, snapshot) {
+            _ if origin.as_deref().is_some_and(|o| !server_allowed(db, cache, o)) => Err(fail(
+                403,
+                "M_FORBIDDEN",
+                "The room's server ACL denies the sending server",
+            )),
             (InputKind::Bootstrap, Some(snapshot)) => {
                 input::bootstrap(db, host, cache, pdus, snapshot, &keys, state)
             }
@@ -226,4 +232,19 @@ fn send(
         store::set_txn(db, sender, device, txn, pdu.event_id().as_str()).map_err(RoomError::from)?;
     }
     Ok(json!({ "event_id": pdu.event_id(), "stream_pos": stream_pos }))
+}
+
+/// Whether the room's current server ACL lets `server` in (a room not begun has none).
+fn server_allowed(db: &dyn Sql, cache: &Cache, server: &str) -> bool {
+    if !matches!(super::engine::room_info(db), Ok(Some(_))) {
+        return true;
+    }
+    let Ok(room) = Engine::open(db, cache) else {
+        return true;
+    };
+    let acl = room.current_entry(&ruma::events::StateEventType::from("m.room.server_acl"), "");
+    match acl {
+        Ok(acl) => crate::core::acl::allows(acl.map(|p| p.content()).as_ref(), server),
+        Err(_) => true,
+    }
 }

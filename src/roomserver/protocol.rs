@@ -217,6 +217,10 @@ pub enum RoomRequest {
         /// starts the room from.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snapshot: Option<Snapshot>,
+        /// The server that sent the events (a federation transaction): refused as a
+        /// whole (403 `M_FORBIDDEN`) when the room's server ACL denies it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<String>,
     },
     /// Name, topic, member count and the like, for the directory and previews. An
     /// empty `user_id` is the server itself (the directory).

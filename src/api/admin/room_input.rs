@@ -65,6 +65,7 @@ pub async fn input(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value,
         state: body.state,
         prev_states: body.prev_states,
         snapshot: body.snapshot,
+        origin: None,
     };
     let answer = rooms::call(ctx, room_id, &request).await;
     ctx.mark("room");

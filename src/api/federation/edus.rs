@@ -31,11 +31,7 @@ async fn room_accepts(ctx: &Ctx, room_id: &str, origin: &str) -> bool {
     if ruma::RoomId::parse(room_id).is_err() {
         return false;
     }
-    let known = match ctx.db() {
-        Ok(db) => storage::rooms::known(&db, room_id).await.unwrap_or(false),
-        Err(_) => false,
-    };
-    if !known {
+    if !super::pdus::known_room(ctx, room_id).await {
         return false;
     }
     let acl = RoomRequest::ServerAllowed {
