@@ -146,9 +146,6 @@ CREATE TABLE IF NOT EXISTS device_list_inbox (
 );
 CREATE INDEX IF NOT EXISTS device_list_inbox_by_stream ON device_list_inbox (user_id, stream_id);
 
--- Rooms: local users' memberships, projected from the room-log (and written directly
--- by the edge after a membership change, so a client reads its own writes). Keyed on
--- the room's stream position so replays and reordering never go backwards.
 -- The latest presence of each local user who has set one, written only when it
 -- changes (each user's Durable Object holds their own): what a user who newly shares a
 -- room with them is told.
@@ -158,6 +155,10 @@ CREATE TABLE IF NOT EXISTS presence (
     content TEXT NOT NULL
 );
 
+-- Rooms: every member's membership (local users and other servers' users), projected
+-- from the room-log (and written directly by the edge after a local membership change,
+-- so a client reads its own writes). Keyed on the room's stream position so replays
+-- and reordering never go backwards. Questions about local users join `users`.
 CREATE TABLE IF NOT EXISTS room_memberships (
     room_id    TEXT NOT NULL,
     user_id    TEXT NOT NULL,

@@ -14,7 +14,8 @@
 # NEURITE_OBSERVABILITY=1 keeps wrangler.toml's Workers Logs emulation on.
 # NEURITE_GUEST_ACCESS=off turns guest access off (on for local runs).
 # Federation, locally: loopback peers are reached over plain HTTP
-# (FEDERATION_LOOPBACK=plaintext), no SRV lookups, no notaries unless
+# (FEDERATION_LOOPBACK=plaintext; NEURITE_FEDERATION_LOOPBACK=off refuses them, as a
+# deployment does), no SRV lookups, no notaries unless
 # NEURITE_TRUSTED_KEY_SERVERS names some; NEURITE_FEDERATION_DENY sets the deny list.
 #
 # Generated once per state directory and passed to the worker:
@@ -105,7 +106,7 @@ exec wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" --inspector-p
   --var "REGISTRATION:$registration" \
   --var "GUEST_ACCESS:${NEURITE_GUEST_ACCESS:-on}" \
   --var "SIGNING_KEY:$signing_key" \
-  --var "FEDERATION_LOOPBACK:plaintext" \
+  --var "FEDERATION_LOOPBACK:${NEURITE_FEDERATION_LOOPBACK:-plaintext}" \
   --var "TRUSTED_KEY_SERVERS:${NEURITE_TRUSTED_KEY_SERVERS:-}" \
   --var "DNS_RESOLVER:" \
   --var "FEDERATION_DENY:${NEURITE_FEDERATION_DENY:-}" \

@@ -193,7 +193,7 @@ pub async fn consume(
             continue;
         }
         for record in &records {
-            if let Err(err) = project(&db, &config.server_name, record).await {
+            if let Err(err) = project(&db, record).await {
                 crate::platform::log_error(&format!("room-log: projection failed, will retry: {err}"));
                 failed = true;
                 break;
@@ -241,11 +241,18 @@ pub async fn consume(
 
 /// The local users whose membership a record changes: `(user id, membership, event id)`.
 pub fn local_memberships<'a>(record: &'a LogRecord, server_name: &str) -> Vec<(&'a str, &'a str, &'a str)> {
+    memberships(record)
+        .into_iter()
+        .filter(|(user, _, _)| user.split_once(':').is_some_and(|(_, s)| s == server_name))
+        .collect()
+}
+
+/// Every user whose membership a record changes, local or not.
+pub fn memberships(record: &LogRecord) -> Vec<(&str, &str, &str)> {
     let LogRecord::Event { state, .. } = record;
     state
         .iter()
         .filter(|c| c.event_type == "m.room.member")
-        .filter(|c| c.state_key.split_once(':').is_some_and(|(_, s)| s == server_name))
         .filter_map(|c| {
             Some((
                 c.state_key.as_str(),
@@ -257,12 +264,13 @@ pub fn local_memberships<'a>(record: &'a LogRecord, server_name: &str) -> Vec<(&
 }
 
 /// The D1 projections of one record. Idempotent: memberships only move forward in the
-/// room's stream order.
-async fn project(db: &crate::storage::Db, server_name: &str, record: &LogRecord) -> Result<(), String> {
+/// room's stream order. Every member is projected, local or not: other servers' users
+/// are who device-list and presence updates from their servers concern.
+async fn project(db: &crate::storage::Db, record: &LogRecord) -> Result<(), String> {
     let LogRecord::Event {
         room_id, stream_pos, ..
     } = record;
-    for (user, membership, event_id) in local_memberships(record, server_name) {
+    for (user, membership, event_id) in memberships(record) {
         crate::storage::rooms::record_membership(db, room_id, user, membership, event_id, *stream_pos as i64)
             .await
             .map_err(|e| e.to_string())?;

@@ -27,7 +27,7 @@ pub fn changed(user_id: &str) -> Stmt {
          SELECT o.uid, ?1, \
            (SELECT COALESCE(MAX(d.stream_id), 0) + 1 FROM device_list_inbox d WHERE d.user_id = o.uid), \
            'changed' \
-         FROM (SELECT ?1 AS uid \
+         FROM (SELECT u0.user_id AS uid FROM users u0 WHERE u0.user_id = ?1 \
                UNION SELECT m2.user_id FROM room_memberships m1 \
                  JOIN room_memberships m2 ON m2.room_id = m1.room_id AND m2.membership = 'join' \
                  JOIN users u ON u.user_id = m2.user_id \

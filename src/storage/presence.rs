@@ -31,6 +31,7 @@ pub async fn of_members(db: &Db, rooms: &[String], except: &str) -> Result<Vec<M
     let list = serde_json::to_string(rooms).unwrap_or_else(|_| "[]".into());
     db.all(
         "SELECT DISTINCT m.user_id, p.serial, p.content FROM room_memberships m \
+         JOIN users u ON u.user_id = m.user_id \
          LEFT JOIN presence p ON p.user_id = m.user_id \
          WHERE m.room_id IN (SELECT value FROM json_each(?1)) AND m.membership = 'join' \
          AND m.user_id != ?2",

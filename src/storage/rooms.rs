@@ -65,22 +65,24 @@ struct UserRow {
 pub async fn joined_members(db: &Db, room_id: &str) -> Result<Vec<String>> {
     let rows: Vec<UserRow> = db
         .all(
-            "SELECT user_id FROM room_memberships WHERE room_id = ?1 AND membership = 'join' ORDER BY user_id",
+            "SELECT m.user_id FROM room_memberships m JOIN users u ON u.user_id = m.user_id \
+             WHERE m.room_id = ?1 AND m.membership = 'join' ORDER BY m.user_id",
             args![room_id],
         )
         .await?;
     Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
 
-/// The local users sharing a joined room with any of `users`, those users included:
-/// one query however many users.
+/// The local users sharing a joined room with any of `users` (local or not), the
+/// local ones of `users` included: one query however many users.
 pub async fn room_mates(db: &Db, users: &[&str]) -> Result<Vec<String>> {
     let list = serde_json::to_string(users).unwrap_or_else(|_| "[]".into());
     let rows: Vec<UserRow> = db
         .all(
-            "SELECT value AS user_id FROM json_each(?1) UNION \
+            "SELECT u.user_id FROM json_each(?1) j JOIN users u ON u.user_id = j.value UNION \
              SELECT m2.user_id FROM room_memberships m1 \
                JOIN room_memberships m2 ON m2.room_id = m1.room_id AND m2.membership = 'join' \
+               JOIN users u2 ON u2.user_id = m2.user_id \
              WHERE m1.user_id IN (SELECT value FROM json_each(?1)) AND m1.membership = 'join'",
             args![list],
         )

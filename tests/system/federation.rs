@@ -413,3 +413,65 @@ fn a_denied_server_is_refused() {
         .expect_err(403, "M_FORBIDDEN");
     assert_eq!(key_fetches(&remote), 0, "nothing was fetched for a denied server");
 }
+
+#[test]
+fn two_neurites_on_loopback_reach_each_other() {
+    let b = Server::start(Options::default());
+    let (bob, bob_id) = b.client().register(&unique("bob"), "correct horse battery");
+    bob.put(
+        &format!("/_matrix/client/v3/profile/{}/displayname", enc(&bob_id)),
+        &json!({"displayname": "Bob on B"}),
+    )
+    .expect(200);
+    let (alice, alice_id) = new_user("alice2n");
+    alice
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice_id)),
+            &json!({"displayname": "Alice on A"}),
+        )
+        .expect(200);
+    // Each asks the other with a signed request, verified with a key fetched from it.
+    let theirs = alice
+        .get(&format!("/_matrix/client/v3/profile/{}", enc(&bob_id)))
+        .expect(200);
+    assert_eq!(theirs["displayname"], "Bob on B");
+    let ours = bob
+        .get(&format!("/_matrix/client/v3/profile/{}", enc(&alice_id)))
+        .expect(200);
+    assert_eq!(ours["displayname"], "Alice on A");
+}
+
+#[test]
+fn a_deployed_server_contacts_no_loopback_peer() {
+    let remote = Remote::start(48);
+    remote.answer(
+        "GET",
+        "/_matrix/federation/v1/query/profile",
+        200,
+        json!({"displayname": "never"}),
+    );
+    let server = Server::start(Options {
+        federation_loopback: "off",
+        ..Options::default()
+    });
+    let (alice, _) = server
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    alice
+        .get(&format!("/_matrix/client/v3/profile/{}", enc(&remote.user("r"))))
+        .expect_err(404, "M_NOT_FOUND");
+    // Nor does it fetch the keys of a loopback server that signs a request to it.
+    remote
+        .request(
+            &server,
+            "POST",
+            "/_matrix/federation/v1/user/keys/query",
+            Some(&json!({"device_keys": {}})),
+        )
+        .expect_err(401, "M_UNAUTHORIZED");
+    assert!(
+        remote.seen().is_empty(),
+        "the remote was never contacted: {:?}",
+        remote.seen()
+    );
+}

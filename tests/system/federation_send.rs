@@ -540,3 +540,54 @@ fn other_servers_ask_about_a_shared_room() {
     );
     assert!(!s.timeline().contains(&after.event_id().to_string()));
 }
+
+#[test]
+fn presence_and_device_list_updates_reach_room_mates() {
+    let s = shared_room(58);
+    let first = s
+        .carol
+        .get("/_matrix/client/v3/sync?timeout=0&set_presence=offline")
+        .expect(200);
+    let since = first["next_batch"].as_str().expect("next_batch").to_owned();
+    let (alice, bob) = (s.remote.user("alice"), s.remote.user("bob"));
+    let edus = json!([
+        {"edu_type": "m.presence", "content": {"push": [
+            {"user_id": bob, "presence": "online", "last_active_ago": 1000, "status_msg": "on the other server", "currently_active": true},
+            {"user_id": "@x:elsewhere.example", "presence": "online", "last_active_ago": 1},
+        ]}},
+        {"edu_type": "m.device_list_update", "content": {"user_id": bob, "device_id": "BOBDEV", "stream_id": 1, "prev_id": [], "deleted": false, "keys": {}}},
+        {"edu_type": "m.signing_key_update", "content": {"user_id": alice}},
+        {"edu_type": "m.device_list_update", "content": {"user_id": "@x:elsewhere.example", "device_id": "X", "stream_id": 1}},
+    ]);
+    s.send(&unique("txn"), &[], edus).expect(200);
+    let presence = s.sync_until("bob's presence", |b| {
+        b["presence"]["events"].as_array().is_some_and(|e| {
+            e.iter()
+                .any(|e| e["sender"] == json!(bob) && e["content"]["status_msg"] == "on the other server")
+        })
+    });
+    assert!(presence["presence"]["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .all(|e| e["sender"] != "@x:elsewhere.example"));
+    let changes = s
+        .carol
+        .get(&format!(
+            "/_matrix/client/v3/keys/changes?from={}&to={}",
+            enc(&since),
+            enc(&since)
+        ))
+        .expect(200);
+    let changed: Vec<&str> = changes["changed"]
+        .as_array()
+        .expect("changed")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        changed.contains(&bob.as_str()) && changed.contains(&alice.as_str()),
+        "{changes}"
+    );
+    assert!(!changed.contains(&"@x:elsewhere.example"));
+}

@@ -32,6 +32,9 @@ pub struct Options {
     /// Serve HTTPS with wrangler's self-signed certificate (`NEURITE_HTTPS`), as other
     /// servers such as Synapse need; the test client then speaks through `curl -k`.
     pub https: bool,
+    /// `FEDERATION_LOOPBACK` (`NEURITE_FEDERATION_LOOPBACK`): `plaintext` for local
+    /// peers, `off` as deployed.
+    pub federation_loopback: &'static str,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             federation_deny: String::new(),
             trusted_key_servers: String::new(),
             https: false,
+            federation_loopback: "plaintext",
         }
     }
 }
@@ -77,6 +81,7 @@ fn spawn_server(port: u16, inspector: u16, server_name: &str, state_dir: &Path, 
         .env("NEURITE_FEDERATION_DENY", &options.federation_deny)
         .env("NEURITE_TRUSTED_KEY_SERVERS", &options.trusted_key_servers)
         .env("NEURITE_HTTPS", if options.https { "1" } else { "0" })
+        .env("NEURITE_FEDERATION_LOOPBACK", options.federation_loopback)
         .env("CI", "true")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log"))

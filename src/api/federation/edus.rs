@@ -1,9 +1,8 @@
 //! Received EDUs: typing and read receipts into their rooms, to-device messages into
-//! the recipients' inboxes. Each is from the sending server's own users only, and one
-//! that cannot be applied is dropped (EDUs carry no per-item answer).
-//! Presence, device-list and signing-key updates are accepted and not yet applied:
-//! they need the rooms' remote members known to this server (the next federation
-//! step).
+//! the recipients' inboxes, presence and device-list / signing-key updates to the local
+//! users who share a room with the user (`room_memberships` holds other servers'
+//! members too). Each is about the sending server's own users only, and one that
+//! cannot be applied is dropped (EDUs carry no per-item answer).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +11,7 @@ use serde_json::Value;
 use crate::platform::{log_error, rooms, users, Ctx};
 use crate::roomserver::protocol::RoomRequest;
 use crate::storage;
-use crate::sync::protocol::UserRequest;
+use crate::sync::protocol::{Note, NoteKind, UserRequest};
 
 /// Most receipts, typing changes or recipients one EDU may carry that are applied.
 const MAX_ITEMS: usize = 100;
@@ -50,6 +49,8 @@ pub async fn apply(ctx: &Ctx, origin: &str, edus: &[Value]) {
             "m.typing" => typing(ctx, origin, content).await,
             "m.receipt" => receipts(ctx, origin, content).await,
             "m.direct_to_device" => to_device(ctx, origin, content).await,
+            "m.presence" => presence(ctx, origin, content).await,
+            "m.device_list_update" | "m.signing_key_update" => device_list(ctx, origin, content).await,
             _ => {}
         }
     }
@@ -162,4 +163,74 @@ async fn to_device(ctx: &Ctx, origin: &str, content: &Value) {
             log_error(&format!("to-device for {user_id}: {e}"));
         }
     }
+}
+
+/// `m.presence`: each pushed presence of the origin's users, to the local users who
+/// share a room with them.
+async fn presence(ctx: &Ctx, origin: &str, content: &Value) {
+    let Some(push) = content["push"].as_array() else {
+        return;
+    };
+    let Ok(db) = ctx.db() else {
+        return;
+    };
+    let now = ctx.now_ms();
+    let mut notes: BTreeMap<String, Vec<Note>> = BTreeMap::new();
+    for entry in push.iter().take(MAX_ITEMS) {
+        let (Some(user_id), Some(state)) = (entry["user_id"].as_str(), entry["presence"].as_str()) else {
+            continue;
+        };
+        if !from_origin(user_id, origin) || !matches!(state, "online" | "unavailable" | "offline") {
+            continue;
+        }
+        let ago = entry["last_active_ago"].as_u64().unwrap_or(0);
+        let mut presence = serde_json::json!({
+            "presence": state,
+            "last_active": now.saturating_sub(ago),
+            "currently_active": entry["currently_active"].as_bool().unwrap_or(false),
+        });
+        if let Some(msg) = entry["status_msg"].as_str() {
+            presence["status_msg"] = Value::from(msg);
+        }
+        let mates = match storage::rooms::room_mates(&db, &[user_id]).await {
+            Ok(mates) => mates,
+            Err(e) => {
+                log_error(&format!("presence of {user_id}: room mates: {e}"));
+                continue;
+            }
+        };
+        let note = Note {
+            room_id: user_id.to_owned(),
+            kind: NoteKind::Presence,
+            pos: i64::try_from(now).unwrap_or(i64::MAX),
+            membership: None,
+            content: Some(presence),
+        };
+        for mate in mates {
+            notes.entry(mate).or_default().push(note.clone());
+        }
+    }
+    if !notes.is_empty() && users::notify_all(&ctx.env, notes).await.is_err() {
+        log_error("presence notes failed for some users");
+    }
+}
+
+/// `m.device_list_update` and `m.signing_key_update`: the user's devices or
+/// cross-signing keys changed; the local users sharing a room with them hear of it in
+/// `device_lists.changed` (and query the keys again).
+async fn device_list(ctx: &Ctx, origin: &str, content: &Value) {
+    let Some(user_id) = content["user_id"].as_str() else {
+        return;
+    };
+    if !from_origin(user_id, origin) {
+        return;
+    }
+    let Ok(db) = ctx.db() else {
+        return;
+    };
+    if let Err(e) = db.batch(vec![storage::device_lists::changed(user_id)]).await {
+        log_error(&format!("device list change of {user_id}: {e}"));
+        return;
+    }
+    crate::api::client::keys::wake_device_list_observers(ctx, &[user_id]).await;
 }
