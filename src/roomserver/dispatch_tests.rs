@@ -452,3 +452,89 @@ fn the_server_acl_is_a_question_the_edge_can_ask() {
     assert!(!allowed("10.0.0.1"));
     assert!(allowed("hs.test"));
 }
+
+#[test]
+fn other_servers_see_history_as_its_visibility_says() {
+    use super::protocol::FederationQuery;
+    let carol = "@carol:other.test";
+    for (visibility, expected) in [
+        ("shared", ["before", "while invited", "after"]),
+        ("invited", ["", "while invited", "after"]),
+        ("joined", ["", "", "after"]),
+        ("world_readable", ["before", "while invited", "after"]),
+    ] {
+        let db = MemorySql::new();
+        let key = SigningKey::from_seed([5; 32], "t").expect("key");
+        let host = host(&key);
+        let version = RoomVersionId::V12;
+        let rules = version.rules().expect("rules");
+        let alice = OwnedUserId::try_from(user("alice")).expect("user");
+        let signer = Signer {
+            server_name: "hs.test",
+            key: &key,
+            now_ms: 1,
+        };
+        let create = build_create_event(&version, &rules, &alice, None, json!({}), signer).expect("create");
+        let steps = vec![
+            EventSpec::state("m.room.member", &user("alice"), json!({"membership": "join"})),
+            EventSpec::state("m.room.power_levels", "", json!({"users": {}})),
+            EventSpec::state("m.room.join_rules", "", json!({"join_rule": "invite"})),
+            EventSpec::state(
+                "m.room.history_visibility",
+                "",
+                json!({"history_visibility": visibility}),
+            ),
+        ];
+        let create = RoomRequest::Create {
+            create: create.to_federation_value(),
+            sender: user("alice"),
+            steps,
+        };
+        handle(&db, &host, create).expect("create room");
+        send(&db, &host, &user("alice"), message("before"));
+        let invite = EventSpec::state("m.room.member", carol, json!({"membership": "invite"}));
+        send(&db, &host, &user("alice"), invite);
+        send(&db, &host, &user("alice"), message("while invited"));
+        send(
+            &db,
+            &host,
+            carol,
+            EventSpec::state("m.room.member", carol, json!({"membership": "join"})),
+        );
+        let last = send(&db, &host, &user("alice"), message("after"));
+        let last_id = last["event_id"].as_str().expect("event_id").to_owned();
+        let ask = |origin: &str| {
+            let query = FederationQuery::Backfill {
+                from: vec![last_id.clone()],
+                limit: 100,
+            };
+            let origin = Some(origin.to_owned());
+            handle(&db, &host, RoomRequest::Federation { origin, query }).expect("backfill")
+        };
+        let answer = ask("other.test");
+        let mut seen: Vec<&str> = answer["pdus"]
+            .as_array()
+            .expect("pdus")
+            .iter()
+            .filter(|p| p["type"] == "m.room.message")
+            .map(|p| p["content"]["body"].as_str().unwrap_or(""))
+            .collect();
+        seen.reverse();
+        assert_eq!(
+            seen, expected,
+            "{visibility}: a redacted copy for what it may not see"
+        );
+        // A server with no member now asks nothing (unless the room is world-readable).
+        let stranger = handle(
+            &db,
+            &host,
+            RoomRequest::Federation {
+                origin: Some("stranger.test".into()),
+                query: FederationQuery::Event {
+                    event_id: last_id.clone(),
+                },
+            },
+        );
+        assert_eq!(stranger.is_ok(), visibility == "world_readable", "{visibility}");
+    }
+}

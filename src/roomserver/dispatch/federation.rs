@@ -1,10 +1,13 @@
 //! Answers to other servers' questions (`FederationQuery`), in the shapes of the
 //! federation API, events as their PDUs.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
-use super::super::engine::{Engine, RoomError};
+use super::super::engine::{membership_of, Engine, RoomError};
 use super::super::protocol::{FederationQuery, RoomFailure};
+use super::super::store::EventRow;
 use super::fail;
 
 /// Most events one answer carries (backfill, missing events).
@@ -47,6 +50,78 @@ fn may_ask(room: &mut Engine<'_>, origin: &str) -> Result<(), RoomFailure> {
     }
 }
 
+/// Whether `origin` may see an event, per the history visibility rules for servers:
+/// with `shared` or `world_readable` history, yes; with `invited` or `joined`, only
+/// if one of its users was joined (or, for `invited`, invited) at the event. Answers
+/// per state group are remembered in `memo`.
+fn server_may_see(
+    room: &mut Engine<'_>,
+    row: &EventRow,
+    origin: &str,
+    memo: &mut HashMap<i64, bool>,
+) -> Result<bool, RoomFailure> {
+    let Some(group) = row.state_after.or(row.state_before) else {
+        // An event without state here (an outlier): nothing says no.
+        return Ok(true);
+    };
+    if let Some(seen) = memo.get(&group) {
+        return Ok(*seen);
+    }
+    let visibility = match row.state_before {
+        Some(g) => room
+            .state_event_in_group(g, "m.room.history_visibility", "")?
+            .and_then(|p| p.content()["history_visibility"].as_str().map(str::to_owned)),
+        None => None,
+    }
+    .unwrap_or_else(|| "shared".to_owned());
+    let seen = if visibility == "shared" || visibility == "world_readable" {
+        true
+    } else {
+        let state = room.group_nids(group)?;
+        let suffix = format!(":{origin}");
+        room.members_in(&state)?.iter().any(|(user, pdu)| {
+            let on_origin = user.ends_with(&suffix) && !user[..user.len() - suffix.len()].contains(':');
+            let membership = membership_of(pdu);
+            on_origin
+                && (membership.as_deref() == Some("join")
+                    || (visibility == "invited" && membership.as_deref() == Some("invite")))
+        })
+    };
+    memo.insert(group, seen);
+    Ok(seen)
+}
+
+/// The events' PDUs as `origin` may have them: those it may not see, redacted.
+fn visible_pdus(
+    room: &mut Engine<'_>,
+    rows: Vec<EventRow>,
+    origin: Option<&str>,
+) -> Result<Vec<Value>, RoomFailure> {
+    let mut memo = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let visible = match origin {
+            Some(origin) => server_may_see(room, &row, origin, &mut memo)?,
+            None => true,
+        };
+        let value: Value = serde_json::from_str(&row.json)
+            .map_err(|e| RoomFailure::from(RoomError::Corrupt(e.to_string())))?;
+        if visible {
+            out.push(value);
+            continue;
+        }
+        let object: ruma::CanonicalJsonObject = serde_json::from_value(value)
+            .map_err(|e| RoomFailure::from(RoomError::Corrupt(e.to_string())))?;
+        let redacted = crate::core::event_hash::redact(object, &room.rules().redaction)
+            .map_err(|e| RoomFailure::from(RoomError::Corrupt(e.to_string())))?;
+        out.push(
+            serde_json::to_value(redacted)
+                .map_err(|e| RoomFailure::from(RoomError::Corrupt(e.to_string())))?,
+        );
+    }
+    Ok(out)
+}
+
 pub(super) fn answer(
     room: &mut Engine<'_>,
     origin: Option<&str>,
@@ -77,8 +152,8 @@ pub(super) fn answer(
             Ok(json!({ "auth_chain": pdus(room.federation_pdus(&chain)?)? }))
         }
         FederationQuery::Backfill { from, limit } => {
-            let events = room.backfill_events(&from, limit.min(MAX_EVENTS) as usize)?;
-            Ok(json!({ "pdus": pdus(events)? }))
+            let rows = room.backfill_rows(&from, limit.min(MAX_EVENTS) as usize)?;
+            Ok(json!({ "pdus": visible_pdus(room, rows, origin)? }))
         }
         FederationQuery::MissingEvents {
             earliest,
@@ -86,17 +161,19 @@ pub(super) fn answer(
             limit,
             min_depth,
         } => {
-            let events =
-                room.missing_events(&earliest, &latest, limit.min(MAX_EVENTS) as usize, min_depth)?;
-            Ok(json!({ "events": pdus(events)? }))
+            let rows = room.missing_rows(&earliest, &latest, limit.min(MAX_EVENTS) as usize, min_depth)?;
+            Ok(json!({ "events": visible_pdus(room, rows, origin)? }))
         }
         FederationQuery::Events { mut event_ids } => {
             event_ids.truncate(MAX_EVENTS as usize);
             Ok(json!({ "pdus": pdus(room.federation_pdus(&event_ids)?)? }))
         }
         FederationQuery::Event { event_id } => {
-            let pdu = room.federation_pdu(&event_id)?.ok_or_else(unknown_event)?;
-            Ok(json!({ "pdu": pdus(vec![pdu])?.pop() }))
+            let (row, _) = room
+                .pdu(&event_id)?
+                .filter(|(r, _)| r.status != super::super::store::Status::Rejected as i64)
+                .ok_or_else(unknown_event)?;
+            Ok(json!({ "pdu": visible_pdus(room, vec![row], origin)?.pop() }))
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ruma::events::StateEventType;
 
-use super::super::store::{self, Kind, Status};
+use super::super::store::{self, EventRow, Kind, Status};
 use super::{Engine, RoomError};
 
 /// Most events one query walks (an auth chain, a backfill, missing events).
@@ -101,6 +101,15 @@ impl Engine<'_> {
     /// `/backfill`: the events `from` and those before them, walking prev events deepest
     /// first, up to `limit`; newest first.
     pub fn backfill_events(&mut self, from: &[String], limit: usize) -> Result<Vec<String>, RoomError> {
+        Ok(self
+            .backfill_rows(from, limit)?
+            .into_iter()
+            .map(|r| r.json)
+            .collect())
+    }
+
+    /// [`Self::backfill_events`] as rows.
+    pub fn backfill_rows(&mut self, from: &[String], limit: usize) -> Result<Vec<EventRow>, RoomError> {
         let mut heap: BinaryHeap<(i64, String)> = BinaryHeap::new();
         let mut queued: HashSet<String> = HashSet::new();
         for id in from {
@@ -119,7 +128,7 @@ impl Engine<'_> {
                 continue;
             };
             if row.status != Status::Rejected as i64 {
-                out.push(row.json.clone());
+                out.push(row.clone());
             }
             for prev in pdu.prev_events() {
                 let prev = prev.to_string();
@@ -145,6 +154,21 @@ impl Engine<'_> {
         limit: usize,
         min_depth: i64,
     ) -> Result<Vec<String>, RoomError> {
+        Ok(self
+            .missing_rows(earliest, latest, limit, min_depth)?
+            .into_iter()
+            .map(|r| r.json)
+            .collect())
+    }
+
+    /// [`Self::missing_events`] as rows.
+    pub fn missing_rows(
+        &mut self,
+        earliest: &[String],
+        latest: &[String],
+        limit: usize,
+        min_depth: i64,
+    ) -> Result<Vec<EventRow>, RoomError> {
         let stop: HashSet<&String> = earliest.iter().collect();
         let mut seen: HashSet<String> = latest.iter().cloned().collect();
         let mut frontier: Vec<String> = Vec::new();
@@ -153,7 +177,7 @@ impl Engine<'_> {
                 frontier.extend(pdu.prev_events().iter().map(|p| p.to_string()));
             }
         }
-        let mut found: Vec<(i64, String)> = Vec::new();
+        let mut found: Vec<(i64, EventRow)> = Vec::new();
         // Breadth first, as the spec says, so the nearest history comes first.
         while !frontier.is_empty() && found.len() < limit.min(MAX_WALK) {
             let mut next = Vec::new();
@@ -171,13 +195,13 @@ impl Engine<'_> {
                     continue;
                 }
                 if row.status != Status::Rejected as i64 {
-                    found.push((row.depth, row.json.clone()));
+                    found.push((row.depth, row.clone()));
                 }
                 next.extend(pdu.prev_events().iter().map(|p| p.to_string()));
             }
             frontier = next;
         }
         found.sort_by_key(|(depth, _)| *depth);
-        Ok(found.into_iter().map(|(_, json)| json).collect())
+        Ok(found.into_iter().map(|(_, row)| row).collect())
     }
 }

@@ -327,6 +327,11 @@ impl Engine<'_> {
         Ok(self.current_state_shared()?.1)
     }
 
+    /// A state group's entries, shared.
+    pub fn group_nids(&self, group: i64) -> Result<Arc<StateNids>, RoomError> {
+        self.load_group(group)
+    }
+
     /// The state after an event as entries, shared; `None` for an event without state.
     pub fn state_after_nids(&self, event_id: &str) -> Result<Option<Arc<StateNids>>, RoomError> {
         match self.after_group(event_id)? {
