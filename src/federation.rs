@@ -1,9 +1,11 @@
 //! Outbound federation: reaching other servers (`resolve`), signed requests
-//! (`client`), and their signing keys (`keys`). The per-destination sender comes with
-//! sending events to other servers.
+//! (`client`), their signing keys (`keys`), and the per-destination sender (`sender`,
+//! a Durable Object, with its queue in `outgoing`).
 
 pub mod client;
 pub mod keys;
+pub mod outgoing;
 pub mod resolve;
+pub mod sender;
 
 pub use client::FedError;

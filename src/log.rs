@@ -219,6 +219,13 @@ pub async fn consume(
             let joined = members.get(room_id).map(Vec::as_slice).unwrap_or_default();
             fanout::notes_for(record, joined, &config.server_name, &mut notes);
         }
+        // After the projection, so a server whose user just joined gets what follows.
+        if !failed {
+            if let Err(err) = send_to_other_servers(&env, &db, &config.server_name, &records).await {
+                crate::platform::log_error(&format!("room-log: federation sender failed, will retry: {err}"));
+                failed = true;
+            }
+        }
         if failed {
             message.retry();
         } else {
@@ -235,6 +242,62 @@ pub async fn consume(
         } else {
             message.retry();
         }
+    }
+    Ok(())
+}
+
+/// Hands local users' events to the federation sender of every other server in their
+/// rooms (and of a user whose membership the event changes). The sender queues each
+/// event once, so a message delivered twice sends nothing twice that is still queued.
+async fn send_to_other_servers(
+    env: &worker::Env,
+    db: &crate::storage::Db,
+    server_name: &str,
+    records: &[LogRecord],
+) -> Result<(), String> {
+    use std::collections::BTreeMap;
+    let mut by_destination: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut servers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in records {
+        let LogRecord::Event {
+            room_id,
+            event_id,
+            sender,
+            ..
+        } = record;
+        if sender.split_once(':').map(|(_, s)| s) != Some(server_name) {
+            continue;
+        }
+        if !servers.contains_key(room_id) {
+            let found = crate::storage::rooms::servers_in_room(db, room_id, server_name)
+                .await
+                .map_err(|e| e.to_string())?;
+            servers.insert(room_id.clone(), found);
+        }
+        let mut targets = servers[room_id].clone();
+        for (user, _, _) in memberships(record) {
+            if let Some((_, server)) = user.split_once(':') {
+                if server != server_name && !targets.iter().any(|t| t == server) {
+                    targets.push(server.to_owned());
+                }
+            }
+        }
+        for target in targets {
+            by_destination
+                .entry(target)
+                .or_default()
+                .push((room_id.clone(), event_id.clone()));
+        }
+    }
+    for (destination, events) in by_destination {
+        let request = crate::federation::sender::DestinationRequest::Enqueue {
+            destination: destination.clone(),
+            events,
+        };
+        let body = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+        crate::platform::call_object(crate::platform::env::DESTINATIONS, env, &destination, body)
+            .await
+            .map_err(|e| format!("{destination}: {}", e.error))?;
     }
     Ok(())
 }

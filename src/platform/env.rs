@@ -27,5 +27,6 @@ pub const OLD_VERIFY_KEYS: &str = "OLD_VERIFY_KEYS";
 pub const DB: &str = "DB";
 pub const ROOMS: &str = "ROOMS";
 pub const USERS: &str = "USERS";
+pub const DESTINATIONS: &str = "DESTINATIONS";
 pub const ROOM_LOG: &str = "ROOM_LOG";
 pub const MEDIA: &str = "MEDIA";

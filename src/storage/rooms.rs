@@ -255,3 +255,19 @@ pub async fn known(db: &Db, room_id: &str) -> Result<bool> {
         .await?;
     Ok(row.is_some())
 }
+
+/// The other servers with a user joined to the room (where its events go).
+pub async fn servers_in_room(db: &Db, room_id: &str, own: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        server: String,
+    }
+    let rows: Vec<Row> = db
+        .all(
+            "SELECT DISTINCT substr(user_id, instr(user_id, ':') + 1) AS server FROM room_memberships \
+             WHERE room_id = ?1 AND membership = 'join'",
+            args![room_id],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.server).filter(|s| s != own).collect())
+}

@@ -591,3 +591,128 @@ fn presence_and_device_list_updates_reach_room_mates() {
     );
     assert!(!changed.contains(&"@x:elsewhere.example"));
 }
+
+/// The transactions the remote received from Neurite, in order: (target, body).
+fn received(remote: &Remote) -> Vec<(String, Value)> {
+    remote
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.target.starts_with("/_matrix/federation/v1/send/"))
+        .map(|r| (r.target, r.body.unwrap_or(Value::Null)))
+        .collect()
+}
+
+fn wait_for<T>(what: &str, mut found: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(v) = found() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn local_events_reach_the_other_servers_in_the_room() {
+    let s = shared_room(59);
+    let server = shared();
+    // The remote fails the first attempt.
+    s.remote.answer(
+        "PUT",
+        "/_matrix/federation/v1/send/",
+        500,
+        json!({"errcode": "M_UNKNOWN", "error": "not now"}),
+    );
+    let room = enc(&s.room);
+    let event_id = s
+        .carol
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/send/m.room.message/{}",
+                unique("t")
+            ),
+            &json!({"msgtype": "m.text", "body": "to the other side"}),
+        )
+        .expect(200)["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_owned();
+    // The first attempt fails (it holds carol's join from the set-up, perhaps her
+    // message too); once the remote takes transactions, the very same one comes again.
+    let (first, _) = wait_for("a first attempt", || received(&s.remote).into_iter().next());
+    s.remote
+        .answer("PUT", "/_matrix/federation/v1/send/", 200, json!({"pdus": {}}));
+    wait_for("the same transaction again", || {
+        (received(&s.remote).iter().filter(|(t, _)| *t == first).count() >= 2).then_some(())
+    });
+    let (target, body) = wait_for("a transaction with carol's message", || {
+        received(&s.remote).into_iter().find(|(_, b)| {
+            b["pdus"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["content"]["body"] == "to the other side"))
+        })
+    });
+    assert_eq!(body["origin"], json!(server.server_name));
+    // Signed by Neurite, the request and the event.
+    let key = server_key();
+    let seen = s
+        .remote
+        .seen()
+        .into_iter()
+        .find(|r| r.target == target)
+        .expect("seen");
+    let auth =
+        neurite::core::xmatrix::parse(seen.authorization.as_deref().expect("signed")).expect("X-Matrix");
+    let content = serde_json::from_value(body.clone()).expect("canonical");
+    assert!(neurite::core::xmatrix::verify(
+        &auth,
+        &key.public_key_base64(),
+        "PUT",
+        &target,
+        Some(content)
+    ));
+    let pdu = body["pdus"]
+        .as_array()
+        .expect("pdus")
+        .iter()
+        .find(|p| p["content"]["body"] == "to the other side")
+        .expect("pdu")
+        .clone();
+    let rules = ruma::RoomVersionId::V12.rules().expect("rules");
+    let keys = neurite::core::keys::public_key_map(&[(
+        &server.server_name,
+        &key.key_id(),
+        &key.public_key_base64(),
+    )])
+    .expect("keys");
+    let checked =
+        neurite::core::verify::check_pdu(serde_json::from_value(pdu).expect("object"), &rules, &keys)
+            .expect("a valid PDU signed by Neurite");
+    assert_eq!(checked.pdu.event_id().as_str(), event_id);
+
+    // The next event is a new transaction.
+    s.carol
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/send/m.room.message/{}",
+                unique("t")
+            ),
+            &json!({"msgtype": "m.text", "body": "and more"}),
+        )
+        .expect(200);
+    let (next, _) = wait_for("the next transaction", || {
+        received(&s.remote).into_iter().find(|(_, b)| {
+            b["pdus"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["content"]["body"] == "and more"))
+        })
+    });
+    assert_ne!(next, first);
+    // The remote's own events are not sent back to it.
+    let echoed = received(&s.remote)
+        .iter()
+        .flat_map(|(_, b)| b["pdus"].as_array().cloned().unwrap_or_default())
+        .any(|p| p["sender"].as_str().is_some_and(|u| u.ends_with(&s.remote.name)));
+    assert!(!echoed);
+}

@@ -1,0 +1,202 @@
+//! The Destination Durable Object (binding `DESTINATIONS`, one per remote server): the
+//! federation sender. The room-log consumer hands it the events of local users in rooms
+//! the destination shares; it sends them as `PUT /_matrix/federation/v1/send/{txnId}`
+//! transactions of up to 50 PDUs (read from their rooms), one at a time, in order, on
+//! its alarm. A transaction that fails (unreachable, 5xx, 429) is sent again, the
+//! same, after an exponential backoff; one the destination refuses (another 4xx) is
+//! dropped and logged, so that it cannot block everything after it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+
+use super::client::{request, FedError};
+use super::outgoing;
+use crate::platform::sql::DoSql;
+use crate::platform::{self, rooms, Ctx};
+use crate::roomserver::protocol::{FederationQuery, RoomRequest};
+use crate::storage::sql::Sql;
+
+/// Transactions sent per alarm before the next alarm takes over.
+const TXNS_PER_ALARM: usize = 20;
+
+/// What the Destination object is asked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationRequest {
+    /// Events (room id, event id) for `destination`, in order.
+    Enqueue {
+        destination: String,
+        events: Vec<(String, String)>,
+    },
+}
+
+#[durable_object]
+pub struct Destination {
+    state: State,
+    env: Env,
+    ready: std::cell::Cell<bool>,
+}
+
+impl Destination {
+    fn db(&self) -> std::result::Result<DoSql, String> {
+        let db = DoSql(self.state.storage().sql());
+        if !self.ready.get() {
+            outgoing::init(&db).map_err(|e| e.to_string())?;
+            db.execute("CREATE TABLE IF NOT EXISTS destination (name TEXT NOT NULL)", &[])
+                .map_err(|e| e.to_string())?;
+            self.ready.set(true);
+        }
+        Ok(db)
+    }
+
+    fn name(db: &DoSql) -> Option<String> {
+        db.query_opt("SELECT name FROM destination LIMIT 1", &[])
+            .ok()
+            .flatten()
+            .and_then(|r| r.text(0).ok().map(str::to_owned))
+    }
+
+    /// The PDUs of a transaction's events, read from their rooms (events a room no
+    /// longer has are left out).
+    async fn pdus(ctx: &Ctx, events: &[(String, String)]) -> Vec<Value> {
+        let mut rooms_in_order: Vec<(&str, Vec<String>)> = Vec::new();
+        for (room, event) in events {
+            match rooms_in_order.iter_mut().find(|(r, _)| r == room) {
+                Some((_, ids)) => ids.push(event.clone()),
+                None => rooms_in_order.push((room, vec![event.clone()])),
+            }
+        }
+        let mut out = Vec::with_capacity(events.len());
+        for (room, event_ids) in rooms_in_order {
+            let query = RoomRequest::Federation {
+                origin: None,
+                query: FederationQuery::Events { event_ids },
+            };
+            match rooms::call(ctx, room, &query).await {
+                Ok(answer) => out.extend(answer["pdus"].as_array().cloned().unwrap_or_default()),
+                Err(e) => platform::log_error(&format!("sender: events of {room}: {e}")),
+            }
+        }
+        out
+    }
+
+    /// Sends what waits, a transaction at a time, until the queue is empty, a send
+    /// fails (the alarm retries later) or this alarm's share is done.
+    async fn send_all(&self) -> std::result::Result<(), String> {
+        let db = self.db()?;
+        let Some(destination) = Self::name(&db) else {
+            return Ok(());
+        };
+        let ctx = Ctx::new(self.env.clone())?;
+        for _ in 0..TXNS_PER_ALARM {
+            let Some(txn) = outgoing::next_txn(&db).map_err(|e| e.to_string())? else {
+                return Ok(());
+            };
+            let pdus = Self::pdus(&ctx, &txn.events).await;
+            let body = json!({
+                "origin": ctx.config.server_name,
+                "origin_server_ts": ctx.now_ms(),
+                "pdus": pdus,
+                "edus": [],
+            });
+            let target = format!(
+                "/_matrix/federation/v1/send/{}",
+                crate::api::http::percent_encode(&txn.txn_id)
+            );
+            match request(&ctx, &destination, "PUT", &target, Some(&body)).await {
+                Ok(_) => outgoing::acknowledged(&db, &txn.txn_id).map_err(|e| e.to_string())?,
+                Err(FedError::Status { status, errcode, .. })
+                    if (400..500).contains(&status) && status != 429 =>
+                {
+                    platform::log_error(&format!(
+                        "sender: {destination} refused transaction {} ({status} {errcode}); dropped",
+                        txn.txn_id
+                    ));
+                    outgoing::acknowledged(&db, &txn.txn_id).map_err(|e| e.to_string())?;
+                }
+                Err(e) => {
+                    let delay = outgoing::failed(&db).map_err(|e| e.to_string())?;
+                    platform::log_error(&format!(
+                        "sender: transaction {} to {destination} failed ({e}); again in {} s",
+                        txn.txn_id,
+                        delay / 1000
+                    ));
+                    self.state
+                        .storage()
+                        .set_alarm(delay as i64)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    return Ok(());
+                }
+            }
+        }
+        // More waits: the next alarm goes on at once.
+        if outgoing::queued(&db).map_err(|e| e.to_string())? > 0 {
+            self.state
+                .storage()
+                .set_alarm(0)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl DurableObject for Destination {
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            env,
+            ready: std::cell::Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let parsed = req
+            .text()
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<DestinationRequest>(&t).map_err(|e| e.to_string()));
+        let outcome = match parsed {
+            Ok(DestinationRequest::Enqueue { destination, events }) => self.db().and_then(|db| {
+                if Self::name(&db).is_none() {
+                    db.execute(
+                        "INSERT INTO destination (name) VALUES (?)",
+                        crate::params![destination.as_str()],
+                    )
+                    .map_err(|e| e.to_string())?;
+                }
+                outgoing::enqueue(&db, &events).map_err(|e| e.to_string())?;
+                outgoing::backing_off(&db).map_err(|e| e.to_string())
+            }),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(backing_off) => {
+                // A destination backing off keeps its alarm; otherwise send now.
+                if !backing_off {
+                    self.state.storage().set_alarm(0).await?;
+                }
+                Response::from_json(&json!({}))
+            }
+            Err(e) => {
+                platform::log_error(&format!("sender: {e}"));
+                Response::error("sender failure", 500)
+            }
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        if let Err(e) = self.send_all().await {
+            platform::log_error(&format!("sender: {e}"));
+            // Try again later rather than never.
+            let _ = self
+                .state
+                .storage()
+                .set_alarm(outgoing::FIRST_BACKOFF_MS as i64)
+                .await;
+        }
+        Response::ok("")
+    }
+}
