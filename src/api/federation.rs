@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod edus;
 pub mod keys;
+pub mod membership;
 pub mod pdus;
 pub mod query;
 pub mod rooms;
@@ -49,6 +50,10 @@ pub async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
         F::Backfill => rooms::backfill(ctx, req, &origin, p(0)).await,
         F::MissingEvents => rooms::missing_events(ctx, req, &origin, p(0)).await,
         F::Send => send::send(ctx, req, &origin, p(0)).await,
+        F::MakeJoin => membership::make(ctx, req, &origin, (p(0), p(1)), "join").await,
+        F::SendJoin => membership::send_join(ctx, req, &origin, (p(0), p(1))).await,
+        F::MakeLeave => membership::make(ctx, req, &origin, (p(0), p(1)), "leave").await,
+        F::SendLeave => membership::send_leave(ctx, req, &origin, (p(0), p(1))).await,
     }
 }
 

@@ -216,6 +216,10 @@ impl<'a> Engine<'a> {
         &self.info.rules
     }
 
+    pub fn version(&self) -> &RoomVersionId {
+        &self.info.version
+    }
+
     // ---- writes held back ----
 
     /// From now on, inputs leave their writes pending until `flush` (the caller must

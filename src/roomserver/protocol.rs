@@ -162,6 +162,10 @@ pub enum RoomRequest {
     /// Whether the room's server ACL (`m.room.server_acl`) lets a server take part:
     /// `{allowed}`. For the federation edge, before it handles a request.
     ServerAllowed { server_name: String },
+    /// `make_join` / `make_leave` for another server's user: the membership event the
+    /// room would accept now, unsigned (`{room_version, event}`), or 403 when the auth
+    /// rules would refuse it.
+    MakeMembership { user_id: String, membership: String },
     /// Another server's question about the room's DAG. With an `origin`, the room
     /// first checks that it may ask: its server ACL allows it, and it has a member
     /// joined now or the room is world-readable (403 `M_FORBIDDEN` otherwise).

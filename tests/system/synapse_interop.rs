@@ -84,3 +84,96 @@ fn synapse_and_neurite_verify_each_others_signed_requests() {
         "{theirs}"
     );
 }
+
+/// Bodies of the newest messages of a room as `client` reads them.
+fn bodies(client: &Client, room: &str) -> Vec<String> {
+    let page = client.get(&format!(
+        "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+        enc(room)
+    ));
+    if page.status != 200 {
+        return Vec::new();
+    }
+    page.body["chunk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_synapse_user_joins_a_neurite_room_and_they_talk() {
+    let synapse = Synapse::start_federating(synapse_install()).unwrap_or_else(|e| panic!("{e}"));
+    let neurite = Server::start(Options {
+        https: true,
+        ..Options::default()
+    });
+    let (alice, _) = neurite
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    let room = alice
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({"preset": "public_chat", "name": "Across"}),
+        )
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    let synapse_client = Client {
+        base: synapse.base_url(),
+        token: None,
+    };
+    let (bob, bob_id) = synapse_client.register(&unique("bob"), "correct horse battery");
+    // Synapse asks Neurite for a join template, signs it and sends it back.
+    let joined = bob.post(
+        &format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            enc(&room),
+            enc(&neurite.server_name)
+        ),
+        &json!({}),
+    );
+    assert_eq!(joined.status, 200, "{}", joined.body);
+    eventually("bob among the room's members on Neurite", || {
+        alice
+            .get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)))
+            .body["joined"]
+            .get(&bob_id)
+            .is_some()
+    });
+    alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                enc(&room),
+                unique("t")
+            ),
+            &json!({"msgtype": "m.text", "body": "hello from Neurite"}),
+        )
+        .expect(200);
+    eventually("Neurite's message on Synapse", || {
+        bodies(&bob, &room).iter().any(|b| b == "hello from Neurite")
+    });
+    bob.put(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+            enc(&room),
+            unique("t")
+        ),
+        &json!({"msgtype": "m.text", "body": "hello from Synapse"}),
+    )
+    .expect(200);
+    eventually("Synapse's message on Neurite", || {
+        bodies(&alice, &room).iter().any(|b| b == "hello from Synapse")
+    });
+}

@@ -143,6 +143,25 @@ fn by_depth(list: &Value) -> Vec<Value> {
     events
 }
 
+/// Inputs one event from `origin` (a `send_join` / `send_leave`) and answers the
+/// room's result for it (`accepted`, `rejected`, `missing_*` …).
+pub async fn input_one(ctx: &Ctx, origin: &str, room_id: &str, pdu: &Value) -> Result<Value, MatrixError> {
+    let mut keys = Keys::new();
+    let mut tried = BTreeMap::new();
+    let one = std::slice::from_ref(pdu);
+    gather_keys(ctx, one, &mut keys, &mut tried).await;
+    let answer = input(
+        ctx,
+        (origin, room_id),
+        InputKind::New,
+        one,
+        &keys,
+        &BTreeMap::new(),
+    )
+    .await?;
+    Ok(answer["results"][0].clone())
+}
+
 /// Whether this server is in the room (it holds the room). Rooms found are remembered
 /// by the isolate for a minute, so a busy room costs no D1 read per transaction.
 pub async fn known_room(ctx: &Ctx, room_id: &str) -> bool {

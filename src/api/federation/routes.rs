@@ -26,6 +26,10 @@ pub enum FedEndpoint {
     Backfill,
     MissingEvents,
     Send,
+    MakeJoin,
+    SendJoin,
+    MakeLeave,
+    SendLeave,
 }
 
 impl FedEndpoint {
@@ -76,6 +80,26 @@ const ROUTES: &[(Method, &str, FedEndpoint)] = &[
         F::MissingEvents,
     ),
     (Put, "/_matrix/federation/v1/send/{txnId}", F::Send),
+    (
+        Get,
+        "/_matrix/federation/v1/make_join/{roomId}/{userId}",
+        F::MakeJoin,
+    ),
+    (
+        Put,
+        "/_matrix/federation/v2/send_join/{roomId}/{eventId}",
+        F::SendJoin,
+    ),
+    (
+        Get,
+        "/_matrix/federation/v1/make_leave/{roomId}/{userId}",
+        F::MakeLeave,
+    ),
+    (
+        Put,
+        "/_matrix/federation/v2/send_leave/{roomId}/{eventId}",
+        F::SendLeave,
+    ),
 ];
 
 /// Whether a path belongs to this table.

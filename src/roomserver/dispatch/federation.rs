@@ -177,3 +177,36 @@ pub(super) fn answer(
         }
     }
 }
+
+/// The membership event (`join` or `leave`) another server's user may send now, as a
+/// template: built on the current state and extremities, checked against the auth
+/// rules, without hashes or signatures (the user's server adds them).
+pub(super) fn make_membership(
+    room: &mut Engine<'_>,
+    host: &super::Host<'_>,
+    user_id: &str,
+    membership: &str,
+) -> Result<Value, RoomFailure> {
+    let user =
+        <&ruma::UserId>::try_from(user_id).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid user id"))?;
+    if membership != "join" && membership != "leave" {
+        return Err(fail(
+            400,
+            "M_INVALID_PARAM",
+            "Only join and leave templates are made",
+        ));
+    }
+    if room.current_state_nids()?.is_empty() {
+        return Err(fail(404, "M_NOT_FOUND", "Unknown room"));
+    }
+    let new =
+        crate::core::builder::NewEvent::state("m.room.member", user_id, json!({ "membership": membership }));
+    let pdu = room.build_allowed(user, new, host.signer())?;
+    let mut event = pdu.to_federation_value();
+    if let Some(object) = event.as_object_mut() {
+        object.remove("hashes");
+        object.remove("signatures");
+        object.remove("unsigned");
+    }
+    Ok(json!({ "room_version": room.version().to_string(), "event": event }))
+}

@@ -492,6 +492,9 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             let (row, pdu) = visible_event(room, &event_id, &user_id, &vis, ceiling)?;
             Ok(client_event(&row, &pdu, host.now_ms))
         }
+        RoomRequest::MakeMembership { user_id, membership } => {
+            super::federation::make_membership(room, host, &user_id, &membership)
+        }
         RoomRequest::Federation { origin, query } => {
             super::federation::answer(room, origin.as_deref(), query)
         }

@@ -115,6 +115,23 @@ impl Engine<'_> {
         if let Some(same) = self.same_state(sender, &new)? {
             return Ok(same);
         }
+        let pdu = self.build_allowed(sender, new, signer)?;
+        match self.input_new(pdu.clone())? {
+            Outcome::Accepted { stream_pos } => Ok((pdu, stream_pos)),
+            Outcome::Rejected(r) | Outcome::SoftFailed(r) => Err(RoomError::Forbidden(r)),
+            Outcome::Stored => Err(RoomError::Corrupt("local event stored as outlier".into())),
+        }
+    }
+
+    /// Builds and signs an event on the current state and forward extremities, and
+    /// checks it against the auth rules; nothing is stored. What `send` inputs, and the
+    /// template of a `make_join` / `make_leave` for another server's user.
+    pub fn build_allowed(
+        &mut self,
+        sender: &UserId,
+        new: NewEvent,
+        signer: Signer<'_>,
+    ) -> Result<Pdu, RoomError> {
         let extremities = self.head()?.extremities;
         let mut prev = Vec::with_capacity(extremities.len());
         {
@@ -143,11 +160,7 @@ impl Engine<'_> {
         }
         let pdu = built?;
         allowed.map_err(|r| RoomError::Forbidden(r.reason))?;
-        match self.input_new(pdu.clone())? {
-            Outcome::Accepted { stream_pos } => Ok((pdu, stream_pos)),
-            Outcome::Rejected(r) | Outcome::SoftFailed(r) => Err(RoomError::Forbidden(r)),
-            Outcome::Stored => Err(RoomError::Corrupt("local event stored as outlier".into())),
-        }
+        Ok(pdu)
     }
 
     /// A state event the room already has, from the same sender with the same content:
