@@ -19,6 +19,7 @@ pub mod profile;
 pub mod push_rules;
 pub mod receipts;
 pub mod register;
+pub mod remote_join;
 pub mod room_events;
 pub mod sync;
 pub mod thirdparty;

@@ -177,6 +177,67 @@ pub fn build_create_event(
     sign_into_pdu(object, rules, signer)
 }
 
+/// Completes another server's `make_join` / `make_leave` template for our user:
+/// `content` (which must keep the template's membership) and our timestamp, then
+/// hashed and signed. Returns the event (federation form) and its id.
+pub fn complete_template(
+    template: &Value,
+    sender: &UserId,
+    content: Value,
+    rules: &RoomVersionRules,
+    signer: Signer<'_>,
+) -> Result<(CanonicalJsonObject, OwnedEventId), BuildError> {
+    if rules.events_reference_format == EventsReferenceFormatVersion::V1 {
+        return Err(BuildError::UnsupportedVersion);
+    }
+    let mut object: CanonicalJsonObject = match CanonicalJsonValue::try_from(template.clone()) {
+        Ok(CanonicalJsonValue::Object(o)) => o,
+        _ => return Err(BuildError::Invalid("the template is not an object".into())),
+    };
+    let text = |object: &CanonicalJsonObject, key: &str| {
+        object
+            .get(key)
+            .and_then(CanonicalJsonValue::as_str)
+            .map(str::to_owned)
+    };
+    if text(&object, "type").as_deref() != Some("m.room.member")
+        || text(&object, "sender").as_deref() != Some(sender.as_str())
+        || text(&object, "state_key").as_deref() != Some(sender.as_str())
+    {
+        return Err(BuildError::Invalid(
+            "the template is not our user's membership".into(),
+        ));
+    }
+    let membership = match object.get("content") {
+        Some(CanonicalJsonValue::Object(c)) => c.get("membership").cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| BuildError::Invalid("the template has no membership".into()))?;
+    let mut content = content_object(content)?;
+    // The template's membership (and a restricted join's authorising user) stay.
+    content.insert("membership".into(), membership);
+    if let Some(CanonicalJsonValue::Object(c)) = object.get("content") {
+        if let Some(via) = c.get("join_authorised_via_users_server") {
+            content.insert("join_authorised_via_users_server".into(), via.clone());
+        }
+    }
+    object.insert("content".into(), CanonicalJsonValue::Object(content));
+    object.insert("origin_server_ts".into(), int(signer.now_ms));
+    for key in ["event_id", "hashes", "signatures", "unsigned"] {
+        object.remove(key);
+    }
+    let hash = hash_and_sign(&mut object, rules, signer.server_name, signer.key).map_err(|e| match e {
+        event_hash::HashError::TooLarge => BuildError::TooLarge,
+        other => BuildError::Invalid(other.to_string()),
+    })?;
+    if canonical_string(&object).len() > MAX_PDU_BYTES {
+        return Err(BuildError::TooLarge);
+    }
+    let event_id =
+        event_hash::event_id_from_reference_hash(&hash, rules).ok_or(BuildError::UnsupportedVersion)?;
+    Ok((object, event_id))
+}
+
 fn sign_into_pdu(
     mut object: CanonicalJsonObject,
     rules: &RoomVersionRules,

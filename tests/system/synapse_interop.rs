@@ -177,3 +177,83 @@ fn a_synapse_user_joins_a_neurite_room_and_they_talk() {
         bodies(&alice, &room).iter().any(|b| b == "hello from Synapse")
     });
 }
+
+#[test]
+fn a_neurite_user_joins_a_synapse_room_by_alias_and_they_talk() {
+    let synapse = Synapse::start_federating(synapse_install()).unwrap_or_else(|e| panic!("{e}"));
+    let neurite = Server::start(Options {
+        https: true,
+        ..Options::default()
+    });
+    let synapse_client = Client {
+        base: synapse.base_url(),
+        token: None,
+    };
+    let (bob, _) = synapse_client.register(&unique("bob"), "correct horse battery");
+    let alias_local = unique("meet");
+    let room = bob
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({"preset": "public_chat", "room_alias_name": alias_local, "name": "On Synapse"}),
+        )
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    bob.put(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+            enc(&room),
+            unique("t")
+        ),
+        &json!({"msgtype": "m.text", "body": "before alice"}),
+    )
+    .expect(200);
+    let (alice, alice_id) = neurite
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    let alias = format!("#{alias_local}:{}", synapse.server_name);
+    // The alias is asked of Synapse, the join goes through it, the room starts here.
+    let joined = alice.post(&format!("/_matrix/client/v3/join/{}", enc(&alias)), &json!({}));
+    assert_eq!(joined.status, 200, "{}", joined.body);
+    assert_eq!(joined.body["room_id"], json!(room));
+    let mine = alice.get("/_matrix/client/v3/joined_rooms").expect(200);
+    assert!(
+        mine["joined_rooms"]
+            .as_array()
+            .expect("rooms")
+            .contains(&json!(room)),
+        "{mine}"
+    );
+    eventually("alice among the members on Synapse", || {
+        bob.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)))
+            .body["joined"]
+            .get(&alice_id)
+            .is_some()
+    });
+    bob.put(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+            enc(&room),
+            unique("t")
+        ),
+        &json!({"msgtype": "m.text", "body": "welcome, alice"}),
+    )
+    .expect(200);
+    eventually("Synapse's message on Neurite", || {
+        bodies(&alice, &room).iter().any(|b| b == "welcome, alice")
+    });
+    alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                enc(&room),
+                unique("t")
+            ),
+            &json!({"msgtype": "m.text", "body": "thanks, bob"}),
+        )
+        .expect(200);
+    eventually("Neurite's message on Synapse", || {
+        bodies(&bob, &room).iter().any(|b| b == "thanks, bob")
+    });
+}

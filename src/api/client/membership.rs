@@ -29,6 +29,21 @@ pub async fn resolve_room(ctx: &Ctx, id_or_alias: &str) -> Result<String, Matrix
     Err(MatrixError::invalid_param("Expected a room id or alias"))
 }
 
+/// The room an id or alias names, with the servers an alias's directory says can join
+/// it (another server's alias is asked of that server).
+async fn resolve_room_servers(ctx: &Ctx, id_or_alias: &str) -> Result<(String, Vec<String>), MatrixError> {
+    if id_or_alias.starts_with('#') {
+        let alias = id_or_alias;
+        let parsed =
+            ruma::RoomAliasId::parse(alias).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
+        let server = parsed.server_name().as_str();
+        if server != ctx.config.server_name {
+            return super::remote_join::resolve_alias(ctx, alias, server).await;
+        }
+    }
+    Ok((resolve_room(ctx, id_or_alias).await?, Vec::new()))
+}
+
 /// Checks the room id grammar (`!opaque:server` or v12's `!hash`).
 pub fn valid_room_id(room_id: &str) -> Result<&str, MatrixError> {
     <&ruma::RoomId>::try_from(room_id)
@@ -204,7 +219,15 @@ async fn enter(
     if body.reason.as_ref().is_some_and(|r| !r.is_string()) {
         return Err(MatrixError::bad_json("reason must be a string"));
     }
-    let room_id = resolve_room(ctx, id_or_alias).await?;
+    let (room_id, alias_servers) = resolve_room_servers(ctx, id_or_alias).await?;
+    // A room this server does not hold is joined through a server that does.
+    let remote = membership == "join" && !storage::rooms::known(&ctx.db()?, &room_id).await?;
+    if remote && session.is_guest {
+        return Err(MatrixError::new(
+            "M_GUEST_ACCESS_FORBIDDEN",
+            "Guests join only rooms on this server",
+        ));
+    }
     if session.is_guest {
         // Guests join only rooms that let them in (`m.room.guest_access: can_join`).
         let summary = rooms::call(
@@ -234,6 +257,13 @@ async fn enter(
         content["reason"] = reason;
     }
     content["membership"] = json!(membership);
+    if remote {
+        let servers =
+            super::remote_join::candidate_servers(req, &room_id, &alias_servers, &ctx.config.server_name);
+        super::remote_join::join(ctx, &session, &room_id, &servers, content).await?;
+        project_own(ctx, &room_id, &session.user_id).await?;
+        return Ok(super::remote_join::joined(&room_id));
+    }
     member_event(ctx, &session, &room_id, &session.user_id, content).await?;
     Ok(json!({ "room_id": room_id }))
 }

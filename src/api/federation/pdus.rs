@@ -35,7 +35,7 @@ pub struct PduResult {
 }
 
 /// Adds to `keys` the keys that signed `pdus`, each valid at its event's time.
-async fn gather_keys(
+pub async fn gather_keys(
     ctx: &Ctx,
     pdus: &[Value],
     keys: &mut Keys,

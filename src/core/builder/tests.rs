@@ -115,3 +115,44 @@ fn rejects_bad_content() {
     }
     let _ = room.member("alice", "bob", "invite");
 }
+
+#[test]
+fn a_join_template_is_completed_hashed_and_signed() {
+    use crate::core::builder::complete_template;
+    let key = SigningKey::from_seed([3; 32], "k").expect("key");
+    let rules = ruma::RoomVersionId::V11.rules().expect("rules");
+    let me = ruma::OwnedUserId::try_from("@me:here.test").expect("user");
+    let template = serde_json::json!({
+        "type": "m.room.member", "sender": "@me:here.test", "state_key": "@me:here.test",
+        "room_id": "!abc:here.test", "content": {"membership": "join"}, "depth": 5,
+        "prev_events": ["$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"], "auth_events": ["$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"], "origin_server_ts": 1,
+        "hashes": {"sha256": "stale"},
+    });
+    let signer = Signer {
+        server_name: "here.test",
+        key: &key,
+        now_ms: 77,
+    };
+    let content = serde_json::json!({"membership": "leave", "displayname": "Me"});
+    let (object, id) = complete_template(&template, &me, content, &rules, signer).expect("completed");
+    let value = serde_json::to_value(&object).expect("json");
+    assert_eq!(
+        value["content"],
+        serde_json::json!({"membership": "join", "displayname": "Me"})
+    );
+    assert_eq!(value["origin_server_ts"], 77);
+    let keys = crate::core::keys::public_key_map(&[("here.test", &key.key_id(), &key.public_key_base64())])
+        .expect("keys");
+    let checked = crate::core::verify::check_pdu(object, &rules, &keys).expect("valid");
+    assert_eq!(checked.pdu.event_id(), &id);
+    let other = ruma::OwnedUserId::try_from("@other:here.test").expect("user");
+    assert!(complete_template(&template, &other, serde_json::json!({}), &rules, signer).is_err());
+    assert!(complete_template(
+        &serde_json::json!([1]),
+        &me,
+        serde_json::json!({}),
+        &rules,
+        signer
+    )
+    .is_err());
+}

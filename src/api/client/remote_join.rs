@@ -1,0 +1,196 @@
+//! Joining a room this server does not hold, through a server that does: its
+//! `make_join` template completed and signed for our user, `send_join` sent, and the
+//! room started here from the answer (the join plus the state before it and its auth
+//! chain, as the roomserver's bootstrap takes it). The servers tried are the ones the
+//! client named (`server_name` / `via`), the alias's, and the room id's own.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::api::auth::Session;
+use crate::api::federation::pdus::gather_keys;
+use crate::api::http::{percent_encode as enc, HttpRequest};
+use crate::api::MatrixError;
+use crate::core::builder::{complete_template, Signer};
+use crate::federation::client::{request, FedError};
+use crate::platform::{log_error, rooms, Ctx};
+use crate::roomserver::protocol::{InputKind, RawPdu, RoomRequest, Snapshot};
+
+/// At most this many servers are tried.
+const MAX_SERVERS: usize = 5;
+
+/// The servers to try for `room_id`, in order: those named in the request, then
+/// `known` ones (an alias's), then the room id's server (rooms before v12).
+pub fn candidate_servers(req: &HttpRequest, room_id: &str, known: &[String], own: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let from_id = room_id.split_once(':').map(|(_, s)| s.to_owned());
+    let named = req
+        .query_params("server_name")
+        .chain(req.query_params("via"))
+        .map(str::to_owned);
+    for server in named.chain(known.iter().cloned()).chain(from_id) {
+        if server != own && !out.contains(&server) && ruma::ServerName::parse(&server).is_ok() {
+            out.push(server);
+        }
+    }
+    out.truncate(MAX_SERVERS);
+    out
+}
+
+fn failure(server: &str, e: FedError) -> MatrixError {
+    match e {
+        FedError::Status {
+            status: 403, body, ..
+        } => MatrixError::forbidden(
+            body["error"]
+                .as_str()
+                .unwrap_or("The room refused the join")
+                .to_owned(),
+        ),
+        FedError::Status { errcode, .. } if errcode == "M_INCOMPATIBLE_ROOM_VERSION" => MatrixError::new(
+            "M_INCOMPATIBLE_ROOM_VERSION",
+            "This server does not support the room's version",
+        ),
+        other => {
+            log_error(&format!("joining through {server}: {other}"));
+            MatrixError::not_found(format!("Could not join through {server}"))
+        }
+    }
+}
+
+/// Joins `session`'s user to `room_id` through one of `servers`, with `content` as the
+/// member event's content.
+pub async fn join(
+    ctx: &Ctx,
+    session: &Session,
+    room_id: &str,
+    servers: &[String],
+    content: Value,
+) -> Result<(), MatrixError> {
+    let mut last = MatrixError::not_found("No server to join the room through");
+    for server in servers {
+        match join_via(ctx, session, room_id, server, content.clone()).await {
+            Ok(()) => return Ok(()),
+            // A refusal is the room's answer, whoever gives it.
+            Err(e) if e.errcode == "M_FORBIDDEN" => return Err(e),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn join_via(
+    ctx: &Ctx,
+    session: &Session,
+    room_id: &str,
+    server: &str,
+    content: Value,
+) -> Result<(), MatrixError> {
+    let user = <&ruma::UserId>::try_from(session.user_id.as_str()).map_err(|_| MatrixError::internal())?;
+    let versions: String = (3..=12).map(|v| format!("&ver={v}")).collect();
+    let target = format!(
+        "/_matrix/federation/v1/make_join/{}/{}?{}",
+        enc(room_id),
+        enc(&session.user_id),
+        &versions[1..]
+    );
+    let made = request(ctx, server, "GET", &target, None)
+        .await
+        .map_err(|e| failure(server, e))?;
+    let version = made["room_version"].as_str().unwrap_or("1");
+    let (_, rules) = crate::core::room_version::parse(version)
+        .ok_or_else(|| MatrixError::new("M_INCOMPATIBLE_ROOM_VERSION", "Unsupported room version"))?;
+    let config = &ctx.config;
+    let signer = Signer {
+        server_name: &config.server_name,
+        key: &config.signing_key,
+        now_ms: ctx.now_ms(),
+    };
+    let (event, event_id) = complete_template(&made["event"], user, content, &rules, signer)
+        .map_err(|e| MatrixError::bad_json(format!("The join template from {server} is unusable: {e}")))?;
+    let event = serde_json::to_value(event).map_err(|_| MatrixError::internal())?;
+    let target = format!(
+        "/_matrix/federation/v2/send_join/{}/{}",
+        enc(room_id),
+        enc(event_id.as_str())
+    );
+    let sent = request(ctx, server, "PUT", &target, Some(&event))
+        .await
+        .map_err(|e| failure(server, e))?;
+    // A restricted room's resident server countersigns the join.
+    let join = match &sent["event"] {
+        Value::Object(_) => sent["event"].clone(),
+        _ => event,
+    };
+    let list = |field: &str| sent[field].as_array().cloned().unwrap_or_default();
+    let (state, auth_chain) = (list("state"), list("auth_chain"));
+    let mut keys = BTreeMap::new();
+    let mut tried = BTreeMap::new();
+    for events in [std::slice::from_ref(&join), &state, &auth_chain] {
+        gather_keys(ctx, events, &mut keys, &mut tried).await;
+    }
+    let raw = |events: &[Value]| {
+        events
+            .iter()
+            .map(RawPdu::from_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| MatrixError::internal())
+    };
+    let input = RoomRequest::Input {
+        kind: InputKind::Bootstrap,
+        pdus: raw(std::slice::from_ref(&join))?,
+        keys,
+        state: false,
+        prev_states: BTreeMap::new(),
+        snapshot: Some(Snapshot {
+            state: raw(&state)?,
+            auth_chain: raw(&auth_chain)?,
+            state_ids: Vec::new(),
+        }),
+        origin: None,
+    };
+    let answer = rooms::call(ctx, room_id, &input).await?;
+    let result = &answer["results"][0];
+    if result.get("accepted").is_none() {
+        log_error(&format!("joining {room_id} through {server}: {result}"));
+        return Err(MatrixError::forbidden("The room's state does not allow the join"));
+    }
+    Ok(())
+}
+
+/// A room alias of another server, asked of that server: the room id and the servers
+/// that can join it.
+pub async fn resolve_alias(
+    ctx: &Ctx,
+    alias: &str,
+    server: &str,
+) -> Result<(String, Vec<String>), MatrixError> {
+    let target = format!("/_matrix/federation/v1/query/directory?room_alias={}", enc(alias));
+    let answer = request(ctx, server, "GET", &target, None)
+        .await
+        .map_err(|e| match e {
+            FedError::Status { status: 404, .. } => MatrixError::not_found("Room alias not found"),
+            other => {
+                log_error(&format!("alias {alias} from {server}: {other}"));
+                MatrixError::not_found("Room alias could not be resolved")
+            }
+        })?;
+    let room_id = answer["room_id"]
+        .as_str()
+        .filter(|r| ruma::RoomId::parse(*r).is_ok())
+        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?
+        .to_owned();
+    let servers = answer["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    Ok((room_id, servers))
+}
+
+/// What `enter` answers after a remote join.
+pub fn joined(room_id: &str) -> Value {
+    json!({ "room_id": room_id })
+}
