@@ -162,6 +162,10 @@ pub enum RoomRequest {
     /// Whether the room's server ACL (`m.room.server_acl`) lets a server take part:
     /// `{allowed}`. For the federation edge, before it handles a request.
     ServerAllowed { server_name: String },
+    /// An invite of another server's user, built and signed as the local `sender`
+    /// would send it now (checked against the auth rules, not stored):
+    /// `{event, room_version, invite_room_state}`, for the invitee's server to sign.
+    BuildInvite { sender: String, event: EventSpec },
     /// `make_join` / `make_leave` for another server's user: the membership event the
     /// room would accept now, unsigned (`{room_version, event}`), or 403 when the auth
     /// rules would refuse it.

@@ -257,3 +257,66 @@ fn a_neurite_user_joins_a_synapse_room_by_alias_and_they_talk() {
         bodies(&bob, &room).iter().any(|b| b == "thanks, bob")
     });
 }
+
+#[test]
+fn a_neurite_user_invites_a_synapse_user_into_a_private_room() {
+    let synapse = Synapse::start_federating(synapse_install()).unwrap_or_else(|e| panic!("{e}"));
+    let neurite = Server::start(Options {
+        https: true,
+        ..Options::default()
+    });
+    let (alice, _) = neurite
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    let room = alice
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({"preset": "private_chat", "name": "Invited"}),
+        )
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    let synapse_client = Client {
+        base: synapse.base_url(),
+        token: None,
+    };
+    let (bob, bob_id) = synapse_client.register(&unique("bob"), "correct horse battery");
+    // Invite-only: Synapse cannot join bob before he is invited.
+    let early = bob.post(
+        &format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            enc(&room),
+            enc(&neurite.server_name)
+        ),
+        &json!({}),
+    );
+    assert_eq!(early.status, 403, "{}", early.body);
+    alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            &json!({"user_id": bob_id}),
+        )
+        .expect(200);
+    eventually("the invite in bob's Synapse sync", || {
+        let sync = bob.get("/_matrix/client/v3/sync?timeout=0");
+        sync.body["rooms"]["invite"].get(&room).is_some()
+    });
+    let joined = bob.post(
+        &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+        &json!({}),
+    );
+    assert_eq!(joined.status, 200, "{}", joined.body);
+    bob.put(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+            enc(&room),
+            unique("t")
+        ),
+        &json!({"msgtype": "m.text", "body": "thanks for the invite"}),
+    )
+    .expect(200);
+    eventually("bob's message on Neurite", || {
+        bodies(&alice, &room).iter().any(|b| b == "thanks for the invite")
+    });
+}

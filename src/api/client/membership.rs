@@ -301,6 +301,10 @@ pub async fn invite(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value
         return Err(MatrixError::not_found("Unknown user"));
     }
     let content = with_reason(json!({ "membership": "invite" }), body.reason);
+    if !is_local(ctx, &body.user_id) {
+        super::remote_join::invite(ctx, &session, room_id, &body.user_id, content).await?;
+        return Ok(json!({}));
+    }
     member_event(ctx, &session, room_id, &body.user_id, content).await?;
     Ok(json!({}))
 }

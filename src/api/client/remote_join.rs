@@ -194,3 +194,63 @@ pub async fn resolve_alias(
 pub fn joined(room_id: &str) -> Value {
     json!({ "room_id": room_id })
 }
+
+/// Invites another server's user: the room builds and signs the invite, the invitee's
+/// server countersigns it (`PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`),
+/// and the room takes the event signed by both.
+pub async fn invite(
+    ctx: &Ctx,
+    session: &Session,
+    room_id: &str,
+    target: &str,
+    content: Value,
+) -> Result<(), MatrixError> {
+    let server = <&ruma::UserId>::try_from(target)
+        .map_err(|_| MatrixError::invalid_param("Invalid user id"))?
+        .server_name()
+        .to_string();
+    let build = RoomRequest::BuildInvite {
+        sender: session.user_id.clone(),
+        event: crate::roomserver::protocol::EventSpec::state("m.room.member", target, content),
+    };
+    let built = rooms::call(ctx, room_id, &build).await?;
+    let event_id = built["event_id"].as_str().unwrap_or_default().to_owned();
+    let body = json!({
+        "event": built["event"],
+        "room_version": built["room_version"],
+        "invite_room_state": built["invite_room_state"],
+    });
+    let target_path = format!(
+        "/_matrix/federation/v2/invite/{}/{}",
+        enc(room_id),
+        enc(&event_id)
+    );
+    let answer = request(ctx, &server, "PUT", &target_path, Some(&body))
+        .await
+        .map_err(|e| failure(&server, e))?;
+    let signed = answer["event"].clone();
+    if !signed.is_object() {
+        return Err(MatrixError::not_found(format!(
+            "{server} answered the invite without the event"
+        )));
+    }
+    let mut keys = BTreeMap::new();
+    let mut tried = BTreeMap::new();
+    gather_keys(ctx, std::slice::from_ref(&signed), &mut keys, &mut tried).await;
+    let input = RoomRequest::Input {
+        kind: InputKind::New,
+        pdus: vec![RawPdu::from_value(&signed).map_err(|_| MatrixError::internal())?],
+        keys,
+        state: false,
+        prev_states: BTreeMap::new(),
+        snapshot: None,
+        origin: None,
+    };
+    let answer = rooms::call(ctx, room_id, &input).await?;
+    let result = &answer["results"][0];
+    if result["event_id"].as_str() != Some(event_id.as_str()) || result.get("accepted").is_none() {
+        log_error(&format!("invite of {target} into {room_id}: {result}"));
+        return Err(MatrixError::forbidden("The invite was not accepted"));
+    }
+    Ok(())
+}

@@ -210,3 +210,52 @@ pub(super) fn make_membership(
     }
     Ok(json!({ "room_version": room.version().to_string(), "event": event }))
 }
+
+/// The state an invitee is shown before joining (the spec's stripped state).
+const INVITE_STATE: [&str; 6] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+];
+
+/// An invite of another server's user by a local one: built, signed and checked, not
+/// stored; with the room's stripped state for the invitee.
+pub(super) fn build_invite(
+    room: &mut Engine<'_>,
+    host: &super::Host<'_>,
+    sender: &str,
+    spec: super::super::protocol::EventSpec,
+) -> Result<Value, RoomFailure> {
+    use ruma::events::StateEventType;
+    let user =
+        <&ruma::UserId>::try_from(sender).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid user id"))?;
+    if spec.event_type != "m.room.member" || spec.content["membership"] != "invite" {
+        return Err(fail(400, "M_INVALID_PARAM", "Not an invite"));
+    }
+    let new = crate::core::builder::NewEvent {
+        event_type: spec.event_type,
+        state_key: spec.state_key,
+        content: spec.content,
+        redacts: None,
+    };
+    let pdu = room.build_allowed(user, new, host.signer())?;
+    let mut stripped = Vec::new();
+    for kind in INVITE_STATE {
+        if let Some(p) = room.current_entry(&StateEventType::from(kind), "")? {
+            stripped
+                .push(json!({"type": kind, "state_key": "", "content": p.content(), "sender": p.sender()}));
+        }
+    }
+    if let Some(p) = room.current_entry(&StateEventType::RoomMember, sender)? {
+        stripped.push(json!({"type": "m.room.member", "state_key": sender, "content": p.content(), "sender": p.sender()}));
+    }
+    Ok(json!({
+        "event": pdu.to_federation_value(),
+        "event_id": pdu.event_id(),
+        "room_version": room.version().to_string(),
+        "invite_room_state": stripped,
+    }))
+}

@@ -492,6 +492,9 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             let (row, pdu) = visible_event(room, &event_id, &user_id, &vis, ceiling)?;
             Ok(client_event(&row, &pdu, host.now_ms))
         }
+        RoomRequest::BuildInvite { sender, event } => {
+            super::federation::build_invite(room, host, &sender, event)
+        }
         RoomRequest::MakeMembership { user_id, membership } => {
             super::federation::make_membership(room, host, &user_id, &membership)
         }
