@@ -20,6 +20,7 @@ pub mod push_rules;
 pub mod receipts;
 pub mod register;
 pub mod remote_join;
+pub mod remote_keys;
 pub mod room_events;
 pub mod sync;
 pub mod thirdparty;

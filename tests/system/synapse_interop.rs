@@ -320,3 +320,40 @@ fn a_neurite_user_invites_a_synapse_user_into_a_private_room() {
         bodies(&alice, &room).iter().any(|b| b == "thanks for the invite")
     });
 }
+
+#[test]
+fn neurite_clients_query_and_claim_keys_of_synapse_users() {
+    let synapse = Synapse::start_federating(synapse_install()).unwrap_or_else(|e| panic!("{e}"));
+    let neurite = Server::start(Options {
+        https: true,
+        ..Options::default()
+    });
+    let synapse_client = Client {
+        base: synapse.base_url(),
+        token: None,
+    };
+    let mut bob = crate::e2ee::Device::register_on(&synapse_client, "bobkeys");
+    bob.upload(1, false);
+    let (alice, _) = neurite
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    let query = json!({"device_keys": {bob.user_id.clone(): [], "@nobody:127.0.0.1:1": []}});
+    let keys = alice.post("/_matrix/client/v3/keys/query", &query).expect(200);
+    let device = &keys["device_keys"][&bob.user_id][&bob.device_id];
+    assert_eq!(
+        device["keys"][format!("ed25519:{}", bob.device_id)],
+        json!(bob.ed25519()),
+        "{keys}"
+    );
+    assert!(
+        keys["failures"].get("127.0.0.1:1").is_some(),
+        "an unreachable server is a failure: {keys}"
+    );
+    let claim = json!({"one_time_keys": {bob.user_id.clone(): {bob.device_id.clone(): "signed_curve25519"}}});
+    let claimed = alice.post("/_matrix/client/v3/keys/claim", &claim).expect(200);
+    let one = claimed["one_time_keys"][&bob.user_id][&bob.device_id]
+        .as_object()
+        .expect("claimed");
+    assert_eq!(one.len(), 1, "{claimed}");
+    assert!(one.keys().all(|k| k.starts_with("signed_curve25519:")));
+}

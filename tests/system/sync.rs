@@ -506,9 +506,10 @@ fn typing_receipts_and_unread_counts_appear() {
     let r = enc(&room);
     bob.put(
         &format!("/_matrix/client/v3/rooms/{r}/typing/{}", enc(&bob_id)),
-        &json!({"typing": true, "timeout": 1500}),
+        &json!({"typing": true, "timeout": 4000}),
     )
     .expect(200);
+    // (A timeout long enough that a loaded machine still answers before it expires.)
     let body = sync(&alice, Some(&t0), "timeout=5000");
     let eph = body["rooms"]["join"][&room]["ephemeral"]["events"]
         .as_array()
@@ -516,7 +517,7 @@ fn typing_receipts_and_unread_counts_appear() {
     let typing = eph.iter().find(|e| e["type"] == "m.typing").expect("m.typing");
     assert_eq!(typing["content"]["user_ids"], json!([bob_id]));
     // Expiry wakes the stream with an empty list.
-    let expired = sync(&alice, Some(&next(&body)), "timeout=8000");
+    let expired = sync(&alice, Some(&next(&body)), "timeout=10000");
     let eph = expired["rooms"]["join"][&room]["ephemeral"]["events"]
         .as_array()
         .expect("ephemeral");

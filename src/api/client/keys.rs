@@ -38,10 +38,6 @@ fn server_of(user_id: &str) -> &str {
     user_id.split_once(':').map_or(user_id, |(_, s)| s)
 }
 
-fn federation_failure() -> Value {
-    json!({"errcode": "M_UNRECOGNIZED", "error": "Federation is not supported yet"})
-}
-
 /// Parses `one_time_keys` / `fallback_keys`: `{"<algorithm>:<id>": key}`.
 fn parse_keys(value: Option<&Value>, field: &str) -> Result<Vec<e2e_keys::KeyEntry>, MatrixError> {
     let map = match value {
@@ -150,8 +146,9 @@ pub async fn query(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     let requested = object_field(&body, "device_keys")?;
     let server = &ctx.config.server_name;
 
-    // user -> wanted device ids (empty: all)
+    // user -> wanted device ids (empty: all); other servers' users by server.
     let mut wanted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut remote: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut failures = Map::new();
     for (user, devices) in requested {
         let devices = devices
@@ -160,11 +157,15 @@ pub async fn query(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
             .ok_or_else(|| MatrixError::bad_json("device_keys values must be lists of device ids"))?;
         if is_local(user, server) {
             wanted.insert(user, devices.iter().filter_map(Value::as_str).collect());
-        } else {
-            failures.insert(server_of(user).to_owned(), federation_failure());
+        } else if <&ruma::UserId>::try_from(user.as_str()).is_ok() {
+            remote
+                .entry(server_of(user).to_owned())
+                .or_default()
+                .insert(user.clone(), Value::Array(devices.clone()));
         }
     }
     let mut answer = local_keys(ctx, &wanted, Some(&session.user_id)).await?;
+    super::remote_keys::query(ctx, remote, &mut answer, &mut failures).await;
     answer.insert("failures".into(), Value::Object(failures));
     Ok(Value::Object(answer))
 }
@@ -253,12 +254,18 @@ pub async fn claim(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
 
     let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
     let mut failures = Map::new();
+    let mut remote: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for (user, devices) in requested {
         let devices = devices
             .as_object()
             .ok_or_else(|| MatrixError::bad_json("one_time_keys values must be objects"))?;
         if !is_local(user, server) {
-            failures.insert(server_of(user).to_owned(), federation_failure());
+            if <&ruma::UserId>::try_from(user.as_str()).is_ok() {
+                remote
+                    .entry(server_of(user).to_owned())
+                    .or_default()
+                    .insert(user.clone(), Value::Object(devices.clone()));
+            }
             continue;
         }
         for (device, algorithm) in devices {
@@ -268,7 +275,8 @@ pub async fn claim(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
             wanted.push((user, device, algorithm));
         }
     }
-    let claimed = claim_local(ctx, &wanted).await?;
+    let mut claimed = claim_local(ctx, &wanted).await?;
+    super::remote_keys::claim(ctx, remote, &mut claimed, &mut failures).await;
     Ok(json!({ "one_time_keys": claimed, "failures": failures }))
 }
 
