@@ -79,3 +79,6 @@ mod synapse;
 
 #[path = "system/synapse_interop.rs"]
 mod synapse_interop;
+
+#[path = "system/federation_rooms.rs"]
+mod federation_rooms;
