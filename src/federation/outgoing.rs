@@ -3,7 +3,8 @@
 //! at most 50. A transaction keeps its id and its events until the destination
 //! acknowledges it, so a retry sends exactly the same transaction (the receiver
 //! answers a repeat without processing it again). Failures back off exponentially.
-//! Synchronous over `Sql`: tested natively.
+//! EDUs wait beside them (at most 100 per transaction, the newest 1,000 kept: they are
+//! ephemeral) and go with the next transaction. Synchronous over `Sql`: tested natively.
 
 use crate::params;
 use crate::storage::sql::{Sql, SqlError};
@@ -13,6 +14,9 @@ pub const TXN_PDUS: i64 = 50;
 /// The first retry delay; each failure doubles it, up to `MAX_BACKOFF_MS`.
 pub const FIRST_BACKOFF_MS: u64 = 5_000;
 pub const MAX_BACKOFF_MS: u64 = 60 * 60 * 1000;
+/// EDUs per transaction (the spec's limit), and the most kept waiting.
+pub const TXN_EDUS: i64 = 100;
+pub const MAX_WAITING_EDUS: i64 = 1000;
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outgoing (
@@ -21,6 +25,11 @@ CREATE TABLE IF NOT EXISTS outgoing (
     event_id TEXT NOT NULL,
     txn_id   TEXT,
     UNIQUE (room_id, event_id)
+);
+CREATE TABLE IF NOT EXISTS outgoing_edus (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    edu    TEXT NOT NULL,
+    txn_id TEXT
 );
 CREATE TABLE IF NOT EXISTS outgoing_meta (
     key   TEXT PRIMARY KEY,
@@ -42,31 +51,71 @@ pub fn enqueue(db: &dyn Sql, events: &[(String, String)]) -> Result<(), SqlError
     Ok(())
 }
 
-/// A transaction to send: its id and its events (room id, event id), in order.
+/// Queues EDUs (JSON text each); beyond the newest `MAX_WAITING_EDUS` not yet in a
+/// transaction, the oldest are dropped.
+pub fn enqueue_edus(db: &dyn Sql, edus: &[String]) -> Result<(), SqlError> {
+    for edu in edus {
+        db.execute(
+            "INSERT INTO outgoing_edus (edu) VALUES (?)",
+            params![edu.as_str()],
+        )?;
+    }
+    db.execute(
+        "DELETE FROM outgoing_edus WHERE txn_id IS NULL AND seq NOT IN \
+         (SELECT seq FROM outgoing_edus WHERE txn_id IS NULL ORDER BY seq DESC LIMIT ?)",
+        params![MAX_WAITING_EDUS],
+    )
+}
+
+/// A transaction to send: its id, its events (room id, event id) and its EDUs, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Txn {
     pub txn_id: String,
     pub events: Vec<(String, String)>,
+    pub edus: Vec<String>,
 }
 
 /// The transaction to send now: the one sent before and not yet acknowledged, or a
 /// new one of the oldest queued events; `None` when nothing waits.
 pub fn next_txn(db: &dyn Sql) -> Result<Option<Txn>, SqlError> {
     let pending = db.query_opt(
-        "SELECT txn_id FROM outgoing WHERE txn_id IS NOT NULL ORDER BY seq LIMIT 1",
+        "SELECT txn_id FROM (SELECT txn_id, seq FROM outgoing WHERE txn_id IS NOT NULL \
+         UNION ALL SELECT txn_id, seq FROM outgoing_edus WHERE txn_id IS NOT NULL) ORDER BY seq LIMIT 1",
         params![],
     )?;
     let txn_id = match pending {
         Some(row) => row.text(0)?.to_owned(),
         None => {
-            let Some(first) = db.query_opt("SELECT seq FROM outgoing ORDER BY seq LIMIT 1", params![])?
-            else {
+            let has_events = db
+                .query_opt("SELECT 1 FROM outgoing LIMIT 1", params![])?
+                .is_some();
+            let has_edus = db
+                .query_opt("SELECT 1 FROM outgoing_edus LIMIT 1", params![])?
+                .is_some();
+            if !has_events && !has_edus {
                 return Ok(None);
-            };
-            let txn_id = format!("t{}", first.int(0)?);
+            }
+            // A new id, never used before: the meta counter.
+            let next = db
+                .query_opt("SELECT value FROM outgoing_meta WHERE key = 'txn'", params![])?
+                .map(|r| r.int(0))
+                .transpose()?
+                .unwrap_or(0)
+                + 1;
+            db.execute(
+                "INSERT INTO outgoing_meta (key, value) VALUES ('txn', ?) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![next],
+            )?;
+            let txn_id = format!("t{next}");
             db.execute(
                 "UPDATE outgoing SET txn_id = ? WHERE seq IN (SELECT seq FROM outgoing ORDER BY seq LIMIT ?)",
                 params![txn_id.as_str(), TXN_PDUS],
+            )?;
+            db.execute(
+                "UPDATE outgoing_edus SET txn_id = ? WHERE seq IN \
+                 (SELECT seq FROM outgoing_edus ORDER BY seq LIMIT ?)",
+                params![txn_id.as_str(), TXN_EDUS],
             )?;
             txn_id
         }
@@ -79,13 +128,22 @@ pub fn next_txn(db: &dyn Sql) -> Result<Option<Txn>, SqlError> {
         .iter()
         .map(|r| Ok((r.text(0)?.to_owned(), r.text(1)?.to_owned())))
         .collect::<Result<Vec<_>, SqlError>>()?;
-    Ok(Some(Txn { txn_id, events }))
+    let edus = db
+        .query(
+            "SELECT edu FROM outgoing_edus WHERE txn_id = ? ORDER BY seq",
+            params![txn_id.as_str()],
+        )?
+        .iter()
+        .map(|r| r.text(0).map(str::to_owned))
+        .collect::<Result<Vec<_>, SqlError>>()?;
+    Ok(Some(Txn { txn_id, events, edus }))
 }
 
 /// The destination acknowledged the transaction: its events are done, the backoff
 /// starts over.
 pub fn acknowledged(db: &dyn Sql, txn_id: &str) -> Result<(), SqlError> {
     db.execute("DELETE FROM outgoing WHERE txn_id = ?", params![txn_id])?;
+    db.execute("DELETE FROM outgoing_edus WHERE txn_id = ?", params![txn_id])?;
     db.execute("DELETE FROM outgoing_meta WHERE key = 'failures'", params![])
 }
 
@@ -124,12 +182,15 @@ pub fn backing_off(db: &dyn Sql) -> Result<bool, SqlError> {
         .is_some())
 }
 
-/// How many events wait.
+/// How many events and EDUs wait.
 pub fn queued(db: &dyn Sql) -> Result<i64, SqlError> {
-    db.query_opt("SELECT COUNT(*) FROM outgoing", params![])?
-        .map(|r| r.int(0))
-        .transpose()
-        .map(|n| n.unwrap_or(0))
+    db.query_opt(
+        "SELECT (SELECT COUNT(*) FROM outgoing) + (SELECT COUNT(*) FROM outgoing_edus)",
+        params![],
+    )?
+    .map(|r| r.int(0))
+    .transpose()
+    .map(|n| n.unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -164,6 +225,35 @@ mod tests {
         assert_eq!(third.events.len(), 21, "the last 20 and the late one");
         acknowledged(&db, &third.txn_id).expect("ack");
         assert_eq!(next_txn(&db).expect("next"), None);
+    }
+
+    #[test]
+    fn edus_ride_with_transactions_and_the_oldest_waiting_are_dropped() {
+        let db = MemorySql::new();
+        init(&db).expect("schema");
+        let edus: Vec<String> = (0..1100).map(|i| format!("{{\"n\":{i}}}")).collect();
+        enqueue_edus(&db, &edus).expect("enqueue");
+        assert_eq!(
+            queued(&db).expect("count"),
+            MAX_WAITING_EDUS,
+            "the newest 1,000 kept"
+        );
+        enqueue(&db, &[ev(1)]).expect("an event");
+        let txn = next_txn(&db).expect("next").expect("a txn");
+        assert_eq!(txn.events, vec![ev(1)]);
+        assert_eq!(txn.edus.len(), TXN_EDUS as usize);
+        assert_eq!(txn.edus[0], "{\"n\":100}");
+        assert_eq!(
+            next_txn(&db).expect("retry"),
+            Some(txn.clone()),
+            "a retry is the same"
+        );
+        acknowledged(&db, &txn.txn_id).expect("ack");
+        let only_edus = next_txn(&db)
+            .expect("next")
+            .expect("EDUs alone make a transaction");
+        assert!(only_edus.events.is_empty() && only_edus.edus.len() == 100);
+        assert_ne!(only_edus.txn_id, txn.txn_id);
     }
 
     #[test]

@@ -29,6 +29,38 @@ pub enum DestinationRequest {
         destination: String,
         events: Vec<(String, String)>,
     },
+    /// EDUs for `destination` (typing, receipts, to-device …), sent with the next
+    /// transaction.
+    Edus { destination: String, edus: Vec<Value> },
+}
+
+/// Hands an EDU about a room to the senders of the other servers with a member joined.
+pub async fn send_room_edu(ctx: &Ctx, room_id: &str, edu: Value) {
+    let servers = match ctx.db() {
+        Ok(db) => crate::storage::rooms::servers_in_room(&db, room_id, &ctx.config.server_name)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    send_edu(ctx, &servers, edu).await;
+}
+
+/// Hands an EDU to the senders of `destinations` (best effort: EDUs are ephemeral, a
+/// failure is logged).
+pub async fn send_edu(ctx: &Ctx, destinations: &[String], edu: Value) {
+    for destination in destinations {
+        let request = DestinationRequest::Edus {
+            destination: destination.clone(),
+            edus: vec![edu.clone()],
+        };
+        let Ok(body) = serde_json::to_string(&request) else {
+            continue;
+        };
+        if let Err(e) = platform::call_object(platform::env::DESTINATIONS, &ctx.env, destination, body).await
+        {
+            platform::log_error(&format!("sender: EDU for {destination}: {}", e.error));
+        }
+    }
 }
 
 #[durable_object]
@@ -94,11 +126,16 @@ impl Destination {
                 return Ok(());
             };
             let pdus = Self::pdus(&ctx, &txn.events).await;
+            let edus: Vec<Value> = txn
+                .edus
+                .iter()
+                .filter_map(|e| serde_json::from_str(e).ok())
+                .collect();
             let body = json!({
                 "origin": ctx.config.server_name,
                 "origin_server_ts": ctx.now_ms(),
                 "pdus": pdus,
-                "edus": [],
+                "edus": edus,
             });
             let target = format!(
                 "/_matrix/federation/v1/send/{}",
@@ -158,20 +195,29 @@ impl DurableObject for Destination {
             .await
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<DestinationRequest>(&t).map_err(|e| e.to_string()));
-        let outcome = match parsed {
-            Ok(DestinationRequest::Enqueue { destination, events }) => self.db().and_then(|db| {
-                if Self::name(&db).is_none() {
-                    db.execute(
-                        "INSERT INTO destination (name) VALUES (?)",
-                        crate::params![destination.as_str()],
-                    )
-                    .map_err(|e| e.to_string())?;
+        let outcome = parsed.and_then(|request| {
+            let db = self.db()?;
+            let destination = match &request {
+                DestinationRequest::Enqueue { destination, .. }
+                | DestinationRequest::Edus { destination, .. } => destination,
+            };
+            if Self::name(&db).is_none() {
+                db.execute(
+                    "INSERT INTO destination (name) VALUES (?)",
+                    crate::params![destination.as_str()],
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            match &request {
+                DestinationRequest::Enqueue { events, .. } => outgoing::enqueue(&db, events),
+                DestinationRequest::Edus { edus, .. } => {
+                    let texts: Vec<String> = edus.iter().map(Value::to_string).collect();
+                    outgoing::enqueue_edus(&db, &texts)
                 }
-                outgoing::enqueue(&db, &events).map_err(|e| e.to_string())?;
-                outgoing::backing_off(&db).map_err(|e| e.to_string())
-            }),
-            Err(e) => Err(e),
-        };
+            }
+            .map_err(|e| e.to_string())?;
+            outgoing::backing_off(&db).map_err(|e| e.to_string())
+        });
         match outcome {
             Ok(backing_off) => {
                 // A destination backing off keeps its alarm; otherwise send now.

@@ -286,3 +286,68 @@ fn local_events_reach_the_other_servers_in_the_room() {
         .any(|p| p["sender"].as_str().is_some_and(|u| u.ends_with(&s.remote.name)));
     assert!(!echoed);
 }
+
+#[test]
+fn typing_receipts_and_to_device_messages_go_to_the_other_servers() {
+    let mut s = shared_room(60);
+    s.remote
+        .answer("PUT", "/_matrix/federation/v1/send/", 200, json!({"pdus": {}}));
+    let msg = s.gen.add(&mut s.main, "bob", message("read this"));
+    s.send(&unique("txn"), std::slice::from_ref(&msg), json!([]))
+        .expect(200);
+    let room = enc(&s.room);
+    let carol = enc(&s.carol_id);
+    s.carol
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/typing/{carol}"),
+            &json!({"typing": true, "timeout": 20000}),
+        )
+        .expect(200);
+    s.carol
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{room}/receipt/m.read/{}",
+                enc(msg.event_id().as_str())
+            ),
+            &json!({}),
+        )
+        .expect(200);
+    let bob = s.remote.user("bob");
+    s.carol
+        .put(
+            &format!("/_matrix/client/v3/sendToDevice/m.test.secret/{}", unique("td")),
+            &json!({"messages": {bob.clone(): {"BOBDEVICE": {"hello": "bob"}}}}),
+        )
+        .expect(200);
+    let edus = |kind: &str| -> Vec<Value> {
+        received(&s.remote)
+            .iter()
+            .flat_map(|(_, b)| b["edus"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["edu_type"] == kind)
+            .collect()
+    };
+    let carol_id = s.carol_id.clone();
+    wait_for("carol's typing", || {
+        edus("m.typing")
+            .iter()
+            .any(|e| e["content"]["user_id"] == json!(carol_id) && e["content"]["typing"] == json!(true))
+            .then_some(())
+    });
+    let msg_id = msg.event_id().to_string();
+    wait_for("carol's receipt", || {
+        edus("m.receipt")
+            .iter()
+            .any(|e| e["content"][&s.room]["m.read"][&carol_id]["event_ids"] == json!([msg_id]))
+            .then_some(())
+    });
+    wait_for("carol's to-device message for bob", || {
+        edus("m.direct_to_device")
+            .iter()
+            .any(|e| {
+                e["content"]["sender"] == json!(carol_id)
+                    && e["content"]["type"] == "m.test.secret"
+                    && e["content"]["messages"][&bob]["BOBDEVICE"]["hello"] == "bob"
+            })
+            .then_some(())
+    });
+}

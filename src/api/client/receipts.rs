@@ -35,12 +35,17 @@ pub async fn typing(
         return Err(MatrixError::forbidden("Cannot set another user's typing state"));
     }
     let body: TypingBody = req.json()?;
+    let timeout_ms = body.timeout.unwrap_or(30_000);
     let request = RoomRequest::Typing {
-        user_id: session.user_id,
+        user_id: session.user_id.clone(),
         typing: body.typing,
-        timeout_ms: body.timeout.unwrap_or(30_000),
+        timeout_ms,
     };
     rooms::call(ctx, room_id, &request).await?;
+    let edu = json!({"edu_type": "m.typing", "content": {
+        "room_id": room_id, "user_id": session.user_id, "typing": body.typing, "timeout": timeout_ms,
+    }});
+    crate::federation::sender::send_room_edu(ctx, room_id, edu).await;
     Ok(json!({}))
 }
 
@@ -94,9 +99,21 @@ async fn receipt_of(
                 user_id: user_id.to_owned(),
                 receipt_type: receipt_type.to_owned(),
                 event_id: event_id.to_owned(),
-                thread_id,
+                thread_id: thread_id.clone(),
             };
-            rooms::call(ctx, room_id, &request).await.map(|_| ())
+            rooms::call(ctx, room_id, &request).await?;
+            // Public receipts go to the room's other servers too.
+            if receipt_type == "m.read" {
+                let mut data = json!({ "ts": ctx.now_ms() });
+                if let Some(thread) = thread_id {
+                    data["thread_id"] = json!(thread);
+                }
+                let edu = json!({"edu_type": "m.receipt", "content": {
+                    room_id: {"m.read": {user_id: {"event_ids": [event_id], "data": data}}},
+                }});
+                crate::federation::sender::send_room_edu(ctx, room_id, edu).await;
+            }
+            Ok(())
         }
         _ => Err(MatrixError::invalid_param("Unknown receipt type")),
     }

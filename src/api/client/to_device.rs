@@ -32,14 +32,21 @@ pub async fn send(
     }
     let body: Body = req.json()?;
     let mut deliveries = Vec::new();
+    // Other servers' recipients, by server: one `m.direct_to_device` EDU each.
+    let mut remote: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
     for (user_id, by_device) in body.messages {
-        <&ruma::UserId>::try_from(user_id.as_str())
+        let parsed = <&ruma::UserId>::try_from(user_id.as_str())
             .map_err(|_| MatrixError::invalid_param("Invalid user id"))?;
-        let local = user_id
-            .split_once(':')
-            .is_some_and(|(_, server)| server == ctx.config.server_name);
-        if !local {
-            // Federation is not there yet: remote recipients are dropped.
+        let server = parsed.server_name().as_str().to_owned();
+        if server != ctx.config.server_name {
+            if by_device.values().any(|c| !c.is_object()) {
+                return Err(MatrixError::bad_json("Message content must be a JSON object"));
+            }
+            let messages: serde_json::Map<String, Value> = by_device.into_iter().collect();
+            remote
+                .entry(server)
+                .or_default()
+                .insert(user_id, Value::Object(messages));
             continue;
         }
         let mut messages = BTreeMap::new();
@@ -71,6 +78,15 @@ pub async fn send(
     });
     for result in join_all(calls).await {
         result?;
+    }
+    for (server, messages) in remote {
+        let edu = json!({"edu_type": "m.direct_to_device", "content": {
+            "sender": session.user_id,
+            "type": event_type,
+            "message_id": format!("{}{txn_id}", session.device_id),
+            "messages": messages,
+        }});
+        crate::federation::sender::send_edu(ctx, &[server], edu).await;
     }
     Ok(json!({}))
 }
