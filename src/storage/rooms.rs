@@ -271,3 +271,22 @@ pub async fn servers_in_room(db: &Db, room_id: &str, own: &str) -> Result<Vec<St
         .await?;
     Ok(rows.into_iter().map(|r| r.server).filter(|s| s != own).collect())
 }
+
+/// The other servers with a user joined to a room `user_id` is joined to (where that
+/// user's device-list changes go).
+pub async fn servers_sharing(db: &Db, user_id: &str, own: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        server: String,
+    }
+    let rows: Vec<Row> = db
+        .all(
+            "SELECT DISTINCT substr(m2.user_id, instr(m2.user_id, ':') + 1) AS server \
+             FROM room_memberships m1 JOIN room_memberships m2 \
+               ON m2.room_id = m1.room_id AND m2.membership = 'join' \
+             WHERE m1.user_id = ?1 AND m1.membership = 'join'",
+            args![user_id],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.server).filter(|s| s != own).collect())
+}

@@ -351,3 +351,45 @@ fn typing_receipts_and_to_device_messages_go_to_the_other_servers() {
             .then_some(())
     });
 }
+
+#[test]
+fn a_local_device_change_is_announced_to_the_other_servers() {
+    let s = shared_room(62);
+    s.remote
+        .answer("PUT", "/_matrix/federation/v1/send/", 200, json!({"pdus": {}}));
+    let device_id = s.carol.get("/_matrix/client/v3/account/whoami").expect(200)["device_id"]
+        .as_str()
+        .expect("device")
+        .to_owned();
+    let mut device = crate::e2ee::Device {
+        client: s.carol.clone(),
+        user_id: s.carol_id.clone(),
+        device_id: device_id.clone(),
+        account: vodozemac::olm::Account::new(),
+    };
+    device.upload(1, false);
+    let carol_id = s.carol_id.clone();
+    wait_for("carol's device-list update", || {
+        received(&s.remote)
+            .iter()
+            .flat_map(|(_, b)| b["edus"].as_array().cloned().unwrap_or_default())
+            .any(|e| {
+                e["edu_type"] == "m.device_list_update"
+                    && e["content"]["user_id"] == json!(carol_id)
+                    && e["content"]["device_id"] == json!(device_id)
+            })
+            .then_some(())
+    });
+    // What the remote fetches next: carol's devices, with the keys just uploaded.
+    let devices = s
+        .remote
+        .request(
+            shared(),
+            "GET",
+            &format!("/_matrix/federation/v1/user/devices/{}", enc(&s.carol_id)),
+            None,
+        )
+        .expect(200);
+    assert_eq!(devices["devices"][0]["device_id"], json!(device.device_id));
+    assert!(devices["stream_id"].as_u64().is_some_and(|s| s > 0));
+}

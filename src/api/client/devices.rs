@@ -76,6 +76,7 @@ pub async fn delete(ctx: &Ctx, req: &HttpRequest, device_id: &str) -> Result<Val
     db.batch(devices::delete(&session.user_id, device_id)).await?;
     crate::api::auth::token_cache::forget_all();
     super::keys::wake_device_list_observers(ctx, &[&session.user_id]).await;
+    super::keys::announce_device(ctx, &session.user_id, &[device_id], true).await;
     Ok(json!({}))
 }
 
@@ -106,6 +107,8 @@ pub async fn delete_many(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixEr
         ctx.db()?.batch(stmts).await?;
         crate::api::auth::token_cache::forget_all();
         super::keys::wake_device_list_observers(ctx, &[&session.user_id]).await;
+        let gone: Vec<&str> = body.devices.iter().map(String::as_str).collect();
+        super::keys::announce_device(ctx, &session.user_id, &gone, true).await;
     }
     Ok(json!({}))
 }

@@ -127,6 +127,7 @@ pub async fn upload(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
     }
     if keys_changed {
         wake_device_list_observers(ctx, &[user_id]).await;
+        announce_device(ctx, user_id, &[device_id], false).await;
     }
     let counts = e2e_keys::one_time_key_counts(&db, user_id, device_id).await?;
     Ok(json!({ "one_time_key_counts": counts }))
@@ -326,6 +327,32 @@ fn device_list_position(token: &str) -> Option<i64> {
     crate::sync::token::SyncToken::decode(token)
         .map(|t| t.device_lists)
         .or_else(|| e2ee::device_list_position(token))
+}
+
+/// Tells the other servers sharing a room with local user `user_id` that one of their
+/// devices changed (`m.device_list_update`; they fetch the devices again with
+/// `/user/devices`). Best effort.
+pub async fn announce_device(ctx: &Ctx, user_id: &str, devices: &[&str], deleted: bool) {
+    let Ok(db) = ctx.db() else {
+        return;
+    };
+    let server = &ctx.config.server_name;
+    let servers = crate::storage::rooms::servers_sharing(&db, user_id, server)
+        .await
+        .unwrap_or_default();
+    if servers.is_empty() {
+        return;
+    }
+    for device in devices {
+        let edu = json!({"edu_type": "m.device_list_update", "content": {
+            "user_id": user_id,
+            "device_id": device,
+            "stream_id": ctx.now_ms(),
+            "prev_id": [],
+            "deleted": deleted,
+        }});
+        crate::federation::sender::send_edu(ctx, &servers, edu).await;
+    }
 }
 
 /// Wakes the waiting /syncs of every local user who follows the device lists of

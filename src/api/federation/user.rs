@@ -41,7 +41,9 @@ pub async fn devices(ctx: &Ctx, user_id: &str) -> Result<Value, MatrixError> {
             devices.push(entry);
         }
     }
-    let mut out = json!({ "user_id": user_id, "stream_id": 0, "devices": devices });
+    // The same clock as the `m.device_list_update` EDUs this server sends: a fetch is
+    // never older than an update announced before it.
+    let mut out = json!({ "user_id": user_id, "stream_id": ctx.now_ms(), "devices": devices });
     for (field, name) in [
         ("master_keys", "master_key"),
         ("self_signing_keys", "self_signing_key"),
