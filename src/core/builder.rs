@@ -226,16 +226,24 @@ pub fn complete_template(
     for key in ["event_id", "hashes", "signatures", "unsigned"] {
         object.remove(key);
     }
-    let hash = hash_and_sign(&mut object, rules, signer.server_name, signer.key).map_err(|e| match e {
+    let event_id = hash_and_sign_checked(&mut object, rules, signer)?;
+    Ok((object, event_id))
+}
+
+/// Hashes and signs `object`, refuses it above the size limit, and names it.
+fn hash_and_sign_checked(
+    object: &mut CanonicalJsonObject,
+    rules: &RoomVersionRules,
+    signer: Signer<'_>,
+) -> Result<OwnedEventId, BuildError> {
+    let hash = hash_and_sign(object, rules, signer.server_name, signer.key).map_err(|e| match e {
         event_hash::HashError::TooLarge => BuildError::TooLarge,
         other => BuildError::Invalid(other.to_string()),
     })?;
-    if canonical_string(&object).len() > MAX_PDU_BYTES {
+    if canonical_string(object).len() > MAX_PDU_BYTES {
         return Err(BuildError::TooLarge);
     }
-    let event_id =
-        event_hash::event_id_from_reference_hash(&hash, rules).ok_or(BuildError::UnsupportedVersion)?;
-    Ok((object, event_id))
+    event_hash::event_id_from_reference_hash(&hash, rules).ok_or(BuildError::UnsupportedVersion)
 }
 
 fn sign_into_pdu(
@@ -243,15 +251,7 @@ fn sign_into_pdu(
     rules: &RoomVersionRules,
     signer: Signer<'_>,
 ) -> Result<Pdu, BuildError> {
-    let hash = hash_and_sign(&mut object, rules, signer.server_name, signer.key).map_err(|e| match e {
-        event_hash::HashError::TooLarge => BuildError::TooLarge,
-        other => BuildError::Invalid(other.to_string()),
-    })?;
-    if canonical_string(&object).len() > MAX_PDU_BYTES {
-        return Err(BuildError::TooLarge);
-    }
-    let event_id =
-        event_hash::event_id_from_reference_hash(&hash, rules).ok_or(BuildError::UnsupportedVersion)?;
+    let event_id = hash_and_sign_checked(&mut object, rules, signer)?;
     Pdu::from_checked(object, event_id, rules).map_err(|e| BuildError::Invalid(e.to_string()))
 }
 

@@ -128,6 +128,22 @@ async fn accept(
     Ok(())
 }
 
+/// The `send_join` / `send_leave` steps before the answer: the event checked against
+/// the path and origin, the server admitted, the event input. Answers the event.
+async fn take_membership(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    origin: &str,
+    (room_id, event_id): (&str, &str),
+    membership: &str,
+) -> Result<Value, MatrixError> {
+    let body = req.json_value()?;
+    let sender = check_event(&body, origin, room_id, membership)?.to_owned();
+    admit(ctx, origin, room_id, &sender).await?;
+    accept(ctx, origin, room_id, event_id, &body).await?;
+    Ok(body)
+}
+
 /// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`
 pub async fn send_join(
     ctx: &Ctx,
@@ -135,10 +151,7 @@ pub async fn send_join(
     origin: &str,
     (room_id, event_id): (&str, &str),
 ) -> Result<Value, MatrixError> {
-    let body = req.json_value()?;
-    let sender = check_event(&body, origin, room_id, "join")?.to_owned();
-    admit(ctx, origin, room_id, &sender).await?;
-    accept(ctx, origin, room_id, event_id, &body).await?;
+    let body = take_membership(ctx, req, origin, (room_id, event_id), "join").await?;
     let query = RoomRequest::Federation {
         origin: None,
         query: FederationQuery::State {
@@ -173,9 +186,6 @@ pub async fn send_leave(
     origin: &str,
     (room_id, event_id): (&str, &str),
 ) -> Result<Value, MatrixError> {
-    let body = req.json_value()?;
-    let sender = check_event(&body, origin, room_id, "leave")?.to_owned();
-    admit(ctx, origin, room_id, &sender).await?;
-    accept(ctx, origin, room_id, event_id, &body).await?;
+    take_membership(ctx, req, origin, (room_id, event_id), "leave").await?;
     Ok(json!({}))
 }
