@@ -7,6 +7,8 @@
 
 pub mod dispatch;
 #[cfg(test)]
+mod dispatch_invites_tests;
+#[cfg(test)]
 mod dispatch_tests;
 pub mod engine;
 #[cfg(test)]
@@ -99,9 +101,11 @@ impl DurableObject for Room {
         let (answer, notes, typing, writes) = match parsed {
             Ok(request) => {
                 let kind = match &request {
-                    RoomRequest::Send { .. } | RoomRequest::Create { .. } | RoomRequest::Input { .. } => {
-                        Some(NoteKind::Event)
-                    }
+                    RoomRequest::Send { .. }
+                    | RoomRequest::Create { .. }
+                    | RoomRequest::Input { .. }
+                    | RoomRequest::ReceiveInvite { .. }
+                    | RoomRequest::EndInvite { .. } => Some(NoteKind::Event),
                     RoomRequest::Typing { .. } => Some(NoteKind::Typing),
                     RoomRequest::Receipt { .. } => Some(NoteKind::Receipt),
                     _ => None,
@@ -239,19 +243,25 @@ impl Room {
             return (out, 0);
         };
         let db = DoSql(self.state.storage().sql());
-        let Ok(mut room) = engine::Engine::open(&db, &self.cache) else {
-            return (out, 0);
+        // A room not held here (an invite from another server) has no members to tell.
+        let room = engine::Engine::open(&db, &self.cache).ok();
+        let joined = match room {
+            Some(mut room) => {
+                let joined = local_joined(&mut room, &server_name);
+                if kind != NoteKind::Event {
+                    return match answer["serial"].as_i64() {
+                        Some(serial) => (
+                            fanout::ephemeral_notes(room.info.room_id.as_str(), kind, serial, &joined),
+                            0,
+                        ),
+                        None => (out, 0),
+                    };
+                }
+                joined
+            }
+            None if kind == NoteKind::Event => Vec::new(),
+            None => return (out, 0),
         };
-        let joined = local_joined(&mut room, &server_name);
-        if kind != NoteKind::Event {
-            return match answer["serial"].as_i64() {
-                Some(serial) => (
-                    fanout::ephemeral_notes(room.info.room_id.as_str(), kind, serial, &joined),
-                    0,
-                ),
-                None => (out, 0),
-            };
-        }
         // Without local members, only records that name a local user (a membership of
         // theirs changed) have notes: SQLite picks those out of the outbox.
         let (rows, filtered_up_to) = if joined.is_empty() {

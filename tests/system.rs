@@ -82,3 +82,6 @@ mod synapse_interop;
 
 #[path = "system/federation_rooms.rs"]
 mod federation_rooms;
+
+#[path = "system/federation_invites.rs"]
+mod federation_invites;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod edus;
+pub mod invite;
 pub mod keys;
 pub mod membership;
 pub mod pdus;
@@ -54,6 +55,7 @@ pub async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
         F::SendJoin => membership::send_join(ctx, req, &origin, (p(0), p(1))).await,
         F::MakeLeave => membership::make(ctx, req, &origin, (p(0), p(1)), "leave").await,
         F::SendLeave => membership::send_leave(ctx, req, &origin, (p(0), p(1))).await,
+        F::Invite => invite::invite(ctx, req, &origin, (p(0), p(1))).await,
     }
 }
 

@@ -16,6 +16,7 @@ use super::store;
 
 mod federation;
 mod input;
+mod invites;
 mod read;
 use read::query;
 pub(super) use read::{may_see, state_nids_at, token};
@@ -168,10 +169,40 @@ pub fn handle_cached(
             let records = store::log_records(db, from, i64::from(limit)).map_err(RoomError::from)?;
             Ok(json!({ "records": records.into_iter().map(|(_, text)| text).collect::<Vec<_>>() }))
         }
-        other => {
-            let mut room = Engine::open(db, cache)?;
-            query(&mut room, host, other)
-        }
+        RoomRequest::ReceiveInvite {
+            event_id,
+            pdu,
+            room_version,
+            invite_state,
+            keys,
+            origin,
+        } => invites::receive(
+            db,
+            host,
+            cache,
+            (&event_id, pdu),
+            &room_version,
+            invite_state,
+            &keys,
+            &origin,
+        ),
+        RoomRequest::EndInvite { user_id, event_id } => match room_info(db)? {
+            Some(_) => Err(fail(400, "M_INVALID_PARAM", "The room is held here")),
+            None => {
+                let room_id = store::remote_invite(db, &user_id)
+                    .map_err(RoomError::from)?
+                    .and_then(|k| serde_json::from_str::<Value>(&k.event).ok())
+                    .and_then(|e| e["room_id"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                invites::end(db, cache, &room_id, &user_id, &event_id)
+            }
+        },
+        other => match Engine::open(db, cache) {
+            Ok(mut room) => query(&mut room, host, other),
+            // A room not held here may still hold an invite from another server.
+            Err(RoomError::NoRoom) => invites::query(db, &other),
+            Err(e) => Err(e.into()),
+        },
     }
 }
 

@@ -166,6 +166,26 @@ pub enum RoomRequest {
     /// would send it now (checked against the auth rules, not stored):
     /// `{event, room_version, invite_room_state}`, for the invitee's server to sign.
     BuildInvite { sender: String, event: EventSpec },
+    /// An invite of a local user from another server into the room
+    /// (`PUT /_matrix/federation/v2/invite`): the event verified against `keys`
+    /// (signed by `origin`, its hashes intact), countersigned, and, in a room this
+    /// server does not hold, kept with its stripped state for the invitee: `{event}`
+    /// (signed by both). A room this server holds keeps nothing and answers
+    /// `{event, held: true}`: the caller inputs the event like any received one.
+    ReceiveInvite {
+        /// The id the path names: the event's must be the same.
+        event_id: String,
+        pdu: RawPdu,
+        room_version: String,
+        #[serde(default)]
+        invite_state: Vec<Value>,
+        keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+        origin: String,
+    },
+    /// A local user's invite from another server into a room this server does not
+    /// hold ended: they declined it with the leave `event_id` (sent to the inviting
+    /// server, or made here when it could not be reached).
+    EndInvite { user_id: String, event_id: String },
     /// `make_join` / `make_leave` for another server's user: the membership event the
     /// room would accept now, unsigned (`{room_version, event}`), or 403 when the auth
     /// rules would refuse it.

@@ -66,7 +66,17 @@ CREATE TABLE IF NOT EXISTS pending_redactions (
 CREATE TABLE IF NOT EXISTS published (
     stream_pos INTEGER PRIMARY KEY,
     payload    TEXT NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS remote_invites (
+    user_id      TEXT PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    sender       TEXT NOT NULL,
+    membership   TEXT NOT NULL,
+    stream_pos   INTEGER NOT NULL,
+    room_version TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    invite_state TEXT NOT NULL
+) WITHOUT ROWID
 ";
 
 /// Published log records a room keeps for replay (`store::log_records`).

@@ -10,6 +10,7 @@ use super::schema::SCHEMA;
 
 mod dag;
 mod groups;
+mod invites;
 mod outbox;
 pub use dag::{
     add_backward_extremities, add_pending_redaction, backward_extremities, event_ids_by_nids,
@@ -17,6 +18,7 @@ pub use dag::{
     take_pending_redactions, upgrade_outlier,
 };
 pub use groups::{load_state, store_state};
+pub use invites::{put_remote_invite, remote_invite, RemoteInvite};
 pub use outbox::{clear_outbox, log_records, outbox, outbox_mentioning, OutboxRows};
 
 /// `(event type, state key)`.
@@ -125,10 +127,15 @@ pub fn meta_int(db: &dyn Sql, key: &str) -> Result<Option<i64>, SqlError> {
     Ok(meta(db, key)?.and_then(|v| v.parse().ok()))
 }
 
-/// The highest stream position given out (0 for an empty room).
+/// The highest stream position given out (0 for an empty room), events' or invites'
+/// from other servers (`remote_invites`).
 pub fn latest_stream_pos(db: &dyn Sql) -> Result<i64, SqlError> {
     Ok(db
-        .query_opt("SELECT max(stream_pos) FROM events", params![])?
+        .query_opt(
+            "SELECT max(p) FROM (SELECT max(stream_pos) AS p FROM events \
+             UNION ALL SELECT max(stream_pos) FROM remote_invites)",
+            params![],
+        )?
         .map(|r| r.opt_int(0))
         .transpose()?
         .flatten()
@@ -220,7 +227,12 @@ impl EventRows {
 }
 
 /// Forgets the room: every row of the room's own tables (a bootstrap that failed).
+/// Invites from other servers stay, with their log records still to publish.
 pub fn clear_room(db: &dyn Sql) -> Result<(), SqlError> {
+    db.execute(
+        "DELETE FROM outbox WHERE stream_pos NOT IN (SELECT stream_pos FROM remote_invites)",
+        params![],
+    )?;
     for table in [
         "meta",
         "events",
@@ -228,7 +240,6 @@ pub fn clear_room(db: &dyn Sql) -> Result<(), SqlError> {
         "state_groups",
         "state_entries",
         "txns",
-        "outbox",
         "backward_extremities",
         "pending_redactions",
         "published",

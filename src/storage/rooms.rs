@@ -240,7 +240,8 @@ pub async fn move_aliases(db: &Db, from: &str, to: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether any local user was ever in the room (the rooms this server holds).
+/// Whether the room is held here: someone (of any server) is joined to it, as the
+/// projections know. An invite from another server alone does not hold a room.
 pub async fn known(db: &Db, room_id: &str) -> Result<bool> {
     #[derive(serde::Deserialize)]
     struct One {
@@ -249,7 +250,7 @@ pub async fn known(db: &Db, room_id: &str) -> Result<bool> {
     }
     let row: Option<One> = db
         .first(
-            "SELECT 1 AS one FROM room_memberships WHERE room_id = ?1 LIMIT 1",
+            "SELECT 1 AS one FROM room_memberships WHERE room_id = ?1 AND membership = 'join' LIMIT 1",
             args![room_id],
         )
         .await?;

@@ -357,3 +357,101 @@ fn neurite_clients_query_and_claim_keys_of_synapse_users() {
     assert_eq!(one.len(), 1, "{claimed}");
     assert!(one.keys().all(|k| k.starts_with("signed_curve25519:")));
 }
+
+#[test]
+fn synapse_invites_neurite_users_who_join_or_decline() {
+    let synapse = Synapse::start_federating(synapse_install()).unwrap_or_else(|e| panic!("{e}"));
+    let neurite = Server::start(Options {
+        https: true,
+        ..Options::default()
+    });
+    let synapse_client = Client {
+        base: synapse.base_url(),
+        token: None,
+    };
+    let (bob, _) = synapse_client.register(&unique("bob"), "correct horse battery");
+    let room = bob
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({"preset": "private_chat", "name": "From Synapse"}),
+        )
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    let (alice, alice_id) = neurite
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    let (carol, carol_id) = neurite
+        .client()
+        .register(&unique("carol"), "correct horse battery");
+    for who in [&alice_id, &carol_id] {
+        bob.post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            &json!({"user_id": who}),
+        )
+        .expect(200);
+    }
+    let invite_of = |client: &Client| {
+        let sync = client.get("/_matrix/client/v3/sync?timeout=0").expect(200);
+        sync["rooms"]["invite"].get(&room).cloned()
+    };
+    let mut shown = None;
+    eventually("the invite in alice's Neurite sync", || {
+        shown = invite_of(&alice);
+        shown.is_some()
+    });
+    let events = shown.expect("invite")["invite_state"]["events"].clone();
+    assert!(
+        events
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "From Synapse"),
+        "{events}"
+    );
+    // Alice accepts: the join goes through the inviting server, with no server named.
+    let joined = alice.post(
+        &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+        &json!({}),
+    );
+    assert_eq!(joined.status, 200, "{}", joined.body);
+    eventually("alice joined on Synapse", || {
+        bob.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)))
+            .body["joined"]
+            .get(&alice_id)
+            .is_some()
+    });
+    alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                enc(&room),
+                unique("t")
+            ),
+            &json!({"msgtype": "m.text", "body": "glad to be here"}),
+        )
+        .expect(200);
+    eventually("alice's message on Synapse", || {
+        bodies(&bob, &room).iter().any(|b| b == "glad to be here")
+    });
+    // Carol declines: the leave goes through Synapse, and the invite is gone here.
+    eventually("the invite in carol's Neurite sync", || {
+        invite_of(&carol).is_some()
+    });
+    carol
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            &json!({}),
+        )
+        .expect(200);
+    eventually("carol's leave on Synapse", || {
+        let member = bob.get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(&room),
+            enc(&carol_id)
+        ));
+        member.status == 200 && member.body["membership"] == "leave"
+    });
+    assert!(invite_of(&carol).is_none(), "the declined invite is gone");
+}

@@ -258,11 +258,17 @@ async fn enter(
     }
     content["membership"] = json!(membership);
     if remote {
+        // An invite from another server names the server to join through.
+        let mut known_servers = alias_servers;
+        known_servers.extend(super::remote_join::inviting_server(ctx, &room_id, &session.user_id).await);
         let servers =
-            super::remote_join::candidate_servers(req, &room_id, &alias_servers, &ctx.config.server_name);
-        super::remote_join::join(ctx, &session, &room_id, &servers, content).await?;
-        project_own(ctx, &room_id, &session.user_id).await?;
-        return Ok(super::remote_join::joined(&room_id));
+            super::remote_join::candidate_servers(req, &room_id, &known_servers, &ctx.config.server_name);
+        // No other server to ask: the room is this server's own (all its members left).
+        if !servers.is_empty() {
+            super::remote_join::join(ctx, &session, &room_id, &servers, content).await?;
+            project_own(ctx, &room_id, &session.user_id).await?;
+            return Ok(super::remote_join::joined(&room_id));
+        }
     }
     member_event(ctx, &session, &room_id, &session.user_id, content).await?;
     Ok(json!({ "room_id": room_id }))
@@ -284,7 +290,18 @@ pub async fn leave(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value,
     let body: ReasonBody = body_or_default(req)?;
     valid_room_id(room_id)?;
     let content = with_reason(json!({ "membership": "leave" }), body.reason);
-    member_event(ctx, &session, room_id, &session.user_id, content).await?;
+    match member_event(ctx, &session, room_id, &session.user_id, content.clone()).await {
+        // A room not held here: an invite from another server is declined through it.
+        Err(e) if e.errcode == "M_NOT_FOUND" => {
+            if !super::remote_join::decline(ctx, &session, room_id, content).await? {
+                return Err(e);
+            }
+            project_own(ctx, room_id, &session.user_id).await?;
+        }
+        other => {
+            other?;
+        }
+    }
     Ok(json!({}))
 }
 

@@ -23,13 +23,20 @@ const MAX_SERVERS: usize = 5;
 /// The servers to try for `room_id`, in order: those named in the request, then
 /// `known` ones (an alias's), then the room id's server (rooms before v12).
 pub fn candidate_servers(req: &HttpRequest, room_id: &str, known: &[String], own: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let from_id = room_id.split_once(':').map(|(_, s)| s.to_owned());
-    let named = req
+    let named: Vec<String> = req
         .query_params("server_name")
         .chain(req.query_params("via"))
-        .map(str::to_owned);
-    for server in named.chain(known.iter().cloned()).chain(from_id) {
+        .map(str::to_owned)
+        .chain(known.iter().cloned())
+        .collect();
+    candidate_servers_from(room_id, &named, own)
+}
+
+/// `known` servers, then the room id's server, each once, never `own`.
+fn candidate_servers_from(room_id: &str, known: &[String], own: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let from_id = room_id.split_once(':').map(|(_, s)| s.to_owned());
+    for server in known.iter().cloned().chain(from_id) {
         if server != own && !out.contains(&server) && ruma::ServerName::parse(&server).is_ok() {
             out.push(server);
         }
@@ -80,21 +87,25 @@ pub async fn join(
     Err(last)
 }
 
-async fn join_via(
+/// `make_join` / `make_leave` through `server`, the template completed with `content`
+/// and signed for the session's user: the event and its id.
+async fn made_event(
     ctx: &Ctx,
     session: &Session,
-    room_id: &str,
-    server: &str,
+    (room_id, server): (&str, &str),
+    membership: &str,
     content: Value,
-) -> Result<(), MatrixError> {
+) -> Result<(Value, String), MatrixError> {
     let user = <&ruma::UserId>::try_from(session.user_id.as_str()).map_err(|_| MatrixError::internal())?;
-    let versions: String = (3..=12).map(|v| format!("&ver={v}")).collect();
-    let target = format!(
-        "/_matrix/federation/v1/make_join/{}/{}?{}",
+    let mut target = format!(
+        "/_matrix/federation/v1/make_{membership}/{}/{}",
         enc(room_id),
         enc(&session.user_id),
-        &versions[1..]
     );
+    if membership == "join" {
+        let versions: String = (3..=12).map(|v| format!("&ver={v}")).collect();
+        target = format!("{target}?{}", &versions[1..]);
+    }
     let made = request(ctx, server, "GET", &target, None)
         .await
         .map_err(|e| failure(server, e))?;
@@ -107,13 +118,28 @@ async fn join_via(
         key: &config.signing_key,
         now_ms: ctx.now_ms(),
     };
-    let (event, event_id) = complete_template(&made["event"], user, content, &rules, signer)
-        .map_err(|e| MatrixError::bad_json(format!("The join template from {server} is unusable: {e}")))?;
+    let (event, event_id) =
+        complete_template(&made["event"], user, content, &rules, signer).map_err(|e| {
+            MatrixError::bad_json(format!(
+                "The {membership} template from {server} is unusable: {e}"
+            ))
+        })?;
     let event = serde_json::to_value(event).map_err(|_| MatrixError::internal())?;
+    Ok((event, event_id.to_string()))
+}
+
+async fn join_via(
+    ctx: &Ctx,
+    session: &Session,
+    room_id: &str,
+    server: &str,
+    content: Value,
+) -> Result<(), MatrixError> {
+    let (event, event_id) = made_event(ctx, session, (room_id, server), "join", content).await?;
     let target = format!(
         "/_matrix/federation/v2/send_join/{}/{}",
         enc(room_id),
-        enc(event_id.as_str())
+        enc(&event_id)
     );
     let sent = request(ctx, server, "PUT", &target, Some(&event))
         .await
@@ -253,4 +279,79 @@ pub async fn invite(
         return Err(MatrixError::forbidden("The invite was not accepted"));
     }
     Ok(())
+}
+
+/// The server of whoever invited `user_id` into a room not held here (an invite from
+/// another server the room keeps), if any.
+pub async fn inviting_server(ctx: &Ctx, room_id: &str, user_id: &str) -> Option<String> {
+    let request = RoomRequest::Membership {
+        user_id: user_id.to_owned(),
+    };
+    let answer = rooms::call(ctx, room_id, &request).await.ok()?;
+    if answer["remote_invite"] != true || answer["membership"] != "invite" {
+        return None;
+    }
+    let sender = answer["sender"].as_str()?;
+    <&ruma::UserId>::try_from(sender)
+        .ok()
+        .map(|u| u.server_name().to_string())
+}
+
+/// Declines an invite from another server into a room not held here: a leave made
+/// and sent through the inviting server (then the room id's), and the kept invite
+/// ended with it. When no server takes the leave, the invite still ends here (the
+/// user asked not to see it again), under an id made here. False when the user has
+/// no such invite.
+pub async fn decline(
+    ctx: &Ctx,
+    session: &Session,
+    room_id: &str,
+    content: Value,
+) -> Result<bool, MatrixError> {
+    let Some(inviter) = inviting_server(ctx, room_id, &session.user_id).await else {
+        return Ok(false);
+    };
+    let servers = candidate_servers_from(room_id, &[inviter], &ctx.config.server_name);
+    let mut left = None;
+    for server in &servers {
+        match leave_via(ctx, session, (room_id, server), content.clone()).await {
+            Ok(event_id) => {
+                left = Some(event_id);
+                break;
+            }
+            Err(e) => log_error(&format!("declining {room_id} through {server}: {e}")),
+        }
+    }
+    let event_id = left.unwrap_or_else(|| {
+        let seed = format!("declined {room_id} {} {}", session.user_id, ctx.now_ms());
+        let hash = crate::core::event_hash::reference_hash_of(
+            seed.as_bytes(),
+            &ruma::room_version_rules::RoomVersionRules::V11,
+        );
+        format!("${hash}")
+    });
+    let end = RoomRequest::EndInvite {
+        user_id: session.user_id.clone(),
+        event_id,
+    };
+    rooms::call(ctx, room_id, &end).await?;
+    Ok(true)
+}
+
+async fn leave_via(
+    ctx: &Ctx,
+    session: &Session,
+    (room_id, server): (&str, &str),
+    content: Value,
+) -> Result<String, MatrixError> {
+    let (event, event_id) = made_event(ctx, session, (room_id, server), "leave", content).await?;
+    let target = format!(
+        "/_matrix/federation/v2/send_leave/{}/{}",
+        enc(room_id),
+        enc(&event_id)
+    );
+    request(ctx, server, "PUT", &target, Some(&event))
+        .await
+        .map_err(|e| failure(server, e))?;
+    Ok(event_id)
 }

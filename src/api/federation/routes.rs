@@ -30,6 +30,7 @@ pub enum FedEndpoint {
     SendJoin,
     MakeLeave,
     SendLeave,
+    Invite,
 }
 
 impl FedEndpoint {
@@ -100,6 +101,7 @@ const ROUTES: &[(Method, &str, FedEndpoint)] = &[
         "/_matrix/federation/v2/send_leave/{roomId}/{eventId}",
         F::SendLeave,
     ),
+    (Put, "/_matrix/federation/v2/invite/{roomId}/{eventId}", F::Invite),
 ];
 
 /// Whether a path belongs to this table.

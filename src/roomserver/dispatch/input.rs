@@ -13,10 +13,10 @@ use super::super::protocol::{InputKind, RawPdu, RoomFailure, Snapshot};
 use super::super::store;
 use super::{fail, not_found, Host};
 
-type Keys = BTreeMap<String, BTreeMap<String, String>>;
+pub(super) type Keys = BTreeMap<String, BTreeMap<String, String>>;
 
 /// The origin servers' keys as the verifier takes them.
-fn key_map(keys: &Keys) -> Result<ruma::signatures::PublicKeyMap, RoomFailure> {
+pub(super) fn key_map(keys: &Keys) -> Result<ruma::signatures::PublicKeyMap, RoomFailure> {
     let mut key_map = ruma::signatures::PublicKeyMap::new();
     for (server, ids) in keys {
         for (id, key) in ids {

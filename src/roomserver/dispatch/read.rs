@@ -507,6 +507,8 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             Ok(json!({ "allowed": allowed }))
         }
         RoomRequest::Create { .. }
+        | RoomRequest::ReceiveInvite { .. }
+        | RoomRequest::EndInvite { .. }
         | RoomRequest::Send { .. }
         | RoomRequest::Input { .. }
         | RoomRequest::LogRecords { .. } => Err(fail(500, "M_UNKNOWN", "not a query")),
