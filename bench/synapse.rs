@@ -78,6 +78,7 @@ pub struct Synapse {
     pub port: u16,
     pub dir: PathBuf,
     pub server_name: String,
+    python: PathBuf,
     child: Child,
 }
 
@@ -364,26 +365,27 @@ impl Synapse {
             &out,
             Duration::from_secs(120),
         )?;
-        let log = File::create(dir.join("server.out")).map_err(|e| e.to_string())?;
-        let child = Command::new(&install.python)
-            .args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(&cfg)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("start synapse: {e}"))?;
-        spawn_watchdog(child.id());
+        let child = spawn(&install.python, &dir)?;
         let mut server = Synapse {
             port,
             dir,
             server_name,
+            python: install.python.clone(),
             child,
         };
         server.wait_until_ready()?;
         Ok(server)
+    }
+
+    /// Stops the server (its state stays for `restart`).
+    pub fn stop(&mut self) {
+        stop_group(&mut self.child, Duration::from_secs(10));
+    }
+
+    /// Starts the stopped server again on the same state and port.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.child = spawn(&self.python, &self.dir)?;
+        self.wait_until_ready()
     }
 
     pub fn base_url(&self) -> String {
@@ -428,6 +430,27 @@ impl Synapse {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+/// Runs Synapse on the configuration in `dir`, its output appended to `server.out`.
+fn spawn(python: &Path, dir: &Path) -> Result<Child, String> {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.out"))
+        .map_err(|e| e.to_string())?;
+    let child = Command::new(python)
+        .args(["-m", "synapse.app.homeserver", "-c"])
+        .arg(dir.join("homeserver.yaml"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("start synapse: {e}"))?;
+    spawn_watchdog(child.id());
+    Ok(child)
 }
 
 impl Drop for Synapse {

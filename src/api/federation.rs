@@ -32,6 +32,10 @@ pub async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
         auth::authenticate(ctx, req).await?
     };
     ctx.mark("auth");
+    if !origin.is_empty() {
+        // A server that sends requests is up: its sender need not wait out a backoff.
+        crate::federation::sender::heard_from(ctx, &origin).await;
+    }
     match endpoint {
         F::KeyServer => keys::server(&ctx.config, ctx.now_ms()),
         F::KeyQuery => keys::query(ctx, req).await,

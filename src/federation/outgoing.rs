@@ -4,7 +4,11 @@
 //! acknowledges it, so a retry sends exactly the same transaction (the receiver
 //! answers a repeat without processing it again). Failures back off exponentially.
 //! EDUs wait beside them (at most 100 per transaction, the newest 1,000 kept: they are
-//! ephemeral) and go with the next transaction. Synchronous over `Sql`: tested natively.
+//! ephemeral) and go with the next transaction. While the destination is unreachable
+//! the queue is bounded: past `CATCH_UP_AFTER` waiting events only the newest of each
+//! room are kept (catch-up: the destination fetches the rest through
+//! `/get_missing_events` when that event reaches it). Synchronous over `Sql`: tested
+//! natively.
 
 use crate::params;
 use crate::storage::sql::{Sql, SqlError};
@@ -17,6 +21,9 @@ pub const MAX_BACKOFF_MS: u64 = 60 * 60 * 1000;
 /// EDUs per transaction (the spec's limit), and the most kept waiting.
 pub const TXN_EDUS: i64 = 100;
 pub const MAX_WAITING_EDUS: i64 = 1000;
+/// Waiting events (not in the transaction in flight) past which an unreachable
+/// destination's queue keeps only each room's newest event.
+pub const CATCH_UP_AFTER: i64 = 1000;
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outgoing (
@@ -40,7 +47,9 @@ pub fn init(db: &dyn Sql) -> Result<(), SqlError> {
     db.execute_batch(SCHEMA)
 }
 
-/// Queues events for the destination (ones already queued are not queued twice).
+/// Queues events for the destination (ones already queued are not queued twice). A
+/// destination backing off with more than `CATCH_UP_AFTER` events waiting keeps only
+/// the newest of each room.
 pub fn enqueue(db: &dyn Sql, events: &[(String, String)]) -> Result<(), SqlError> {
     for (room_id, event_id) in events {
         db.execute(
@@ -48,7 +57,22 @@ pub fn enqueue(db: &dyn Sql, events: &[(String, String)]) -> Result<(), SqlError
             params![room_id.as_str(), event_id.as_str()],
         )?;
     }
+    if backing_off(db)? && waiting(db)? > CATCH_UP_AFTER {
+        db.execute(
+            "DELETE FROM outgoing WHERE txn_id IS NULL AND seq NOT IN \
+             (SELECT max(seq) FROM outgoing WHERE txn_id IS NULL GROUP BY room_id)",
+            params![],
+        )?;
+    }
     Ok(())
+}
+
+/// Events waiting outside the transaction in flight.
+fn waiting(db: &dyn Sql) -> Result<i64, SqlError> {
+    db.query_opt("SELECT COUNT(*) FROM outgoing WHERE txn_id IS NULL", params![])?
+        .map(|r| r.int(0))
+        .transpose()
+        .map(|n| n.unwrap_or(0))
 }
 
 /// Queues EDUs (JSON text each); beyond the newest `MAX_WAITING_EDUS` not yet in a
@@ -147,8 +171,10 @@ pub fn acknowledged(db: &dyn Sql, txn_id: &str) -> Result<(), SqlError> {
     db.execute("DELETE FROM outgoing_meta WHERE key = 'failures'", params![])
 }
 
-/// A send failed: how long to wait before the next attempt.
-pub fn failed(db: &dyn Sql) -> Result<u64, SqlError> {
+/// A send failed: how long to wait before the next attempt, the backoff stretched by
+/// up to a quarter by `jitter` (in `[0, 1)`), so that destinations that failed together
+/// are not all tried again at the same moment.
+pub fn failed(db: &dyn Sql, jitter: f64) -> Result<u64, SqlError> {
     let failures = db
         .query_opt(
             "SELECT value FROM outgoing_meta WHERE key = 'failures'",
@@ -162,7 +188,18 @@ pub fn failed(db: &dyn Sql) -> Result<u64, SqlError> {
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         params![failures + 1],
     )?;
-    Ok(backoff_ms(failures as u32))
+    let base = backoff_ms(failures as u32);
+    Ok(base + (base as f64 * jitter.clamp(0.0, 1.0) / 4.0) as u64)
+}
+
+/// The destination was heard from (it sent a request): whether a backoff was cut short
+/// (what waits is then to be sent at once).
+pub fn heard_from(db: &dyn Sql) -> Result<bool, SqlError> {
+    if !backing_off(db)? {
+        return Ok(false);
+    }
+    db.execute("DELETE FROM outgoing_meta WHERE key = 'failures'", params![])?;
+    Ok(queued(db)? > 0)
 }
 
 /// The delay after `failures` earlier consecutive failures.
@@ -261,13 +298,57 @@ mod tests {
         let db = MemorySql::new();
         init(&db).expect("schema");
         assert!(!backing_off(&db).expect("state"));
-        assert_eq!(failed(&db).expect("1"), 5_000);
-        assert_eq!(failed(&db).expect("2"), 10_000);
-        assert_eq!(failed(&db).expect("3"), 20_000);
+        assert_eq!(failed(&db, 0.0).expect("1"), 5_000);
+        assert_eq!(failed(&db, 0.0).expect("2"), 10_000);
+        assert_eq!(failed(&db, 0.5).expect("3"), 22_500, "stretched by an eighth");
         assert!(backing_off(&db).expect("state"));
         assert_eq!(backoff_ms(30), MAX_BACKOFF_MS);
         acknowledged(&db, "none").expect("ack");
         assert!(!backing_off(&db).expect("state"));
-        assert_eq!(failed(&db).expect("again"), 5_000);
+        assert_eq!(failed(&db, 0.99).expect("again"), 6_237);
+        // Heard from while backing off: the backoff ends; with nothing queued there is
+        // nothing to send.
+        assert!(!heard_from(&db).expect("heard"));
+        assert!(!backing_off(&db).expect("state"));
+        failed(&db, 0.0).expect("fail");
+        enqueue(&db, &[ev(1)]).expect("enqueue");
+        assert!(heard_from(&db).expect("heard"), "what waits goes now");
+        assert!(!heard_from(&db).expect("heard"), "once");
+    }
+
+    #[test]
+    fn an_unreachable_destination_keeps_the_newest_event_of_each_room() {
+        let db = MemorySql::new();
+        init(&db).expect("schema");
+        let in_room = |room: &str, i: usize| (room.to_owned(), format!("$e{i}"));
+        enqueue(&db, &[in_room("!a:hs", 0), in_room("!b:hs", 1)]).expect("enqueue");
+        let in_flight = next_txn(&db).expect("next").expect("a txn");
+        failed(&db, 0.0).expect("fail");
+        // Reachable or not, up to the bound everything is kept.
+        let many: Vec<_> = (2..(CATCH_UP_AFTER as usize + 2))
+            .map(|i| in_room(if i % 2 == 0 { "!a:hs" } else { "!b:hs" }, i))
+            .collect();
+        enqueue(&db, &many).expect("enqueue");
+        assert_eq!(queued(&db).expect("count"), CATCH_UP_AFTER + 2);
+        // One more: past the bound, each room keeps its newest waiting event.
+        let last = in_room("!a:hs", 5000);
+        enqueue(&db, std::slice::from_ref(&last)).expect("enqueue");
+        assert_eq!(
+            queued(&db).expect("count"),
+            2 + 2,
+            "the transaction in flight and two"
+        );
+        assert_eq!(next_txn(&db).expect("retry"), Some(in_flight.clone()));
+        acknowledged(&db, &in_flight.txn_id).expect("ack");
+        let catch_up = next_txn(&db).expect("next").expect("a txn");
+        let b_last = many.last().expect("last").clone();
+        assert_eq!(catch_up.events, vec![b_last, last]);
+        // A destination that answers keeps everything.
+        acknowledged(&db, &catch_up.txn_id).expect("ack");
+        let more: Vec<_> = (0..(CATCH_UP_AFTER as usize + 10))
+            .map(|i| in_room("!a:hs", 10_000 + i))
+            .collect();
+        enqueue(&db, &more).expect("enqueue");
+        assert_eq!(queued(&db).expect("count"), CATCH_UP_AFTER + 10);
     }
 }

@@ -32,6 +32,47 @@ pub enum DestinationRequest {
     /// EDUs for `destination` (typing, receipts, to-device …), sent with the next
     /// transaction.
     Edus { destination: String, edus: Vec<Value> },
+    /// The destination sent us a request: a backoff ends, and what waits goes now.
+    HeardFrom { destination: String },
+}
+
+/// How long an isolate goes without telling a destination's sender again that it was
+/// heard from.
+const HEARD_EVERY_MS: u64 = 60_000;
+
+/// Tells `origin`'s sender that it was heard from (a request it signed arrived), at most
+/// once a minute per isolate: a destination that is back is sent what waits for it
+/// without waiting out its backoff.
+pub async fn heard_from(ctx: &Ctx, origin: &str) {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static TOLD: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
+    }
+    let now = ctx.now_ms();
+    let recent = TOLD.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.get(origin).is_some_and(|at| now < at + HEARD_EVERY_MS) {
+            return true;
+        }
+        if t.len() > 10_000 {
+            t.clear();
+        }
+        t.insert(origin.to_owned(), now);
+        false
+    });
+    if recent {
+        return;
+    }
+    let request = DestinationRequest::HeardFrom {
+        destination: origin.to_owned(),
+    };
+    let Ok(body) = serde_json::to_string(&request) else {
+        return;
+    };
+    if let Err(e) = platform::call_object(platform::env::DESTINATIONS, &ctx.env, origin, body).await {
+        platform::log_error(&format!("sender: telling {origin}'s sender: {}", e.error));
+    }
 }
 
 /// Hands an EDU about a room to the senders of the other servers with a member joined.
@@ -153,7 +194,8 @@ impl Destination {
                     outgoing::acknowledged(&db, &txn.txn_id).map_err(|e| e.to_string())?;
                 }
                 Err(e) => {
-                    let delay = outgoing::failed(&db).map_err(|e| e.to_string())?;
+                    let jitter = platform::random_array::<1>().map_or(0.0, |[b]| f64::from(b) / 256.0);
+                    let delay = outgoing::failed(&db, jitter).map_err(|e| e.to_string())?;
                     platform::log_error(&format!(
                         "sender: transaction {} to {destination} failed ({e}); again in {} s",
                         txn.txn_id,
@@ -180,6 +222,30 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// `HeardFrom`: a sender that never sent anything stays empty (no tables made); one
+    /// backing off sends what waits now.
+    async fn heard(&self) -> Result<Response> {
+        let sql = self.state.storage().sql();
+        let db = DoSql(sql);
+        let used = db
+            .query_opt(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'destination'",
+                &[],
+            )
+            .ok()
+            .flatten()
+            .is_some();
+        if used {
+            let db = self.db().map_err(worker::Error::RustError)?;
+            if outgoing::heard_from(&db).map_err(|e| worker::Error::RustError(e.to_string()))? {
+                self.state.storage().set_alarm(0).await?;
+            }
+        }
+        Response::from_json(&json!({}))
+    }
+}
+
 impl DurableObject for Destination {
     fn new(state: State, env: Env) -> Self {
         Self {
@@ -195,11 +261,15 @@ impl DurableObject for Destination {
             .await
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<DestinationRequest>(&t).map_err(|e| e.to_string()));
+        if let Ok(DestinationRequest::HeardFrom { .. }) = &parsed {
+            return self.heard().await;
+        }
         let outcome = parsed.and_then(|request| {
             let db = self.db()?;
             let destination = match &request {
                 DestinationRequest::Enqueue { destination, .. }
-                | DestinationRequest::Edus { destination, .. } => destination,
+                | DestinationRequest::Edus { destination, .. }
+                | DestinationRequest::HeardFrom { destination } => destination,
             };
             if Self::name(&db).is_none() {
                 db.execute(
@@ -214,6 +284,7 @@ impl DurableObject for Destination {
                     let texts: Vec<String> = edus.iter().map(Value::to_string).collect();
                     outgoing::enqueue_edus(&db, &texts)
                 }
+                DestinationRequest::HeardFrom { .. } => Ok(()),
             }
             .map_err(|e| e.to_string())?;
             outgoing::backing_off(&db).map_err(|e| e.to_string())

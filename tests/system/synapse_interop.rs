@@ -455,3 +455,79 @@ fn synapse_invites_neurite_users_who_join_or_decline() {
     });
     assert!(invite_of(&carol).is_none(), "the declined invite is gone");
 }
+
+#[test]
+fn messages_sent_while_synapse_is_down_arrive_once_it_is_back() {
+    let mut synapse = Synapse::start_federating(synapse_install()).unwrap_or_else(|e| panic!("{e}"));
+    let neurite = Server::start(Options {
+        https: true,
+        ..Options::default()
+    });
+    let (alice, _) = neurite
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    let room = alice
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({"preset": "public_chat", "name": "Outage"}),
+        )
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    let synapse_client = Client {
+        base: synapse.base_url(),
+        token: None,
+    };
+    let (bob, bob_id) = synapse_client.register(&unique("bob"), "correct horse battery");
+    bob.post(
+        &format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            enc(&room),
+            enc(&neurite.server_name)
+        ),
+        &json!({}),
+    )
+    .expect(200);
+    eventually("bob joined on Neurite", || {
+        alice
+            .get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)))
+            .body["joined"]
+            .get(&bob_id)
+            .is_some()
+    });
+    synapse.stop();
+    let away: Vec<String> = (1..=3).map(|i| format!("while you were away {i}")).collect();
+    for body in &away {
+        alice
+            .put(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                    enc(&room),
+                    unique("t")
+                ),
+                &json!({"msgtype": "m.text", "body": body}),
+            )
+            .expect(200);
+    }
+    // Long enough for the sender to fail and back off.
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    synapse.restart().unwrap_or_else(|e| panic!("{e}"));
+    // Synapse speaks first: Neurite's sender hears it is back.
+    bob.put(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+            enc(&room),
+            unique("t")
+        ),
+        &json!({"msgtype": "m.text", "body": "back again"}),
+    )
+    .expect(200);
+    eventually("the messages sent meanwhile on Synapse", || {
+        let seen = bodies(&bob, &room);
+        away.iter().all(|b| seen.contains(b))
+    });
+    eventually("bob's message on Neurite", || {
+        bodies(&alice, &room).iter().any(|b| b == "back again")
+    });
+}
