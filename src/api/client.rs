@@ -19,6 +19,7 @@ pub mod profile;
 pub mod push_rules;
 pub mod receipts;
 pub mod register;
+pub mod remote_history;
 pub mod remote_join;
 pub mod remote_keys;
 pub mod room_events;

@@ -350,6 +350,12 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Whether the room may have backward extremities (history to fetch further back);
+    /// from the cached head, so a room that never had any asks nothing.
+    pub fn has_backward_extremities(&self) -> Result<bool, RoomError> {
+        Ok(self.head()?.has_backward)
+    }
+
     /// The latest stream position (from the cached head).
     pub fn stream_head(&self) -> Result<i64, RoomError> {
         Ok(self.head()?.stream_pos)

@@ -99,6 +99,29 @@ fn history_before_a_join_pages_seamlessly_and_is_no_news() {
         store::backward_extremities(&db).expect("backward"),
         vec![tip.clone()]
     );
+    let host = Host {
+        server_name: "hs.test",
+        key: &k,
+        now_ms: 40,
+        clock_ms: clock,
+    };
+    let newest_page = |db: &MemorySql| {
+        handle(
+            db,
+            &host,
+            RoomRequest::Messages {
+                user_id: user("carol").to_string(),
+                from: None,
+                to: None,
+                dir: Dir::Backward,
+                limit: 100,
+                filter: None,
+            },
+        )
+        .expect("messages")
+    };
+    // The page reaches the join: the edge is told where history goes on.
+    assert_eq!(newest_page(&db)["history_from"], json!([tip.clone()]));
     let state_before = room.current_state().expect("state").1;
     let ext_before = room.extremities().expect("ext");
 
@@ -156,13 +179,9 @@ fn history_before_a_join_pages_seamlessly_and_is_no_news() {
         vec![live.event_id().to_string()]
     );
 
-    // /messages: one walk back from now to the create, in pages, and forwards again.
-    let host = Host {
-        server_name: "hs.test",
-        key: &k,
-        now_ms: 40,
-        clock_ms: clock,
-    };
+    // /messages: one walk back from now to the create, in pages, and forwards again;
+    // nothing is left to ask other servers for.
+    assert!(newest_page(&db).get("history_from").is_none());
     let mut all_new_first = vec![live.event_id().to_string(), join.event_id().to_string()];
     all_new_first.extend(expected);
     assert_eq!(pages(&db, &host, Dir::Backward, 3), all_new_first);

@@ -531,3 +531,98 @@ fn messages_sent_while_synapse_is_down_arrive_once_it_is_back() {
         bodies(&alice, &room).iter().any(|b| b == "back again")
     });
 }
+
+#[test]
+fn a_neurite_user_pages_back_into_history_only_synapse_had() {
+    let synapse = Synapse::start_federating(synapse_install()).unwrap_or_else(|e| panic!("{e}"));
+    let neurite = Server::start(Options {
+        https: true,
+        ..Options::default()
+    });
+    let synapse_client = Client {
+        base: synapse.base_url(),
+        token: None,
+    };
+    let (bob, _) = synapse_client.register(&unique("bob"), "correct horse battery");
+    let room = bob
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({"preset": "public_chat", "name": "Old times"}),
+        )
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    let old: Vec<String> = (1..=30).map(|i| format!("old message {i}")).collect();
+    for body in &old {
+        bob.put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                enc(&room),
+                unique("t")
+            ),
+            &json!({"msgtype": "m.text", "body": body}),
+        )
+        .expect(200);
+    }
+    let (alice, _) = neurite
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    alice
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&room),
+                enc(&synapse.server_name)
+            ),
+            &json!({}),
+        )
+        .expect(200);
+    // Page back from now: the join, then what only Synapse had, in pages, down to the
+    // room's creation.
+    let mut seen: Vec<String> = Vec::new();
+    let mut types: Vec<String> = Vec::new();
+    let mut from: Option<String> = None;
+    for _ in 0..20 {
+        let path = match &from {
+            Some(f) => format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=10&from={}",
+                enc(&room),
+                enc(f)
+            ),
+            None => format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=10", enc(&room)),
+        };
+        let page = alice.get(&path).expect(200);
+        assert!(page.get("history_from").is_none(), "{page}");
+        let chunk = page["chunk"].as_array().expect("chunk").clone();
+        for e in &chunk {
+            types.push(e["type"].as_str().unwrap_or_default().to_owned());
+            if let Some(body) = e["content"]["body"].as_str() {
+                seen.push(body.to_owned());
+            }
+        }
+        match page["end"].as_str() {
+            Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
+            _ => break,
+        }
+    }
+    let mut newest_first = old.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first, "every old message once, newest first");
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("m.room.create"),
+        "{types:?}"
+    );
+    // History is no news: a fresh sync's timeline ends with the join.
+    let sync = alice.get("/_matrix/client/v3/sync?timeout=0").expect(200);
+    let timeline = sync["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .expect("timeline")
+        .clone();
+    assert_eq!(
+        timeline.last().map(|e| e["type"].clone()),
+        Some(json!("m.room.member")),
+        "{timeline:?}"
+    );
+}

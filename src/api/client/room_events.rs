@@ -274,14 +274,25 @@ pub async fn messages(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Val
     .await;
     let (from, to) = (from?, to?);
     let request = RoomRequest::Messages {
-        user_id: session.user_id,
+        user_id: session.user_id.clone(),
         from,
         to,
         dir,
         limit,
         filter,
     };
-    rooms::call(ctx, room_id, &request).await
+    let answer = rooms::call(ctx, room_id, &request).await?;
+    // Paged back past what this server has: other servers are asked for the history,
+    // and the page is read again with it.
+    let history_from = super::remote_history::history_from(&answer);
+    if !history_from.is_empty()
+        && super::remote_history::fetch(ctx, (room_id, &session.user_id), &history_from, limit).await
+    {
+        return Ok(super::remote_history::strip(
+            rooms::call(ctx, room_id, &request).await?,
+        ));
+    }
+    Ok(super::remote_history::strip(answer))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`

@@ -17,7 +17,7 @@ use crate::platform::{log_error, rooms, Ctx};
 use crate::roomserver::protocol::{InputKind, RawPdu, RoomRequest};
 use crate::storage;
 
-type Keys = BTreeMap<String, BTreeMap<String, String>>;
+pub(crate) type Keys = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Most servers and keys per server looked at in one event's signatures.
 const MAX_SIGNERS: usize = 4;
@@ -75,7 +75,7 @@ pub async fn gather_keys(
 }
 
 /// One input request to the room, on behalf of `origin`.
-async fn input(
+pub(crate) async fn input(
     ctx: &Ctx,
     (origin, room_id): (&str, &str),
     kind: InputKind,
@@ -136,7 +136,7 @@ fn final_result(event_id: String, result: &Value) -> PduResult {
 }
 
 /// Events of an answer's list field, oldest first (by depth).
-fn by_depth(list: &Value) -> Vec<Value> {
+pub(crate) fn by_depth(list: &Value) -> Vec<Value> {
     let mut events: Vec<Value> = list.as_array().cloned().unwrap_or_default();
     events.retain(Value::is_object);
     events.sort_by_key(|e| e["depth"].as_u64().unwrap_or(0));

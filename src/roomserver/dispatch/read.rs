@@ -174,6 +174,10 @@ fn client_events(room: &mut Engine<'_>, rows: &[EventRow], now_ms: u64) -> Resul
     Ok(out)
 }
 
+/// Backward extremities named to the edge at most, when a page reaches history this
+/// room does not have.
+const MAX_HISTORY_FROM: usize = 5;
+
 pub(in crate::roomserver) fn token(pos: i64) -> String {
     format!("r{pos}")
 }
@@ -369,6 +373,10 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
                         .as_ref()
                         .is_some_and(|t| t.iter().any(|x| x == &row.event_type))
             };
+            // A backward page that reaches the oldest event here while history goes
+            // further back (backward extremities): the events to ask other servers
+            // about, for the edge.
+            let mut history_from: Option<Vec<String>> = None;
             let (rows, start, end) = match dir {
                 Dir::Backward => {
                     let from = from
@@ -379,6 +387,11 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
                         .min(ceiling);
                     let stop = to.as_deref().map(parse_token).transpose()?.unwrap_or(BEFORE_ALL);
                     let rows = store::events_before(room.db, from + 1, limit).map_err(RoomError::from)?;
+                    if (rows.len() as i64) < limit && to.is_none() && room.has_backward_extremities()? {
+                        let mut ids = store::backward_extremities(room.db).map_err(RoomError::from)?;
+                        ids.truncate(MAX_HISTORY_FROM);
+                        history_from = Some(ids);
+                    }
                     let rows: Vec<EventRow> = rows
                         .into_iter()
                         .filter(|r| r.stream_pos.unwrap_or(BEFORE_ALL) > stop)
@@ -428,6 +441,9 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             }
             if let Some(end) = end {
                 body["end"] = json!(token(end));
+            }
+            if let Some(ids) = history_from.filter(|ids| !ids.is_empty()) {
+                body["history_from"] = json!(ids);
             }
             Ok(body)
         }
