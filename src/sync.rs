@@ -103,6 +103,22 @@ impl DurableObject for User {
     }
 }
 
+/// The `m.presence` EDU of a presence change (`{presence, status_msg?, last_active,
+/// currently_active}`, `last_active` in milliseconds since the epoch).
+fn presence_edu(user_id: &str, content: &serde_json::Value, now_ms: u64) -> serde_json::Value {
+    let last_active = content["last_active"].as_u64().unwrap_or(now_ms);
+    let mut push = serde_json::json!({
+        "user_id": user_id,
+        "presence": content["presence"],
+        "last_active_ago": now_ms.saturating_sub(last_active),
+        "currently_active": content["currently_active"].as_bool().unwrap_or(false),
+    });
+    if let Some(status) = content["status_msg"].as_str() {
+        push["status_msg"] = serde_json::json!(status);
+    }
+    serde_json::json!({ "edu_type": "m.presence", "content": { "push": [push] } })
+}
+
 /// Sends `user_id`'s presence to `users` (never to the user themself: their own sync
 /// would only wake for it).
 async fn tell_presence(env: &Env, user_id: &str, change: stream::PresenceChange, users: Vec<String>) {
@@ -172,7 +188,12 @@ impl User {
                 crate::platform::log_error("user: presence fan-out: room mates lookup failed");
                 return;
             };
+            let edu = presence_edu(&user_id, &change.content, crate::platform::now_ms());
             tell_presence(&env, &user_id, change, mates).await;
+            // And the other servers sharing a room with the user.
+            if let Ok(ctx) = crate::platform::Ctx::new(env.clone()) {
+                crate::federation::sender::send_user_edu(&ctx, &user_id, edu).await;
+            }
         });
     }
 

@@ -85,3 +85,9 @@ mod federation_rooms;
 
 #[path = "system/federation_invites.rs"]
 mod federation_invites;
+
+#[path = "system/federation_joins.rs"]
+mod federation_joins;
+
+#[path = "system/two_neurites.rs"]
+mod two_neurites;

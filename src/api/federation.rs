@@ -59,6 +59,13 @@ pub async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
         F::SendJoin => membership::send_join(ctx, req, &origin, (p(0), p(1))).await,
         F::MakeLeave => membership::make(ctx, req, &origin, (p(0), p(1)), "leave").await,
         F::SendLeave => membership::send_leave(ctx, req, &origin, (p(0), p(1))).await,
+        // The first versions answer `[200, body]`.
+        F::SendJoinV1 => membership::send_join(ctx, req, &origin, (p(0), p(1)))
+            .await
+            .map(|body| json!([200, body])),
+        F::SendLeaveV1 => membership::send_leave(ctx, req, &origin, (p(0), p(1)))
+            .await
+            .map(|body| json!([200, body])),
         F::Invite => invite::invite(ctx, req, &origin, (p(0), p(1))).await,
     }
 }

@@ -86,6 +86,18 @@ pub async fn send_room_edu(ctx: &Ctx, room_id: &str, edu: Value) {
     send_edu(ctx, &servers, edu).await;
 }
 
+/// Hands an EDU about a local user (presence, device and signing-key changes) to the
+/// senders of the other servers sharing a room with them.
+pub async fn send_user_edu(ctx: &Ctx, user_id: &str, edu: Value) {
+    let servers = match ctx.db() {
+        Ok(db) => crate::storage::rooms::servers_sharing(&db, user_id, &ctx.config.server_name)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    send_edu(ctx, &servers, edu).await;
+}
+
 /// Hands an EDU to the senders of `destinations` (best effort: EDUs are ephemeral, a
 /// failure is logged).
 pub async fn send_edu(ctx: &Ctx, destinations: &[String], edu: Value) {

@@ -626,3 +626,130 @@ fn a_neurite_user_pages_back_into_history_only_synapse_had() {
         "{timeline:?}"
     );
 }
+
+/// The room's current state as `client` reads it: (type, state key) → event id.
+fn state_ids(client: &Client, room: &str) -> std::collections::BTreeMap<(String, String), String> {
+    let state = client.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(room)));
+    state
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                (
+                    e["type"].as_str()?.to_owned(),
+                    e["state_key"].as_str()?.to_owned(),
+                ),
+                e["event_id"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn a_ban_here_and_a_power_change_there_at_once_resolve_alike_on_both() {
+    let synapse = Synapse::start_federating(synapse_install()).unwrap_or_else(|e| panic!("{e}"));
+    let neurite = Server::start(Options {
+        https: true,
+        ..Options::default()
+    });
+    let (alice, alice_id) = neurite
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    let (carol, carol_id) = neurite
+        .client()
+        .register(&unique("carol"), "correct horse battery");
+    let room = alice
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({"preset": "public_chat", "room_version": "10"}),
+        )
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    let synapse_client = Client {
+        base: synapse.base_url(),
+        token: None,
+    };
+    let (bob, bob_id) = synapse_client.register(&unique("bob"), "correct horse battery");
+    bob.post(
+        &format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            enc(&room),
+            enc(&neurite.server_name)
+        ),
+        &json!({}),
+    )
+    .expect(200);
+    carol
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+            &json!({}),
+        )
+        .expect(200);
+    // Bob becomes a moderator, as Synapse must see before he can act.
+    let pl_path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.power_levels/",
+        enc(&room)
+    );
+    let mut levels = alice.get(&pl_path).expect(200);
+    levels["users"][&bob_id] = json!(50);
+    alice.put(&pl_path, &levels).expect(200);
+    eventually("bob a moderator and carol joined, on Synapse", || {
+        let theirs = bob.get(&pl_path);
+        let members = bob.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)));
+        theirs.status == 200
+            && theirs.body["users"][&bob_id] == 50
+            && members.body["joined"].get(&carol_id).is_some()
+    });
+
+    // At once: bob bans carol on Synapse, alice raises carol on Neurite.
+    let mut raised = levels.clone();
+    raised["users"][&carol_id] = json!(50);
+    let ban_path = format!("/_matrix/client/v3/rooms/{}/ban", enc(&room));
+    let ban_body = json!({"user_id": carol_id, "reason": "at once"});
+    let (ban, raise) = std::thread::scope(|s| {
+        let ban = s.spawn(|| bob.post(&ban_path, &ban_body).status);
+        let raise = s.spawn(|| alice.put(&pl_path, &raised).status);
+        (ban.join().expect("ban"), raise.join().expect("raise"))
+    });
+    assert_eq!((ban, raise), (200, 200));
+    // Both servers end with the same state.
+    let mut last = (Default::default(), Default::default());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (ours, theirs) = (state_ids(&alice, &room), state_ids(&bob, &room));
+        let carol_key = ("m.room.member".to_owned(), carol_id.clone());
+        if !ours.is_empty() && ours == theirs && ours.contains_key(&carol_key) {
+            break;
+        }
+        last = (ours, theirs);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the states never agreed:\nNeurite {:?}\nSynapse {:?}",
+            last.0,
+            last.1
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let _ = (last, alice_id);
+    // What the rules make of it: concurrent, alice's change (the higher-powered sender)
+    // is applied first, after which carol is as powerful as bob and his ban no longer
+    // passes; had the ban reached Neurite first, the change came after it and the ban
+    // stands. Either way both servers say the same.
+    let member = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(&room),
+            enc(&carol_id)
+        ))
+        .expect(200);
+    let levels = alice.get(&pl_path).expect(200);
+    match member["membership"].as_str() {
+        Some("join") => assert_eq!(levels["users"][&carol_id], 50, "{levels}"),
+        Some("ban") => {}
+        other => panic!("carol is {other:?}: {member}"),
+    }
+}

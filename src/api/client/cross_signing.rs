@@ -81,6 +81,24 @@ pub async fn upload_keys(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixEr
     stmts.push(device_lists::changed(user_id));
     db.batch(stmts).await?;
     super::keys::wake_device_list_observers(ctx, &[user_id]).await;
+    // Other servers sharing a room learn of the keys others may see (never the
+    // user-signing key).
+    let mut update = json!({ "user_id": user_id });
+    for (kind, value, _) in &uploads {
+        match kind {
+            CrossSigningKind::Master => update["master_key"] = (*value).clone(),
+            CrossSigningKind::SelfSigning => update["self_signing_key"] = (*value).clone(),
+            _ => {}
+        }
+    }
+    if update.as_object().is_some_and(|o| o.len() > 1) {
+        crate::federation::sender::send_user_edu(
+            ctx,
+            user_id,
+            json!({"edu_type": "m.signing_key_update", "content": update}),
+        )
+        .await;
+    }
     Ok(json!({}))
 }
 

@@ -333,16 +333,6 @@ fn device_list_position(token: &str) -> Option<i64> {
 /// devices changed (`m.device_list_update`; they fetch the devices again with
 /// `/user/devices`). Best effort.
 pub async fn announce_device(ctx: &Ctx, user_id: &str, devices: &[&str], deleted: bool) {
-    let Ok(db) = ctx.db() else {
-        return;
-    };
-    let server = &ctx.config.server_name;
-    let servers = crate::storage::rooms::servers_sharing(&db, user_id, server)
-        .await
-        .unwrap_or_default();
-    if servers.is_empty() {
-        return;
-    }
     for device in devices {
         let edu = json!({"edu_type": "m.device_list_update", "content": {
             "user_id": user_id,
@@ -351,7 +341,7 @@ pub async fn announce_device(ctx: &Ctx, user_id: &str, devices: &[&str], deleted
             "prev_id": [],
             "deleted": deleted,
         }});
-        crate::federation::sender::send_edu(ctx, &servers, edu).await;
+        crate::federation::sender::send_user_edu(ctx, user_id, edu).await;
     }
 }
 

@@ -28,8 +28,10 @@ pub enum FedEndpoint {
     Send,
     MakeJoin,
     SendJoin,
+    SendJoinV1,
     MakeLeave,
     SendLeave,
+    SendLeaveV1,
     Invite,
 }
 
@@ -92,9 +94,19 @@ const ROUTES: &[(Method, &str, FedEndpoint)] = &[
         F::SendJoin,
     ),
     (
+        Put,
+        "/_matrix/federation/v1/send_join/{roomId}/{eventId}",
+        F::SendJoinV1,
+    ),
+    (
         Get,
         "/_matrix/federation/v1/make_leave/{roomId}/{userId}",
         F::MakeLeave,
+    ),
+    (
+        Put,
+        "/_matrix/federation/v1/send_leave/{roomId}/{eventId}",
+        F::SendLeaveV1,
     ),
     (
         Put,
