@@ -8,7 +8,12 @@ use vodozemac::Ed25519SecretKey;
 use crate::e2ee::{signable, signed_by, Device};
 
 /// A cross-signing key of `kind` for `user`, signed by `signer` if given.
-fn cross_key(user: &str, kind: &str, key: &Ed25519SecretKey, signer: Option<&Ed25519SecretKey>) -> Value {
+pub(crate) fn cross_key(
+    user: &str,
+    kind: &str,
+    key: &Ed25519SecretKey,
+    signer: Option<&Ed25519SecretKey>,
+) -> Value {
     let public = key.public_key().to_base64();
     let mut v = json!({"user_id": user, "usage": [kind], "keys": {format!("ed25519:{public}"): public}});
     if let Some(signer) = signer {

@@ -393,3 +393,58 @@ fn a_local_device_change_is_announced_to_the_other_servers() {
     assert_eq!(devices["devices"][0]["device_id"], json!(device.device_id));
     assert!(devices["stream_id"].as_u64().is_some_and(|s| s > 0));
 }
+
+#[test]
+fn presence_and_cross_signing_changes_go_to_the_other_servers() {
+    let s = shared_room(63);
+    s.remote
+        .answer("PUT", "/_matrix/federation/v1/send/", 200, json!({"pdus": {}}));
+    let edus = |kind: &str| -> Vec<Value> {
+        received(&s.remote)
+            .iter()
+            .flat_map(|(_, b)| b["edus"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["edu_type"] == kind)
+            .collect()
+    };
+    s.carol
+        .put(
+            &format!("/_matrix/client/v3/presence/{}/status", enc(&s.carol_id)),
+            &json!({"presence": "unavailable", "status_msg": "out for lunch"}),
+        )
+        .expect(200);
+    let carol_id = s.carol_id.clone();
+    let push = wait_for("carol's presence at the remote", || {
+        edus("m.presence")
+            .iter()
+            .flat_map(|e| e["content"]["push"].as_array().cloned().unwrap_or_default())
+            .find(|p| p["user_id"] == json!(carol_id) && p["presence"] == "unavailable")
+    });
+    assert_eq!(push["status_msg"], "out for lunch", "{push}");
+    assert!(push["last_active_ago"].as_u64().is_some(), "{push}");
+
+    let (master, ssk, usk) = (
+        vodozemac::Ed25519SecretKey::new(),
+        vodozemac::Ed25519SecretKey::new(),
+        vodozemac::Ed25519SecretKey::new(),
+    );
+    use crate::e2ee_cross_signing_backup::cross_key;
+    let upload = json!({
+        "master_key": cross_key(&carol_id, "master", &master, None),
+        "self_signing_key": cross_key(&carol_id, "self_signing", &ssk, Some(&master)),
+        "user_signing_key": cross_key(&carol_id, "user_signing", &usk, Some(&master)),
+    });
+    s.carol
+        .post("/_matrix/client/v3/keys/device_signing/upload", &upload)
+        .expect(200);
+    let update = wait_for("carol's signing-key update at the remote", || {
+        edus("m.signing_key_update")
+            .into_iter()
+            .find(|e| e["content"]["user_id"] == json!(carol_id))
+    });
+    assert_eq!(update["content"]["master_key"], upload["master_key"]);
+    assert_eq!(update["content"]["self_signing_key"], upload["self_signing_key"]);
+    assert!(
+        update["content"].get("user_signing_key").is_none(),
+        "the user-signing key is the user's own: {update}"
+    );
+}
