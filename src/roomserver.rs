@@ -105,6 +105,7 @@ impl DurableObject for Room {
                     | RoomRequest::Create { .. }
                     | RoomRequest::Input { .. }
                     | RoomRequest::ReceiveInvite { .. }
+                    | RoomRequest::KeepKnock { .. }
                     | RoomRequest::EndInvite { .. } => Some(NoteKind::Event),
                     RoomRequest::Typing { .. } => Some(NoteKind::Typing),
                     RoomRequest::Receipt { .. } => Some(NoteKind::Receipt),

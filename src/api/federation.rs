@@ -67,6 +67,8 @@ pub async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
             .await
             .map(|body| json!([200, body])),
         F::Invite => invite::invite(ctx, req, &origin, (p(0), p(1))).await,
+        F::MakeKnock => membership::make(ctx, req, &origin, (p(0), p(1)), "knock").await,
+        F::SendKnock => membership::send_knock(ctx, req, &origin, (p(0), p(1))).await,
     }
 }
 

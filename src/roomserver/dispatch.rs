@@ -186,6 +186,22 @@ pub fn handle_cached(
             &keys,
             &origin,
         ),
+        RoomRequest::KeepKnock {
+            user_id,
+            event_id,
+            room_version,
+            event,
+            knock_state,
+        } => match room_info(db)? {
+            Some(_) => Err(fail(400, "M_INVALID_PARAM", "The room is held here")),
+            None => invites::keep_knock(
+                db,
+                cache,
+                (&user_id, &event_id, &room_version),
+                &event,
+                knock_state,
+            ),
+        },
         RoomRequest::EndInvite { user_id, event_id } => match room_info(db)? {
             Some(_) => Err(fail(400, "M_INVALID_PARAM", "The room is held here")),
             None => {

@@ -182,6 +182,20 @@ pub enum RoomRequest {
         keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
         origin: String,
     },
+    /// The room's stripped state, with `user_id`'s membership event: `{state}` (what
+    /// `send_knock` answers a knocking server).
+    StrippedState { user_id: String },
+    /// A local user knocked on a room this server does not hold, through another
+    /// server: their knock `event` (federation JSON) and the stripped state that server
+    /// answered, kept like an invite from another server (`membership: knock`).
+    KeepKnock {
+        user_id: String,
+        event_id: String,
+        room_version: String,
+        event: Value,
+        #[serde(default)]
+        knock_state: Vec<Value>,
+    },
     /// A local user's invite from another server into a room this server does not
     /// hold ended: they declined it with the leave `event_id` (sent to the inviting
     /// server, or made here when it could not be reached).

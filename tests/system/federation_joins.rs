@@ -141,3 +141,62 @@ fn other_servers_join_and_leave_through_both_versions() {
     );
     assert!(r.status == 400 || r.status == 403, "{} {}", r.status, r.body);
 }
+
+#[test]
+fn other_servers_knock_and_are_shown_the_room() {
+    let server = shared();
+    let (alice, _) = new_user("knockhost");
+    let room = create_room(
+        &alice,
+        json!({
+            "preset": "private_chat",
+            "name": "Knock first",
+            "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}],
+        }),
+    );
+    let remote = Remote::start(82);
+    let visitor = remote.user("knocker");
+    let (knock, knock_id) = made(&remote, &room, &visitor, "knock", "?ver=12");
+    assert_eq!(knock["content"]["membership"], "knock");
+    let answer = remote
+        .request(
+            server,
+            "PUT",
+            &format!(
+                "/_matrix/federation/v1/send_knock/{}/{}",
+                enc(&room),
+                enc(&knock_id)
+            ),
+            Some(&knock),
+        )
+        .expect(200);
+    let state = answer["knock_room_state"].as_array().expect("stripped state");
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock first"),
+        "{answer}"
+    );
+    assert!(state.iter().any(|e| e["type"] == "m.room.join_rules"), "{answer}");
+    let member = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(&room),
+            enc(&visitor)
+        ))
+        .expect(200);
+    assert_eq!(member["membership"], "knock");
+    // A room that does not take knocks refuses the template.
+    let closed = create_room(&alice, json!({"preset": "private_chat"}));
+    let r = remote.request(
+        server,
+        "GET",
+        &format!(
+            "/_matrix/federation/v1/make_knock/{}/{}?ver=12",
+            enc(&closed),
+            enc(&visitor)
+        ),
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+}

@@ -753,3 +753,79 @@ fn a_ban_here_and_a_power_change_there_at_once_resolve_alike_on_both() {
         other => panic!("carol is {other:?}: {member}"),
     }
 }
+
+#[test]
+fn a_neurite_user_knocks_on_a_synapse_room_and_is_let_in() {
+    let synapse = Synapse::start_federating(synapse_install()).unwrap_or_else(|e| panic!("{e}"));
+    let neurite = Server::start(Options {
+        https: true,
+        ..Options::default()
+    });
+    let synapse_client = Client {
+        base: synapse.base_url(),
+        token: None,
+    };
+    let (bob, _) = synapse_client.register(&unique("bob"), "correct horse battery");
+    let room = bob
+        .post(
+            "/_matrix/client/v3/createRoom",
+            &json!({
+                "preset": "private_chat",
+                "name": "Knock knock",
+                "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}],
+            }),
+        )
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    let (alice, alice_id) = neurite
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    let knocked = alice.post(
+        &format!(
+            "/_matrix/client/v3/knock/{}?via={}",
+            enc(&room),
+            enc(&synapse.server_name)
+        ),
+        &json!({"reason": "let me in"}),
+    );
+    assert_eq!(knocked.status, 200, "{}", knocked.body);
+    let sync = alice.get("/_matrix/client/v3/sync?timeout=0").expect(200);
+    let shown = &sync["rooms"]["knock"][&room]["knock_state"]["events"];
+    assert!(
+        shown
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["content"]["name"] == "Knock knock")),
+        "{sync}"
+    );
+    eventually("alice's knock on Synapse", || {
+        let member = bob.get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(&room),
+            enc(&alice_id)
+        ));
+        member.status == 200 && member.body["membership"] == "knock"
+    });
+    // Bob lets her in: an invite, which she accepts.
+    bob.post(
+        &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+        &json!({"user_id": alice_id}),
+    )
+    .expect(200);
+    eventually("the invite in alice's sync", || {
+        let sync = alice.get("/_matrix/client/v3/sync?timeout=0").expect(200);
+        sync["rooms"]["invite"].get(&room).is_some()
+    });
+    let joined = alice.post(
+        &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+        &json!({}),
+    );
+    assert_eq!(joined.status, 200, "{}", joined.body);
+    eventually("alice joined on Synapse", || {
+        bob.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)))
+            .body["joined"]
+            .get(&alice_id)
+            .is_some()
+    });
+}

@@ -220,8 +220,9 @@ async fn enter(
         return Err(MatrixError::bad_json("reason must be a string"));
     }
     let (room_id, alias_servers) = resolve_room_servers(ctx, id_or_alias).await?;
-    // A room this server does not hold is joined through a server that does.
-    let remote = membership == "join" && !storage::rooms::known(&ctx.db()?, &room_id).await?;
+    // A room this server does not hold is joined (or knocked on) through a server that
+    // does.
+    let remote = !storage::rooms::known(&ctx.db()?, &room_id).await?;
     if remote && session.is_guest {
         return Err(MatrixError::new(
             "M_GUEST_ACCESS_FORBIDDEN",
@@ -265,7 +266,11 @@ async fn enter(
             super::remote_join::candidate_servers(req, &room_id, &known_servers, &ctx.config.server_name);
         // No other server to ask: the room is this server's own (all its members left).
         if !servers.is_empty() {
-            super::remote_join::join(ctx, &session, &room_id, &servers, content).await?;
+            if membership == "knock" {
+                super::remote_join::knock(ctx, &session, &room_id, &servers, content).await?;
+            } else {
+                super::remote_join::join(ctx, &session, &room_id, &servers, content).await?;
+            }
             project_own(ctx, &room_id, &session.user_id).await?;
             return Ok(super::remote_join::joined(&room_id));
         }

@@ -88,21 +88,21 @@ pub async fn join(
 }
 
 /// `make_join` / `make_leave` through `server`, the template completed with `content`
-/// and signed for the session's user: the event and its id.
+/// and signed for the session's user: the event, its id and the room's version.
 async fn made_event(
     ctx: &Ctx,
     session: &Session,
     (room_id, server): (&str, &str),
     membership: &str,
     content: Value,
-) -> Result<(Value, String), MatrixError> {
+) -> Result<(Value, String, String), MatrixError> {
     let user = <&ruma::UserId>::try_from(session.user_id.as_str()).map_err(|_| MatrixError::internal())?;
     let mut target = format!(
         "/_matrix/federation/v1/make_{membership}/{}/{}",
         enc(room_id),
         enc(&session.user_id),
     );
-    if membership == "join" {
+    if membership == "join" || membership == "knock" {
         let versions: String = (3..=12).map(|v| format!("&ver={v}")).collect();
         target = format!("{target}?{}", &versions[1..]);
     }
@@ -125,7 +125,7 @@ async fn made_event(
             ))
         })?;
     let event = serde_json::to_value(event).map_err(|_| MatrixError::internal())?;
-    Ok((event, event_id.to_string()))
+    Ok((event, event_id.to_string(), version.to_owned()))
 }
 
 async fn join_via(
@@ -135,7 +135,7 @@ async fn join_via(
     server: &str,
     content: Value,
 ) -> Result<(), MatrixError> {
-    let (event, event_id) = made_event(ctx, session, (room_id, server), "join", content).await?;
+    let (event, event_id, _) = made_event(ctx, session, (room_id, server), "join", content).await?;
     let target = format!(
         "/_matrix/federation/v2/send_join/{}/{}",
         enc(room_id),
@@ -344,7 +344,7 @@ async fn leave_via(
     (room_id, server): (&str, &str),
     content: Value,
 ) -> Result<String, MatrixError> {
-    let (event, event_id) = made_event(ctx, session, (room_id, server), "leave", content).await?;
+    let (event, event_id, _) = made_event(ctx, session, (room_id, server), "leave", content).await?;
     let target = format!(
         "/_matrix/federation/v2/send_leave/{}/{}",
         enc(room_id),
@@ -354,4 +354,59 @@ async fn leave_via(
         .await
         .map_err(|e| failure(server, e))?;
     Ok(event_id)
+}
+
+/// Knocks on a room this server does not hold, through the first of `servers` that
+/// takes it; the room keeps the knock with the stripped state that server answered.
+pub async fn knock(
+    ctx: &Ctx,
+    session: &Session,
+    room_id: &str,
+    servers: &[String],
+    content: Value,
+) -> Result<(), MatrixError> {
+    let mut last = MatrixError::not_found("No server to knock through");
+    for server in servers {
+        let (event, event_id, version) =
+            match made_event(ctx, session, (room_id, server), "knock", content.clone()).await {
+                Ok(made) => made,
+                Err(e) if e.errcode == "M_FORBIDDEN" => return Err(e),
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+        let target = format!(
+            "/_matrix/federation/v1/send_knock/{}/{}",
+            enc(room_id),
+            enc(&event_id)
+        );
+        let answer = match request(ctx, server, "PUT", &target, Some(&event)).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                let e = failure(server, e);
+                if e.errcode == "M_FORBIDDEN" {
+                    return Err(e);
+                }
+                last = e;
+                continue;
+            }
+        };
+        // `knock_state_events` is the field's older name.
+        let state = answer["knock_room_state"]
+            .as_array()
+            .or_else(|| answer["knock_state_events"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        let keep = RoomRequest::KeepKnock {
+            user_id: session.user_id.clone(),
+            event_id,
+            room_version: version,
+            event,
+            knock_state: state,
+        };
+        rooms::call(ctx, room_id, &keep).await?;
+        return Ok(());
+    }
+    Err(last)
 }

@@ -4,7 +4,8 @@
 //! leaving (`make_leave`, `send_leave`). The room makes the template (the event it would
 //! accept now); the user's server signs it and sends it back; the room inputs it like
 //! any received event, and a join is answered with the state before it and its auth
-//! chain.
+//! chain. Knocks (`make_knock`, `send_knock`) go the same way, answered with the
+//! room's stripped state.
 
 use serde_json::{json, Value};
 
@@ -56,7 +57,7 @@ pub async fn make(
         membership: membership.to_owned(),
     };
     let answer = rooms::call(ctx, room_id, &request).await?;
-    if membership == "join" {
+    if membership == "join" || membership == "knock" {
         // The versions the joining server supports (`ver`, repeated; none means "1").
         let supported: Vec<&str> = req.query_params("ver").collect();
         let version = answer["room_version"].as_str().unwrap_or_default();
@@ -188,4 +189,18 @@ pub async fn send_leave(
 ) -> Result<Value, MatrixError> {
     take_membership(ctx, req, origin, (room_id, event_id), "leave").await?;
     Ok(json!({}))
+}
+
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`: the knock taken, answered
+/// with the room's stripped state for the knocking user.
+pub async fn send_knock(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    origin: &str,
+    (room_id, event_id): (&str, &str),
+) -> Result<Value, MatrixError> {
+    let body = take_membership(ctx, req, origin, (room_id, event_id), "knock").await?;
+    let user_id = body["sender"].as_str().unwrap_or_default().to_owned();
+    let state = rooms::call(ctx, room_id, &RoomRequest::StrippedState { user_id }).await?;
+    Ok(json!({ "knock_room_state": state["state"] }))
 }

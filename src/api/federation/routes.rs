@@ -33,6 +33,8 @@ pub enum FedEndpoint {
     SendLeave,
     SendLeaveV1,
     Invite,
+    MakeKnock,
+    SendKnock,
 }
 
 impl FedEndpoint {
@@ -114,6 +116,16 @@ const ROUTES: &[(Method, &str, FedEndpoint)] = &[
         F::SendLeave,
     ),
     (Put, "/_matrix/federation/v2/invite/{roomId}/{eventId}", F::Invite),
+    (
+        Get,
+        "/_matrix/federation/v1/make_knock/{roomId}/{userId}",
+        F::MakeKnock,
+    ),
+    (
+        Put,
+        "/_matrix/federation/v1/send_knock/{roomId}/{eventId}",
+        F::SendKnock,
+    ),
 ];
 
 /// Whether a path belongs to this table.

@@ -189,11 +189,11 @@ pub(super) fn make_membership(
 ) -> Result<Value, RoomFailure> {
     let user =
         <&ruma::UserId>::try_from(user_id).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid user id"))?;
-    if membership != "join" && membership != "leave" {
+    if !matches!(membership, "join" | "leave" | "knock") {
         return Err(fail(
             400,
             "M_INVALID_PARAM",
-            "Only join and leave templates are made",
+            "Only join, leave and knock templates are made",
         ));
     }
     if room.current_state_nids()?.is_empty() {
@@ -221,6 +221,23 @@ const INVITE_STATE: [&str; 6] = [
     "m.room.encryption",
 ];
 
+/// The room's stripped state (what an invitee or a knocking user is shown), with
+/// `member`'s own membership event.
+pub(super) fn stripped_state(room: &mut Engine<'_>, member: &str) -> Result<Vec<Value>, RoomFailure> {
+    use ruma::events::StateEventType;
+    let mut stripped = Vec::new();
+    for kind in INVITE_STATE {
+        if let Some(p) = room.current_entry(&StateEventType::from(kind), "")? {
+            stripped
+                .push(json!({"type": kind, "state_key": "", "content": p.content(), "sender": p.sender()}));
+        }
+    }
+    if let Some(p) = room.current_entry(&StateEventType::RoomMember, member)? {
+        stripped.push(json!({"type": "m.room.member", "state_key": member, "content": p.content(), "sender": p.sender()}));
+    }
+    Ok(stripped)
+}
+
 /// An invite of another server's user by a local one: built, signed and checked, not
 /// stored; with the room's stripped state for the invitee.
 pub(super) fn build_invite(
@@ -229,7 +246,6 @@ pub(super) fn build_invite(
     sender: &str,
     spec: super::super::protocol::EventSpec,
 ) -> Result<Value, RoomFailure> {
-    use ruma::events::StateEventType;
     let user =
         <&ruma::UserId>::try_from(sender).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid user id"))?;
     if spec.event_type != "m.room.member" || spec.content["membership"] != "invite" {
@@ -242,16 +258,7 @@ pub(super) fn build_invite(
         redacts: None,
     };
     let pdu = room.build_allowed(user, new, host.signer())?;
-    let mut stripped = Vec::new();
-    for kind in INVITE_STATE {
-        if let Some(p) = room.current_entry(&StateEventType::from(kind), "")? {
-            stripped
-                .push(json!({"type": kind, "state_key": "", "content": p.content(), "sender": p.sender()}));
-        }
-    }
-    if let Some(p) = room.current_entry(&StateEventType::RoomMember, sender)? {
-        stripped.push(json!({"type": "m.room.member", "state_key": sender, "content": p.content(), "sender": p.sender()}));
-    }
+    let stripped = stripped_state(room, sender)?;
     Ok(json!({
         "event": pdu.to_federation_value(),
         "event_id": pdu.event_id(),

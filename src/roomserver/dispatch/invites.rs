@@ -2,7 +2,7 @@
 //! not hold is verified, countersigned and kept (`store::RemoteInvite`) with the
 //! stripped state the inviting server sent; the room then answers the invitee's
 //! membership and /sync from it until they join (the room starts from the join) or
-//! decline. In a room this server holds the invite is only countersigned: it goes
+//! decline. A local user's knock on a room elsewhere is kept the same way. In a room this server holds the invite is only countersigned: it goes
 //! through the input like any received event.
 
 use serde_json::{json, Value};
@@ -151,6 +151,38 @@ pub(super) fn receive(
     Ok(json!({ "event": event }))
 }
 
+/// Answers `RoomRequest::KeepKnock`: the user's knock through another server, kept
+/// with the stripped state it answered.
+pub(super) fn keep_knock(
+    db: &dyn Sql,
+    cache: &Cache,
+    (user_id, event_id, version): (&str, &str, &str),
+    event: &Value,
+    knock_state: Vec<Value>,
+) -> Result<Value, RoomFailure> {
+    let Some(room_id) = event["room_id"].as_str() else {
+        return Err(fail(400, "M_INVALID_PARAM", "The knock needs its room id"));
+    };
+    if event["state_key"].as_str() != Some(user_id) || event["content"]["membership"] != "knock" {
+        return Err(fail(400, "M_INVALID_PARAM", "Not the user's knock"));
+    }
+    let stream_pos = store::latest_stream_pos(db).map_err(sql)? + 1;
+    let kept = RemoteInvite {
+        user_id: user_id.to_owned(),
+        event_id: event_id.to_owned(),
+        sender: user_id.to_owned(),
+        membership: "knock".into(),
+        stream_pos,
+        room_version: version.to_owned(),
+        event: event.to_string(),
+        invite_state: Value::Array(stripped(knock_state)).to_string(),
+    };
+    store::put_remote_invite(db, &kept).map_err(sql)?;
+    record(db, room_id, &kept)?;
+    cache.clear();
+    Ok(json!({ "event_id": event_id, "stream_pos": stream_pos }))
+}
+
 /// Answers `RoomRequest::EndInvite`.
 pub(super) fn end(
     db: &dyn Sql,
@@ -209,10 +241,7 @@ pub(super) fn query(db: &dyn Sql, request: &RoomRequest) -> Result<Value, RoomFa
     };
     let kept = store::remote_invite(db, user).map_err(sql)?;
     let Some(kept) = kept else {
-        return match request {
-            RoomRequest::Membership { .. } => Ok(json!({ "membership": null })),
-            _ => Err(RoomError::NoRoom.into()),
-        };
+        return Err(RoomError::NoRoom.into());
     };
     if let RoomRequest::Membership { .. } = request {
         return Ok(json!({
@@ -224,7 +253,7 @@ pub(super) fn query(db: &dyn Sql, request: &RoomRequest) -> Result<Value, RoomFa
             "remote_invite": true,
         }));
     }
-    if kept.membership != "invite" {
+    if kept.membership != "invite" && kept.membership != "knock" {
         return Ok(json!({
             "membership": kept.membership,
             "timeline": { "events": [], "limited": false, "prev_batch": super::token(kept.stream_pos) },
@@ -243,5 +272,5 @@ pub(super) fn query(db: &dyn Sql, request: &RoomRequest) -> Result<Value, RoomFa
         "event_id": kept.event_id,
         "origin_server_ts": invite["origin_server_ts"],
     }));
-    Ok(json!({ "membership": "invite", "invite_state": events }))
+    Ok(json!({ "membership": kept.membership, "invite_state": events }))
 }

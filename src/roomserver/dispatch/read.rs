@@ -522,7 +522,11 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             let allowed = crate::core::acl::allows(acl.map(|p| p.content()).as_ref(), &server_name);
             Ok(json!({ "allowed": allowed }))
         }
+        RoomRequest::StrippedState { user_id } => Ok(json!({
+            "state": super::federation::stripped_state(room, &user_id)?,
+        })),
         RoomRequest::Create { .. }
+        | RoomRequest::KeepKnock { .. }
         | RoomRequest::ReceiveInvite { .. }
         | RoomRequest::EndInvite { .. }
         | RoomRequest::Send { .. }
