@@ -91,3 +91,6 @@ mod federation_joins;
 
 #[path = "system/two_neurites.rs"]
 mod two_neurites;
+
+#[path = "system/synapse_rooms.rs"]
+mod synapse_rooms;
