@@ -86,9 +86,21 @@ fn home() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/synapse")
 }
 
+/// A free port for a Synapse, from 26000–31999: below the ephemeral range (32768 and
+/// up), so nothing else takes it while the server is stopped for a restart, and apart
+/// from the ports the tests give Neurite servers.
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let start = (std::process::id() as usize).wrapping_mul(104_729) % 6_000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(n < 6_000, "no free port left for Synapse");
+        let port = 26_000 + ((start + n) % 6_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Runs a command to completion within `limit`, its output appended to `log`; the

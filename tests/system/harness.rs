@@ -97,9 +97,20 @@ fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A free port for a server, from 20000–25999: below the ephemeral range (32768 and
+/// up), so no outbound connection or `bind(0)` takes it while its server is down for a
+/// restart; each handed out once per test process.
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let start = (std::process::id() as usize).wrapping_mul(7919) % 6_000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(n < 6_000, "no free port left for servers");
+        let port = 20_000 + ((start + n) % 6_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Builds the worker once per test binary (skipped by the script when up to date).
