@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::api::federation::pdus::{by_depth, gather_keys, input, Keys};
+use crate::api::federation::pdus::{by_depth, gather_keys, input, strings, Keys};
 use crate::api::http::percent_encode as enc;
 use crate::federation::client::request;
 use crate::platform::{log_error, rooms, Ctx};
@@ -153,13 +153,7 @@ async fn take(ctx: &Ctx, room_id: &str, server: &str, pdus: &[Value]) -> bool {
         let target = format!("/_matrix/federation/v1/state_ids/{room}?event_id={}", enc(prev));
         match request(ctx, server, "GET", &target, None).await {
             Ok(ids) => {
-                let state: Vec<String> = ids["pdu_ids"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect();
-                prev_states.insert(prev.clone(), state);
+                prev_states.insert(prev.clone(), strings(&ids["pdu_ids"]));
             }
             Err(e) => log_error(&format!("state_ids of {prev} from {server}: {e}")),
         }
@@ -176,8 +170,7 @@ async fn take(ctx: &Ctx, room_id: &str, server: &str, pdus: &[Value]) -> bool {
         took |= results.iter().any(|r| r.get("accepted").is_some());
         let missing: Vec<String> = results
             .iter()
-            .flat_map(|r| r["missing_state"].as_array().cloned().unwrap_or_default())
-            .filter_map(|v| v.as_str().map(str::to_owned))
+            .flat_map(|r| strings(&r["missing_state"]))
             .collect();
         if missing.is_empty() || round == 1 {
             break;
@@ -212,10 +205,5 @@ pub fn strip(mut answer: Value) -> Value {
 
 /// The backward extremities a `/messages` answer names, if any.
 pub fn history_from(answer: &Value) -> Vec<String> {
-    answer["history_from"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect()
+    strings(&answer["history_from"])
 }

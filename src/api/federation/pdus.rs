@@ -136,6 +136,15 @@ fn final_result(event_id: String, result: &Value) -> PduResult {
 }
 
 /// Events of an answer's list field, oldest first (by depth).
+/// The strings of a JSON array (event ids, mostly); anything else left out.
+pub(crate) fn strings(list: &Value) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
 pub(crate) fn by_depth(list: &Value) -> Vec<Value> {
     let mut events: Vec<Value> = list.as_array().cloned().unwrap_or_default();
     events.retain(Value::is_object);
@@ -229,12 +238,7 @@ pub async fn ingest(ctx: &Ctx, origin: &str, room_id: &str, pdus: &[Value]) -> V
         }
     };
     let version = answer["room_version"].as_str().map(str::to_owned);
-    let extremities: Vec<String> = answer["extremities"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
+    let extremities = strings(&answer["extremities"]);
     let results: Vec<Value> = answer["results"].as_array().cloned().unwrap_or_default();
     let mut out = Vec::with_capacity(pdus.len());
     let mut fills = 0;
@@ -338,12 +342,7 @@ impl Fill<'_> {
                         let Some(ids) = self.get(&target).await else {
                             continue;
                         };
-                        let state: Vec<String> = ids["pdu_ids"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect();
+                        let state = strings(&ids["pdu_ids"]);
                         if let Some(event) = self
                             .get(&format!("/_matrix/federation/v1/event/{}", enc(prev)))
                             .await
