@@ -94,3 +94,9 @@ mod two_neurites;
 
 #[path = "system/synapse_rooms.rs"]
 mod synapse_rooms;
+
+#[path = "system/restricted_joins.rs"]
+mod restricted_joins;
+
+#[path = "system/synapse_spaces.rs"]
+mod synapse_spaces;

@@ -203,7 +203,19 @@ pub enum RoomRequest {
     /// `make_join` / `make_leave` for another server's user: the membership event the
     /// room would accept now, unsigned (`{room_version, event}`), or 403 when the auth
     /// rules would refuse it.
-    MakeMembership { user_id: String, membership: String },
+    /// A restricted join's template names `authorised_via`, the local user who vouches
+    /// for it (`join_authorised_via_users_server`).
+    MakeMembership {
+        user_id: String,
+        membership: String,
+        #[serde(default)]
+        authorised_via: Option<String>,
+    },
+    /// Whether `user_id`'s join needs a condition of the join rules (a restricted room,
+    /// the user neither joined nor invited): `{needed, room_version}`, and when needed
+    /// `allow` (the rooms whose members may join) and `authoriser` (a local member who
+    /// may invite, or null).
+    JoinAuthorisation { user_id: String },
     /// Another server's question about the room's DAG. With an `origin`, the room
     /// first checks that it may ask: its server ACL allows it, and it has a member
     /// joined now or the room is world-readable (403 `M_FORBIDDEN` otherwise).
