@@ -100,3 +100,6 @@ mod restricted_joins;
 
 #[path = "system/synapse_spaces.rs"]
 mod synapse_spaces;
+
+#[path = "system/bad_peers.rs"]
+mod bad_peers;
