@@ -265,7 +265,7 @@ async fn enter(
     if remote {
         // An invite from another server names the server to join through.
         let mut known_servers = alias_servers;
-        known_servers.extend(super::remote_join::inviting_server(ctx, &room_id, &session.user_id).await);
+        known_servers.extend(super::remote_join::kept_servers(ctx, &room_id, &session.user_id).await);
         let servers =
             super::remote_join::candidate_servers(req, &room_id, &known_servers, &ctx.config.server_name);
         // No other server to ask: the room is this server's own (all its members left).

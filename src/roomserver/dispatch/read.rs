@@ -408,6 +408,7 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
         | RoomRequest::KeepKnock { .. }
         | RoomRequest::ReceiveInvite { .. }
         | RoomRequest::EndInvite { .. }
+        | RoomRequest::RescindInvite { .. }
         | RoomRequest::Send { .. }
         | RoomRequest::Input { .. }
         | RoomRequest::LogRecords { .. } => Err(fail(500, "M_UNKNOWN", "not a query")),
