@@ -103,3 +103,6 @@ mod synapse_spaces;
 
 #[path = "system/bad_peers.rs"]
 mod bad_peers;
+
+#[path = "system/remote_devices.rs"]
+mod remote_devices;
