@@ -75,13 +75,20 @@ pub async fn heard_from(ctx: &Ctx, origin: &str) {
     }
 }
 
-/// Hands an EDU about a room to the senders of the other servers with a member joined.
+/// Hands an EDU about a room to the senders of the other servers with a member joined
+/// (as the room's current state says: the projections trail it).
 pub async fn send_room_edu(ctx: &Ctx, room_id: &str, edu: Value) {
-    let servers = match ctx.db() {
-        Ok(db) => crate::storage::rooms::servers_in_room(&db, room_id, &ctx.config.server_name)
-            .await
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
+    let servers = match rooms::call(ctx, room_id, &RoomRequest::JoinedServers).await {
+        Ok(answer) => answer["servers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect(),
+        Err(e) => {
+            platform::log_error(&format!("sender: servers of {room_id}: {e}"));
+            Vec::new()
+        }
     };
     send_edu(ctx, &servers, edu).await;
 }

@@ -225,6 +225,9 @@ pub enum RoomRequest {
     /// `allow` (the rooms whose members may join) and `authoriser` (a local member who
     /// may invite, or null).
     JoinAuthorisation { user_id: String },
+    /// The other servers with a user joined now: `{servers}` (sorted; for EDUs about
+    /// the room and for asking about its history, known before the projections).
+    JoinedServers,
     /// Another server's question about the room's DAG. With an `origin`, the room
     /// first checks that it may ask: its server ACL allows it, and it has a member
     /// joined now or the room is world-readable (403 `M_FORBIDDEN` otherwise).

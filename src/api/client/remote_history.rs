@@ -50,11 +50,11 @@ fn quiet(ctx: &Ctx, room_id: &str, set: bool) -> bool {
 
 /// Fetches the history before `from` (event ids the room lacks) and stores it. True
 /// when some server answered with events the room took.
-pub async fn fetch(ctx: &Ctx, (room_id, user_id): (&str, &str), from: &[String], limit: u32) -> bool {
+pub async fn fetch(ctx: &Ctx, room_id: &str, from: &[String], limit: u32) -> bool {
     if from.is_empty() || quiet(ctx, room_id, false) {
         return false;
     }
-    let servers = servers_in_room(ctx, room_id, user_id).await;
+    let servers = servers_in_room(ctx, room_id).await;
     let limit = limit.clamp(20, MAX_EVENTS);
     let v: String = from.iter().map(|id| format!("&v={}", enc(id))).collect();
     let target = format!(
@@ -83,26 +83,15 @@ pub async fn fetch(ctx: &Ctx, (room_id, user_id): (&str, &str), from: &[String],
 }
 
 /// The other servers with a member joined, from the room's current state (the room
-/// knows them before the projections do), as `user_id` sees the members.
-async fn servers_in_room(ctx: &Ctx, room_id: &str, user_id: &str) -> Vec<String> {
-    let request = RoomRequest::JoinedMembers {
-        user_id: user_id.to_owned(),
-    };
-    let joined = match rooms::call(ctx, room_id, &request).await {
-        Ok(answer) => answer["joined"].as_object().cloned().unwrap_or_default(),
+/// knows them before the projections do).
+async fn servers_in_room(ctx: &Ctx, room_id: &str) -> Vec<String> {
+    let mut servers = match rooms::call(ctx, room_id, &RoomRequest::JoinedServers).await {
+        Ok(answer) => strings(&answer["servers"]),
         Err(e) => {
-            log_error(&format!("members of {room_id}: {e}"));
+            log_error(&format!("servers of {room_id}: {e}"));
             return Vec::new();
         }
     };
-    let mut servers: Vec<String> = Vec::new();
-    for user in joined.keys() {
-        if let Some((_, server)) = user.split_once(':') {
-            if server != ctx.config.server_name && !servers.iter().any(|s| s == server) {
-                servers.push(server.to_owned());
-            }
-        }
-    }
     // The room id's server first (it made the room), when it is among them.
     if let Some((_, own)) = room_id.split_once(':') {
         if let Some(i) = servers.iter().position(|s| s == own) {

@@ -285,9 +285,7 @@ pub async fn messages(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Val
     // Paged back past what this server has: other servers are asked for the history,
     // and the page is read again with it.
     let history_from = super::remote_history::history_from(&answer);
-    if !history_from.is_empty()
-        && super::remote_history::fetch(ctx, (room_id, &session.user_id), &history_from, limit).await
-    {
+    if !history_from.is_empty() && super::remote_history::fetch(ctx, room_id, &history_from, limit).await {
         return Ok(super::remote_history::strip(
             rooms::call(ctx, room_id, &request).await?,
         ));

@@ -390,6 +390,7 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             membership,
             authorised_via,
         } => super::federation::make_membership(room, host, &user_id, &membership, authorised_via),
+        RoomRequest::JoinedServers => Ok(json!({ "servers": room.joined_servers(host.server_name)?.1 })),
         RoomRequest::JoinAuthorisation { user_id } => {
             super::federation::join_authorisation(room, host, &user_id)
         }
