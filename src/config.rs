@@ -37,6 +37,43 @@ pub struct Config {
     /// Whether guests may register (`register?kind=guest`) and use the guest API.
     pub guest_access: bool,
     pub federation: FederationSettings,
+    pub media: MediaSettings,
+}
+
+/// The content repository's settings (vars `MEDIA_*`; see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaSettings {
+    /// Largest upload accepted, in bytes (`MEDIA_MAX_UPLOAD_SIZE`), published in
+    /// `/media/config`; also the largest media fetched from another server.
+    pub max_upload_size: u64,
+    /// What the legacy unauthenticated downloads serve (`MEDIA_LEGACY_DOWNLOAD`).
+    pub legacy_download: crate::core::media::LegacyDownload,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            max_upload_size: Self::DEFAULT_MAX_UPLOAD_SIZE,
+            legacy_download: crate::core::media::LegacyDownload::Frozen,
+        }
+    }
+}
+
+impl MediaSettings {
+    /// 50 MiB.
+    pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 50 * 1024 * 1024;
+
+    /// `MEDIA_MAX_UPLOAD_SIZE`: bytes, empty for the default.
+    pub fn parse_max_upload_size(text: &str) -> Result<u64, String> {
+        match text.trim() {
+            "" => Ok(Self::DEFAULT_MAX_UPLOAD_SIZE),
+            n => n
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("MEDIA_MAX_UPLOAD_SIZE: `{n}` is not a positive number of bytes")),
+        }
+    }
 }
 
 /// How this server federates (vars `FEDERATION_*`, `TRUSTED_KEY_SERVERS`,
@@ -146,6 +183,7 @@ pub(crate) fn test_config(server_name: &str, base: &str) -> Config {
         registration_shared_secret: None,
         guest_access: false,
         federation: FederationSettings::default(),
+        media: MediaSettings::default(),
     }
 }
 

@@ -94,3 +94,6 @@ mod two_neurites;
 
 #[path = "system/synapse_rooms.rs"]
 mod synapse_rooms;
+
+#[path = "system/media.rs"]
+mod media;
