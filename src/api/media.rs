@@ -1,8 +1,10 @@
 //! The content repository: uploads (`upload`), downloads and thumbnails for clients
-//! (`download`), our media for other servers (`federation`), and other servers' media
-//! fetched and cached here (`remote`). Bodies are streams (`platform::media`), so
-//! these endpoints have their own route table and answers instead of the JSON edge's.
+//! (`download`), our media for other servers (`federation`), other servers' media
+//! fetched and cached here (`remote`), and deletion by operators (`admin`). Bodies are
+//! streams (`platform::media`), so these endpoints have their own route table and
+//! answers instead of the JSON edge's.
 
+pub mod admin;
 pub mod download;
 pub mod federation;
 pub mod remote;
@@ -21,6 +23,7 @@ pub fn serves(path: &str) -> bool {
     path.starts_with("/_matrix/media/")
         || path.starts_with("/_matrix/client/v1/media/")
         || path.starts_with("/_matrix/federation/v1/media/")
+        || path.starts_with("/_synapse/admin/v1/media/")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +40,11 @@ enum Endpoint {
     LegacyThumbnail,
     FederationDownload,
     FederationThumbnail,
+    AdminDelete,
 }
 
 use Endpoint as E;
-use Method::{Get, Post, Put};
+use Method::{Delete, Get, Post, Put};
 
 const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Get, "/_matrix/client/v1/media/config", E::Config),
@@ -92,6 +96,11 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         "/_matrix/federation/v1/media/thumbnail/{mediaId}",
         E::FederationThumbnail,
     ),
+    (
+        Delete,
+        "/_synapse/admin/v1/media/{serverName}/{mediaId}",
+        E::AdminDelete,
+    ),
 ];
 
 fn route(method: Method, path: &str) -> Result<(Endpoint, Vec<String>), MatrixError> {
@@ -136,8 +145,10 @@ async fn answer(ctx: &Ctx, req: &HttpRequest, body: Incoming) -> Result<Answer, 
     let (endpoint, params) = route(req.method, &req.path)?;
     let p = |i: usize| params.get(i).map(String::as_str).unwrap_or_default();
     // Guests may read media, not upload it.
-    ctx.guest_allowed
-        .set(!matches!(endpoint, E::Upload | E::Create | E::UploadTo));
+    ctx.guest_allowed.set(!matches!(
+        endpoint,
+        E::Upload | E::Create | E::UploadTo | E::AdminDelete
+    ));
     let json = |value: Value| Answer::json(200, &value);
     match endpoint {
         E::Config => upload::config(ctx, req).await.map(json),
@@ -152,6 +163,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest, body: Incoming) -> Result<Answer, 
         E::LegacyThumbnail => download::thumbnail(ctx, req, (p(0), p(1)), true).await,
         E::FederationDownload => federation::download(ctx, req, p(0), false).await,
         E::FederationThumbnail => federation::download(ctx, req, p(0), true).await,
+        E::AdminDelete => admin::delete_media(ctx, req, p(0), p(1)).await.map(json),
     }
 }
 

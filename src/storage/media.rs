@@ -142,3 +142,13 @@ pub async fn complete_upload(
     .await?;
     Ok(())
 }
+
+/// Forgets a piece of media (an operator deleted it).
+pub async fn remove(db: &Db, origin: &str, media_id: &str) -> Result<()> {
+    db.run(
+        "DELETE FROM media WHERE origin = ?1 AND media_id = ?2",
+        args![origin, media_id],
+    )
+    .await?;
+    Ok(())
+}

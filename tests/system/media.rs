@@ -904,3 +904,23 @@ fn an_avatar_set_by_one_user_downloads_for_another() {
     assert_eq!(thumb.status, 200);
     assert!(thumb.body == png);
 }
+
+#[test]
+fn an_admin_deletes_media() {
+    let server = shared();
+    let (admin, _) = server.register_admin(&unique("mediaadmin"), "admin password");
+    let (alice, _) = new_user("deleted");
+    let mxc = upload(&alice, b"regrettable", "text/plain", None);
+    let (name, id) = parts(&mxc);
+    let path = format!("/_synapse/admin/v1/media/{}/{id}", enc(&name));
+    http(&alice, "DELETE", &path, &[], None).expect_err(403, "M_FORBIDDEN");
+    assert_eq!(
+        http(&alice, "GET", &download_path(&mxc), &[], None).body,
+        b"regrettable"
+    );
+    let deleted = http(&admin, "DELETE", &path, &[], None);
+    assert_eq!(deleted.status, 200);
+    assert_eq!(deleted.json(), json!({"deleted_media": [id], "total": 1}));
+    http(&alice, "GET", &download_path(&mxc), &[], None).expect_err(404, "M_NOT_FOUND");
+    http(&admin, "DELETE", &path, &[], None).expect_err(404, "M_NOT_FOUND");
+}
