@@ -66,9 +66,20 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         "/_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}",
         E::DownloadNamed,
     ),
+    // An empty file name (a trailing slash, as some clients send) is none.
+    (
+        Get,
+        "/_matrix/client/v1/media/download/{serverName}/{mediaId}/",
+        E::Download,
+    ),
     (
         Get,
         "/_matrix/media/v3/download/{serverName}/{mediaId}",
+        E::LegacyDownload,
+    ),
+    (
+        Get,
+        "/_matrix/media/v3/download/{serverName}/{mediaId}/",
         E::LegacyDownload,
     ),
     (

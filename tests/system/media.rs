@@ -192,6 +192,14 @@ fn uploads_download_byte_exact_with_the_spec_headers() {
     );
     assert!(named.body == bytes);
 
+    // An empty file name (a trailing slash) is none.
+    let slash = http(&bob, "GET", &format!("{}/", download_path(&mxc)), &[], None);
+    assert_eq!(slash.status, 200);
+    assert_eq!(
+        slash.header("content-disposition"),
+        Some("inline; filename=\"cat picture.png\"")
+    );
+
     // Unsafe types are attachments; no file name means none in the header.
     let html = upload(&alice, b"<script>alert(1)</script>", "text/html", None);
     let got = http(&bob, "GET", &download_path(&html), &[], None);
@@ -923,4 +931,53 @@ fn an_admin_deletes_media() {
     assert_eq!(deleted.json(), json!({"deleted_media": [id], "total": 1}));
     http(&alice, "GET", &download_path(&mxc), &[], None).expect_err(404, "M_NOT_FOUND");
     http(&admin, "DELETE", &path, &[], None).expect_err(404, "M_NOT_FOUND");
+}
+
+/// A virtualenv with matrix-nio from PyPI under `target/system-tests/`, made on first
+/// use; `None` (the test says so and passes) when it cannot be installed here.
+fn nio_python() -> Option<std::path::PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/system-tests/nio-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".installed-0.26.0");
+    if !ready.exists() {
+        let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status();
+        let installed = made.is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "matrix-nio==0.26.0"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !installed {
+            return None;
+        }
+        let _ = std::fs::write(&ready, "");
+    }
+    Some(python)
+}
+
+#[test]
+fn matrix_nio_uploads_and_downloads() {
+    let Some(python) = nio_python() else {
+        eprintln!("matrix-nio could not be installed: skipped");
+        return;
+    };
+    let (alice, alice_id) = new_user("nio");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/nio_media.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&alice.base)
+        .arg(&alice_id)
+        .arg(alice.token.as_deref().unwrap_or_default())
+        .output()
+        .expect("run matrix-nio");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("nio said: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(summary["same_bytes"], json!(true), "{summary}");
+    assert_eq!(summary["content_type"], json!("image/png"), "{summary}");
+    assert_eq!(summary["filename"], json!("nio.png"), "{summary}");
+    let uri = summary["content_uri"].as_str().expect("content_uri");
+    assert!(
+        uri.starts_with(&format!("mxc://{}/", shared().server_name)),
+        "{uri}"
+    );
 }
