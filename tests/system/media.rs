@@ -981,3 +981,73 @@ fn matrix_nio_uploads_and_downloads() {
         "{uri}"
     );
 }
+
+#[test]
+fn a_multipart_answer_with_a_location_is_followed() {
+    let cdn = Remote::start(64);
+    let bytes = random_bytes(70_000, 7);
+    cdn.answer_raw("GET", "/cdn/file", 200, "image/webp", bytes.clone());
+    let location = format!("http://{}/cdn/file", cdn.name);
+    let body = format!(
+        "--b0\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--b0\r\nLocation: {location}\r\n\r\n\r\n--b0--\r\n"
+    );
+    cdn.answer_raw(
+        "GET",
+        "/_matrix/federation/v1/media/download/",
+        200,
+        "multipart/mixed; boundary=b0",
+        body.into_bytes(),
+    );
+    let (alice, _) = new_user("located");
+    let path = format!("/_matrix/client/v1/media/download/{}/viaCdn1", enc(&cdn.name));
+    let got = http(&alice, "GET", &path, &[], None);
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    assert!(got.body == bytes);
+    assert_eq!(got.header("content-type"), Some("image/webp"));
+    let seen: Vec<String> = cdn.seen().into_iter().map(|s| s.target).collect();
+    assert!(seen.iter().any(|t| t == "/cdn/file"), "{seen:?}");
+    // The bytes themselves in the multipart answer, with a type and a name.
+    let frame = neurite::core::media::multipart_frame("zz", "text/csv", "attachment; filename=\"t.csv\"");
+    let mut inline = frame.prefix.clone();
+    inline.extend_from_slice(b"a,b\n1,2\n");
+    inline.extend_from_slice(&frame.suffix);
+    let other = Remote::start(65);
+    other.answer_raw(
+        "GET",
+        "/_matrix/federation/v1/media/download/",
+        200,
+        &frame.content_type,
+        inline,
+    );
+    let got = http(
+        &alice,
+        "GET",
+        &format!("/_matrix/client/v1/media/download/{}/csv1", enc(&other.name)),
+        &[],
+        None,
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, b"a,b\n1,2\n");
+    assert_eq!(got.header("content-type"), Some("text/csv"));
+    assert_eq!(
+        got.header("content-disposition"),
+        Some("inline; filename=\"t.csv\"")
+    );
+    // A malformed answer is the other server's failure, not ours.
+    let broken = Remote::start(66);
+    broken.answer_raw(
+        "GET",
+        "/_matrix/federation/v1/media/download/",
+        200,
+        "multipart/mixed; boundary=q",
+        b"junk".to_vec(),
+    );
+    http(
+        &alice,
+        "GET",
+        &format!("/_matrix/client/v1/media/download/{}/junk1", enc(&broken.name)),
+        &[],
+        None,
+    )
+    .expect_err(502, "M_UNKNOWN");
+}
