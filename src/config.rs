@@ -48,6 +48,8 @@ pub struct MediaSettings {
     pub max_upload_size: u64,
     /// What the legacy unauthenticated downloads serve (`MEDIA_LEGACY_DOWNLOAD`).
     pub legacy_download: crate::core::media::LegacyDownload,
+    /// Bytes a user's uploads may take in all (`MEDIA_USER_QUOTA`); `None`: no quota.
+    pub user_quota: Option<u64>,
 }
 
 impl Default for MediaSettings {
@@ -55,6 +57,7 @@ impl Default for MediaSettings {
         Self {
             max_upload_size: Self::DEFAULT_MAX_UPLOAD_SIZE,
             legacy_download: crate::core::media::LegacyDownload::Frozen,
+            user_quota: None,
         }
     }
 }
@@ -62,6 +65,17 @@ impl Default for MediaSettings {
 impl MediaSettings {
     /// 50 MiB.
     pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 50 * 1024 * 1024;
+
+    /// `MEDIA_USER_QUOTA`: bytes, empty or `0` for none.
+    pub fn parse_user_quota(text: &str) -> Result<Option<u64>, String> {
+        match text.trim() {
+            "" | "0" => Ok(None),
+            n => n
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("MEDIA_USER_QUOTA: `{n}` is not a number of bytes")),
+        }
+    }
 
     /// `MEDIA_MAX_UPLOAD_SIZE`: bytes, empty for the default.
     pub fn parse_max_upload_size(text: &str) -> Result<u64, String> {

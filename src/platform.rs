@@ -281,6 +281,7 @@ fn read_config(env: &worker::Env) -> Result<Config, String> {
                     env::MEDIA_LEGACY_DOWNLOAD
                 )
             })?,
+        user_quota: crate::config::MediaSettings::parse_user_quota(&optional(env::MEDIA_USER_QUOTA))?,
     };
     Ok(Config {
         server_name,

@@ -28,6 +28,8 @@ pub const OLD_VERIFY_KEYS: &str = "OLD_VERIFY_KEYS";
 pub const MEDIA_MAX_UPLOAD_SIZE: &str = "MEDIA_MAX_UPLOAD_SIZE";
 /// `frozen` (default), `open`, or a time in ms: what legacy unauthenticated downloads serve.
 pub const MEDIA_LEGACY_DOWNLOAD: &str = "MEDIA_LEGACY_DOWNLOAD";
+/// Bytes a user's uploads may take in all (empty or `0`: no quota).
+pub const MEDIA_USER_QUOTA: &str = "MEDIA_USER_QUOTA";
 
 pub const DB: &str = "DB";
 pub const ROOMS: &str = "ROOMS";

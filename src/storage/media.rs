@@ -152,3 +152,18 @@ pub async fn remove(db: &Db, origin: &str, media_id: &str) -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// The bytes of the user's uploads.
+pub async fn used_bytes(db: &Db, owner: &str) -> Result<u64> {
+    #[derive(Deserialize)]
+    struct Sum {
+        n: Option<i64>,
+    }
+    let row: Option<Sum> = db
+        .first(
+            "SELECT SUM(size) AS n FROM media WHERE owner = ?1 AND state = 'ready'",
+            args![owner],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.n).map_or(0, |n| n.max(0) as u64))
+}

@@ -664,6 +664,7 @@ fn a_small_limit_and_a_freeze_date_are_settings() {
         env: vec![
             ("NEURITE_MEDIA_MAX_UPLOAD_SIZE", "1000".into()),
             ("NEURITE_MEDIA_LEGACY_DOWNLOAD", in_an_hour.to_string()),
+            ("NEURITE_MEDIA_USER_QUOTA", "2500".into()),
         ],
         ..Options::default()
     });
@@ -712,6 +713,32 @@ fn a_small_limit_and_a_freeze_date_are_settings() {
         named.header("content-disposition"),
         Some("inline; filename=\"x.txt\"")
     );
+    // The quota (2,500 bytes here): 1,000 used, 1,000 more fit, then 600 do not, for
+    // direct and async uploads alike; another user has their own.
+    upload(&alice, &[8u8; 1000], "text/plain", None);
+    http(
+        &alice,
+        "POST",
+        "/_matrix/media/v3/upload",
+        &[("Content-Type", "text/plain")],
+        Some(&[9u8; 600]),
+    )
+    .expect_err(403, "M_FORBIDDEN");
+    let created = http(&alice, "POST", "/_matrix/media/v1/create", &[], Some(b"{}")).json();
+    let (_, pending) = parts(created["content_uri"].as_str().expect("uri"));
+    http(
+        &alice,
+        "PUT",
+        &format!("/_matrix/media/v3/upload/{}/{pending}", enc(&name)),
+        &[("Content-Type", "text/plain")],
+        Some(&[9u8; 600]),
+    )
+    .expect_err(403, "M_FORBIDDEN");
+    upload(&alice, &[9u8; 500], "text/plain", None);
+    let (bob, _) = server
+        .client()
+        .register(&unique("small"), "correct horse battery");
+    upload(&bob, &[1u8; 1000], "text/plain", None);
 }
 
 /// The multipart answer's media part (a minimal parser for the test).

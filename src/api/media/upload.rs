@@ -76,6 +76,20 @@ fn declared(ctx: &Ctx, req: &HttpRequest) -> Result<Declared, MatrixError> {
     })
 }
 
+/// Refuses an upload that would take the user past their quota (`MEDIA_USER_QUOTA`).
+async fn check_quota(ctx: &Ctx, session: &Session, length: u64) -> Result<(), MatrixError> {
+    let Some(quota) = ctx.config.media.user_quota else {
+        return Ok(());
+    };
+    let used = media::used_bytes(&ctx.db()?, &session.user_id).await?;
+    if used.saturating_add(length) > quota {
+        return Err(MatrixError::forbidden(format!(
+            "This upload would take you past your quota of {quota} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// Counts an upload or create against the user's rate limit.
 async fn rate_limit(ctx: &Ctx, session: &Session) -> Result<(), MatrixError> {
     let db = ctx.db()?;
@@ -118,6 +132,7 @@ async fn store(ctx: &Ctx, key: &str, body: Incoming, declared: &Declared) -> Res
 pub async fn upload(ctx: &Ctx, req: &HttpRequest, body: Incoming) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
     let declared = declared(ctx, req)?;
+    check_quota(ctx, &session, declared.length).await?;
     rate_limit(ctx, &session).await?;
     let server = &ctx.config.server_name;
     let media_id = new_media_id()?;
@@ -193,6 +208,7 @@ pub async fn upload_to(
         return Err(MatrixError::not_found("This media ID has expired"));
     }
     let declared = declared(ctx, req)?;
+    check_quota(ctx, &session, declared.length).await?;
     rate_limit(ctx, &session).await?;
     if !media::claim_upload(&db, server, media_id, &session.user_id, now).await? {
         // Another request is uploading it, or just did.
