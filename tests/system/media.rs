@@ -739,6 +739,31 @@ fn a_small_limit_and_a_freeze_date_are_settings() {
         .client()
         .register(&unique("small"), "correct horse battery");
     upload(&bob, &[1u8; 1000], "text/plain", None);
+
+    // Another server's media over the limit is refused: 502 M_TOO_LARGE, in the
+    // answer's bytes or already in its length.
+    for (n, size) in [(0, 5_000), (1, 200_000)] {
+        let big = Remote::start(70 + n);
+        let frame = neurite::core::media::multipart_frame("bb", "text/plain", "inline");
+        let mut body = frame.prefix.clone();
+        body.extend(std::iter::repeat_n(b'x', size));
+        body.extend_from_slice(&frame.suffix);
+        big.answer_raw(
+            "GET",
+            "/_matrix/federation/v1/media/download/",
+            200,
+            &frame.content_type,
+            body,
+        );
+        http(
+            &alice,
+            "GET",
+            &format!("/_matrix/client/v1/media/download/{}/big{n}", enc(&big.name)),
+            &[],
+            None,
+        )
+        .expect_err(502, "M_TOO_LARGE");
+    }
 }
 
 /// The multipart answer's media part (a minimal parser for the test).
