@@ -146,6 +146,19 @@ CREATE TABLE IF NOT EXISTS device_list_inbox (
 );
 CREATE INDEX IF NOT EXISTS device_list_inbox_by_stream ON device_list_inbox (user_id, stream_id);
 
+-- Other servers' users' device and cross-signing keys, as their servers last answered
+-- `/user/keys/query` (`keys`: {device_keys, master_key, self_signing_key} of one
+-- user), kept only for users who share a room with a local user (their server tells
+-- this one of changes). A device-list or signing-key update empties the row
+-- (`keys` NULL) and stamps `invalidated_ts`; an answer fetched before that stamp is
+-- not kept.
+CREATE TABLE IF NOT EXISTS remote_device_keys (
+    user_id        TEXT PRIMARY KEY,
+    keys           TEXT,
+    fetched_ts     INTEGER NOT NULL DEFAULT 0,
+    invalidated_ts INTEGER NOT NULL DEFAULT 0
+);
+
 -- The latest presence of each local user who has set one, written only when it
 -- changes (each user's Durable Object holds their own): what a user who newly shares a
 -- room with them is told.

@@ -12,6 +12,7 @@ pub mod federation;
 pub mod guest;
 pub mod http;
 pub mod media;
+pub mod restricted;
 pub mod router;
 pub mod wellknown;
 

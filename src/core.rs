@@ -16,6 +16,7 @@ pub mod media;
 pub mod pdu;
 pub mod power;
 pub mod push;
+pub mod restricted;
 pub mod room_version;
 pub mod server_keys;
 pub mod server_name;

@@ -106,7 +106,8 @@ impl DurableObject for Room {
                     | RoomRequest::Input { .. }
                     | RoomRequest::ReceiveInvite { .. }
                     | RoomRequest::KeepKnock { .. }
-                    | RoomRequest::EndInvite { .. } => Some(NoteKind::Event),
+                    | RoomRequest::EndInvite { .. }
+                    | RoomRequest::RescindInvite { .. } => Some(NoteKind::Event),
                     RoomRequest::Typing { .. } => Some(NoteKind::Typing),
                     RoomRequest::Receipt { .. } => Some(NoteKind::Receipt),
                     _ => None,

@@ -17,6 +17,7 @@ pub mod openid;
 pub mod presence;
 pub mod rate_limits;
 pub mod registration;
+pub mod remote_devices;
 pub mod rooms;
 pub mod server_keys;
 pub mod sql;

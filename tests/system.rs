@@ -95,5 +95,17 @@ mod two_neurites;
 #[path = "system/synapse_rooms.rs"]
 mod synapse_rooms;
 
+#[path = "system/restricted_joins.rs"]
+mod restricted_joins;
+
+#[path = "system/synapse_spaces.rs"]
+mod synapse_spaces;
+
+#[path = "system/bad_peers.rs"]
+mod bad_peers;
+
+#[path = "system/remote_devices.rs"]
+mod remote_devices;
+
 #[path = "system/media.rs"]
 mod media;

@@ -30,6 +30,8 @@ pub const KNOWN_CODES: &[&str] = &[
     "M_INVALID_ROOM_STATE",
     "M_UNSUPPORTED_ROOM_VERSION",
     "M_INCOMPATIBLE_ROOM_VERSION",
+    "M_UNABLE_TO_AUTHORISE_JOIN",
+    "M_UNABLE_TO_GRANT_JOIN",
     "M_BAD_STATE",
     "M_EXCLUSIVE",
     "M_WEAK_PASSWORD",
@@ -70,6 +72,8 @@ pub fn status_for(errcode: &str) -> u16 {
         | "M_INVALID_ROOM_STATE"
         | "M_UNSUPPORTED_ROOM_VERSION"
         | "M_INCOMPATIBLE_ROOM_VERSION"
+        | "M_UNABLE_TO_AUTHORISE_JOIN"
+        | "M_UNABLE_TO_GRANT_JOIN"
         | "M_BAD_STATE"
         | "M_EXCLUSIVE"
         | "M_WEAK_PASSWORD"

@@ -141,6 +141,29 @@ pub fn hash_and_sign(
     );
 
     let bytes = signing_bytes(object, &rules.redaction)?;
+    sign_with(object, &bytes, server_name, key)?;
+    Ok(reference_hash_of(bytes.as_bytes(), rules))
+}
+
+/// Adds our signature to an event another server made and hashed (a countersignature:
+/// a restricted join we vouch for, an invite of our user), its hashes untouched.
+pub fn countersign(
+    object: &mut CanonicalJsonObject,
+    rules: &RedactionRules,
+    server_name: &str,
+    key: &SigningKey,
+) -> Result<(), HashError> {
+    let bytes = signing_bytes(object, rules)?;
+    sign_with(object, &bytes, server_name, key)
+}
+
+/// Signs the redacted `bytes` of `object` into its `signatures`.
+fn sign_with(
+    object: &mut CanonicalJsonObject,
+    bytes: &str,
+    server_name: &str,
+    key: &SigningKey,
+) -> Result<(), HashError> {
     let signature = key.sign_bytes(bytes.as_bytes());
     let signatures = match object
         .entry("signatures".to_owned())
@@ -157,7 +180,7 @@ pub fn hash_and_sign(
         _ => return Err(HashError::Sign("signature set is not an object".into())),
     };
     ours.insert(key.key_id(), CanonicalJsonValue::String(signature));
-    Ok(reference_hash_of(bytes.as_bytes(), rules))
+    Ok(())
 }
 
 /// Redacts an event per the room version's rules (ruma's algorithm), keeping `signatures`,

@@ -213,6 +213,10 @@ pub fn handle_cached(
                 invites::end(db, cache, &room_id, &user_id, &event_id)
             }
         },
+        RoomRequest::RescindInvite { pdu, keys, origin } => match room_info(db)? {
+            Some(_) => Err(fail(400, "M_INVALID_PARAM", "The room is held here")),
+            None => invites::rescind(db, cache, pdu, &keys, &origin),
+        },
         other => match Engine::open(db, cache) {
             Ok(mut room) => query(&mut room, host, other),
             // A room not held here may still hold an invite from another server.

@@ -132,6 +132,11 @@ fn an_invite_from_another_server_is_countersigned_kept_and_declined() {
     assert_eq!(m["sender"], user("alice").as_str());
     assert_eq!(m["remote_invite"], true);
     assert_eq!(m["stream_pos"], 1);
+    assert_eq!(
+        m["servers"],
+        json!([SERVER]),
+        "the inviter's server takes the answer"
+    );
     let s = slice(&db, &key);
     assert_eq!(s["membership"], "invite");
     let state = s["invite_state"].as_array().expect("state");
@@ -231,4 +236,55 @@ fn bad_invites_are_refused_and_change_nothing() {
         member_event(&ruma::OwnedUserId::try_from(bob()).expect("u"), "join", json!({})),
     );
     expect_refused(&join.to_federation_value(), SERVER, "10", "M_INVALID_PARAM");
+}
+
+#[test]
+fn a_knock_elsewhere_is_kept_and_retracted_with_a_leave() {
+    let db = MemorySql::new();
+    let key = SigningKey::from_seed([5; 32], "t").expect("key");
+    let room = "!knocked:remote.test";
+    let event = json!({
+        "room_id": room, "type": "m.room.member", "sender": bob(), "state_key": bob(),
+        "content": {"membership": "knock"},
+    });
+    let knock_state = vec![
+        json!({"type": "m.room.name", "state_key": "", "sender": user("alice").as_str(), "content": {"name": "Door"}}),
+        json!({"type": "m.room.join_rules", "state_key": "", "sender": "@carol:third.test", "content": {"join_rule": "knock"}}),
+    ];
+    let kept = handle(
+        &db,
+        &host(&key),
+        RoomRequest::KeepKnock {
+            user_id: bob(),
+            event_id: "$knock".into(),
+            room_version: "10".into(),
+            event,
+            knock_state,
+        },
+    )
+    .expect("kept");
+    assert_eq!(kept["stream_pos"], 1);
+    let m = membership(&db, &key);
+    assert_eq!(m["membership"], "knock");
+    // The knock's own sender is the local user: the room's senders take the leave.
+    assert_eq!(m["servers"], json!([SERVER, "third.test"]));
+    let end = handle(
+        &db,
+        &host(&key),
+        RoomRequest::EndInvite {
+            user_id: bob(),
+            event_id: "$retract".into(),
+        },
+    )
+    .expect("ended");
+    assert_eq!(end["stream_pos"], 2);
+    let m = membership(&db, &key);
+    assert_eq!(
+        (m["membership"].as_str(), m["event_id"].as_str()),
+        (Some("leave"), Some("$retract"))
+    );
+    assert_eq!(
+        crate::log::local_memberships(&records(&db)[1], OURS),
+        vec![(bob().as_str(), "leave", "$retract")]
+    );
 }

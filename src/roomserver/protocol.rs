@@ -182,6 +182,14 @@ pub enum RoomRequest {
         keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
         origin: String,
     },
+    /// Another server ended a local user's invite (or refused their knock) into a
+    /// room this server does not hold: `pdu`, a leave or ban of the user, sent by
+    /// `origin` (one of the servers the kept invite names), verified with `keys`.
+    RescindInvite {
+        pdu: RawPdu,
+        keys: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+        origin: String,
+    },
     /// The room's stripped state, with `user_id`'s membership event: `{state}` (what
     /// `send_knock` answers a knocking server).
     StrippedState { user_id: String },
@@ -197,13 +205,26 @@ pub enum RoomRequest {
         knock_state: Vec<Value>,
     },
     /// A local user's invite from another server into a room this server does not
-    /// hold ended: they declined it with the leave `event_id` (sent to the inviting
-    /// server, or made here when it could not be reached).
+    /// hold, or their knock on one, ended: they declined or retracted it with the
+    /// leave `event_id` (sent to the room's server, or made here when none could be
+    /// reached).
     EndInvite { user_id: String, event_id: String },
     /// `make_join` / `make_leave` for another server's user: the membership event the
     /// room would accept now, unsigned (`{room_version, event}`), or 403 when the auth
     /// rules would refuse it.
-    MakeMembership { user_id: String, membership: String },
+    /// A restricted join's template names `authorised_via`, the local user who vouches
+    /// for it (`join_authorised_via_users_server`).
+    MakeMembership {
+        user_id: String,
+        membership: String,
+        #[serde(default)]
+        authorised_via: Option<String>,
+    },
+    /// Whether `user_id`'s join needs a condition of the join rules (a restricted room,
+    /// the user neither joined nor invited): `{needed, room_version}`, and when needed
+    /// `allow` (the rooms whose members may join) and `authoriser` (a local member who
+    /// may invite, or null).
+    JoinAuthorisation { user_id: String },
     /// Another server's question about the room's DAG. With an `origin`, the room
     /// first checks that it may ask: its server ACL allows it, and it has a member
     /// joined now or the room is world-readable (403 `M_FORBIDDEN` otherwise).

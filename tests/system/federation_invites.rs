@@ -268,3 +268,92 @@ fn an_invite_into_a_room_held_here_goes_in_as_an_event() {
         .expect(200);
     assert!(members["joined"].get(&erin_id).is_some(), "{members}");
 }
+
+fn send_pdus(remote: &Remote, pdus: &[Value]) -> Value {
+    let body = json!({"origin": remote.name, "origin_server_ts": now_ms(), "pdus": pdus, "edus": []});
+    remote
+        .request(
+            shared(),
+            "PUT",
+            &format!("/_matrix/federation/v1/send/{}", crate::harness::unique("txn")),
+            Some(&body),
+        )
+        .expect(200)
+}
+
+#[test]
+fn an_invite_rescinded_by_its_server_ends_here() {
+    let (erin, erin_id) = new_user("rescinded");
+    let (remote, mut gen, mut main, invite) = remote_room_with_invite(87, &erin_id);
+    let room = gen.room_id.to_string();
+    let state = json!([stripped(&gen.log[0])]);
+    send_invite(
+        &remote,
+        &invite.to_federation_value(),
+        invite.event_id().as_str(),
+        "12",
+        state,
+    )
+    .expect(200);
+    wait_for("the invite in erin's sync", || {
+        sync(&erin, None)["rooms"]["invite"].get(&room).cloned()
+    });
+
+    // Not an end of the invite, or not from the room's server: refused, nothing changes.
+    let topic = gen.add(
+        &mut main,
+        "alice",
+        NewEvent::state("m.room.topic", "", json!({"topic": "t"})),
+    );
+    let mut forged = gen
+        .add(
+            &mut main.clone(),
+            "alice",
+            NewEvent::state("m.room.member", &erin_id, json!({"membership": "leave"})),
+        )
+        .to_federation_value();
+    forged["signatures"] = json!({});
+    let answer = send_pdus(&remote, &[topic.to_federation_value(), forged]);
+    let results = answer["pdus"].as_object().expect("results");
+    assert!(results.values().all(|r| r["error"].is_string()), "{answer}");
+    assert!(sync(&erin, None)["rooms"]["invite"].get(&room).is_some());
+    let other = Remote::start(88);
+    let body = json!({
+        "origin": other.name, "origin_server_ts": now_ms(), "edus": [],
+        "pdus": [gen.add(&mut main.clone(), "alice", NewEvent::state("m.room.member", &erin_id, json!({"membership": "leave"}))).to_federation_value()],
+    });
+    let answer = other
+        .request(
+            shared(),
+            "PUT",
+            &format!("/_matrix/federation/v1/send/{}", crate::harness::unique("txn")),
+            Some(&body),
+        )
+        .expect(200);
+    assert!(
+        answer["pdus"]
+            .as_object()
+            .expect("results")
+            .values()
+            .all(|r| r["error"].is_string()),
+        "{answer}"
+    );
+    assert!(sync(&erin, None)["rooms"]["invite"].get(&room).is_some());
+
+    // The inviter takes it back: the invite is gone and the room shows as left.
+    let rescind = gen.add(
+        &mut main,
+        "alice",
+        NewEvent::state("m.room.member", &erin_id, json!({"membership": "leave"})),
+    );
+    let answer = send_pdus(&remote, &[rescind.to_federation_value()]);
+    assert_eq!(answer["pdus"][rescind.event_id().as_str()], json!({}), "{answer}");
+    let after = sync(&erin, None);
+    assert!(after["rooms"]["invite"].get(&room).is_none(), "{after}");
+    // Joining now finds nothing to accept.
+    let r = erin.post(
+        &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+        &json!({}),
+    );
+    assert!(r.status >= 400 && r.status < 500, "{} {}", r.status, r.body);
+}

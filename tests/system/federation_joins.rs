@@ -15,7 +15,7 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-fn joined(client: &Client, room: &str) -> Value {
+pub(crate) fn joined(client: &Client, room: &str) -> Value {
     client
         .get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room)))
         .expect(200)["joined"]
@@ -23,7 +23,13 @@ fn joined(client: &Client, room: &str) -> Value {
 }
 
 /// `make_<membership>` asked by `remote` for `user`, completed and signed by it.
-fn made(remote: &Remote, room: &str, user: &str, membership: &str, query: &str) -> (Value, String) {
+pub(crate) fn made(
+    remote: &Remote,
+    room: &str,
+    user: &str,
+    membership: &str,
+    query: &str,
+) -> (Value, String) {
     let target = format!(
         "/_matrix/federation/v1/make_{membership}/{}/{}{query}",
         enc(room),

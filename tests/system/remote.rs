@@ -94,6 +94,12 @@ impl Remote {
         ));
     }
 
+    /// Never answers `method` requests whose path starts with `prefix`: the connection
+    /// is held open, silent, for a minute (longer than any sender waits).
+    pub fn hang(&self, method: &str, prefix: &str) {
+        self.answer(method, prefix, 0, Value::Null);
+    }
+
     /// Serves `response` as the key response instead of its own (`None`: its own).
     pub fn set_key_response(&self, response: Option<Value>) {
         self.script.lock().expect("lock").key_response = response;
@@ -242,6 +248,10 @@ fn serve(stream: TcpStream, script: &Mutex<Script>, name: &str, key: &SigningKey
                 .unwrap_or((404, json!({"errcode": "M_UNRECOGNIZED", "error": "not scripted"})))
         }
     };
+    if status == 0 {
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
     let text = answer.to_string();
     let reason = if status == 200 { "OK" } else { "Error" };
     let response = format!(

@@ -32,7 +32,7 @@ fn member(who: &str, membership: &str) -> NewEvent {
 }
 
 /// The auth chain of `events` among the generated history.
-fn auth_chain(g: &Gen, events: &[Pdu]) -> Vec<Pdu> {
+pub(crate) fn auth_chain(g: &Gen, events: &[Pdu]) -> Vec<Pdu> {
     let by_id: BTreeMap<String, &Pdu> = g.log.iter().map(|p| (p.event_id().to_string(), p)).collect();
     let mut seen = BTreeSet::new();
     let mut todo: Vec<String> = events

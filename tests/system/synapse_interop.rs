@@ -102,6 +102,25 @@ pub(crate) fn bodies(client: &Client, room: &str) -> Vec<String> {
         .collect()
 }
 
+/// A Synapse and a Neurite that federate with each other, each with a fresh user:
+/// `(synapse, neurite, alice on Neurite, her id, bob on Synapse, his id)`.
+pub(crate) fn federating_pair() -> (Synapse, Server, Client, String, Client, String) {
+    let synapse = Synapse::start_federating(synapse_install()).unwrap_or_else(|e| panic!("{e}"));
+    let neurite = Server::start(Options {
+        https: true,
+        ..Options::default()
+    });
+    let (alice, alice_id) = neurite
+        .client()
+        .register(&unique("alice"), "correct horse battery");
+    let synapse_client = Client {
+        base: synapse.base_url(),
+        token: None,
+    };
+    let (bob, bob_id) = synapse_client.register(&unique("bob"), "correct horse battery");
+    (synapse, neurite, alice, alice_id, bob, bob_id)
+}
+
 pub(crate) fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !check() {

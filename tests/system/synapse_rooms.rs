@@ -380,4 +380,39 @@ fn a_neurite_user_knocks_on_a_synapse_room_and_is_let_in() {
             .get(&alice_id)
             .is_some()
     });
+
+    // Carol knocks, then thinks better of it: the leave goes to Synapse.
+    let (carol, carol_id) = neurite
+        .client()
+        .register(&unique("carol"), "correct horse battery");
+    let knocked = carol.post(
+        &format!(
+            "/_matrix/client/v3/knock/{}?via={}",
+            enc(&room),
+            enc(&synapse.server_name)
+        ),
+        &json!({}),
+    );
+    assert_eq!(knocked.status, 200, "{}", knocked.body);
+    let membership_on_synapse = || {
+        let member = bob.get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(&room),
+            enc(&carol_id)
+        ));
+        member.body["membership"].as_str().map(str::to_owned)
+    };
+    eventually("carol's knock on Synapse", || {
+        membership_on_synapse().as_deref() == Some("knock")
+    });
+    let left = carol.post(
+        &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+        &json!({}),
+    );
+    assert_eq!(left.status, 200, "{}", left.body);
+    eventually("carol's knock retracted on Synapse", || {
+        membership_on_synapse().as_deref() == Some("leave")
+    });
+    let sync = carol.get("/_matrix/client/v3/sync?timeout=0").expect(200);
+    assert!(sync["rooms"]["knock"].get(&room).is_none(), "{sync}");
 }

@@ -248,9 +248,13 @@ async fn enter(
     }
     let mut content = profile_fields(ctx, &session.user_id).await?;
     // Custom fields of the request body are kept in the member event (as clients and
-    // bridges expect); the membership itself and the third-party proof are not content.
+    // bridges expect); the membership itself, the third-party proof and a restricted
+    // join's authoriser (the server chooses it, after checking) are not content.
     for (key, value) in body.extra {
-        if key != "membership" && key != "third_party_signed" {
+        if !matches!(
+            key.as_str(),
+            "membership" | "third_party_signed" | "join_authorised_via_users_server"
+        ) {
             content[key] = value;
         }
     }
@@ -261,7 +265,7 @@ async fn enter(
     if remote {
         // An invite from another server names the server to join through.
         let mut known_servers = alias_servers;
-        known_servers.extend(super::remote_join::inviting_server(ctx, &room_id, &session.user_id).await);
+        known_servers.extend(super::remote_join::kept_servers(ctx, &room_id, &session.user_id).await);
         let servers =
             super::remote_join::candidate_servers(req, &room_id, &known_servers, &ctx.config.server_name);
         // No other server to ask: the room is this server's own (all its members left).
@@ -273,6 +277,19 @@ async fn enter(
             }
             project_own(ctx, &room_id, &session.user_id).await?;
             return Ok(super::remote_join::joined(&room_id));
+        }
+    }
+    if membership == "join" {
+        // A restricted room: a local member vouches for the join once this server has
+        // seen the user in one of the allowed rooms.
+        let authorisation = crate::api::restricted::authorise(ctx, &room_id, &session.user_id)
+            .await
+            .map_err(|e| match e.errcode {
+                "M_UNABLE_TO_AUTHORISE_JOIN" | "M_UNABLE_TO_GRANT_JOIN" => MatrixError::forbidden(e.error),
+                _ => e,
+            })?;
+        if let Some(via) = authorisation.via {
+            content["join_authorised_via_users_server"] = json!(via);
         }
     }
     member_event(ctx, &session, &room_id, &session.user_id, content).await?;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::api::auth::Session;
-use crate::api::federation::pdus::gather_keys;
+use crate::api::federation::pdus::{gather_keys, strings};
 use crate::api::http::{percent_encode as enc, HttpRequest};
 use crate::api::MatrixError;
 use crate::core::builder::{complete_template, Signer};
@@ -281,20 +281,20 @@ pub async fn invite(
     Ok(())
 }
 
-/// The server of whoever invited `user_id` into a room not held here (an invite from
-/// another server the room keeps), if any.
-pub async fn inviting_server(ctx: &Ctx, room_id: &str, user_id: &str) -> Option<String> {
+/// The servers that can take a local user's answer to their invite or knock in a room
+/// not held here (the inviter's first, then those of the room's senders): empty when
+/// the user has no such invite or knock.
+pub async fn kept_servers(ctx: &Ctx, room_id: &str, user_id: &str) -> Vec<String> {
     let request = RoomRequest::Membership {
         user_id: user_id.to_owned(),
     };
-    let answer = rooms::call(ctx, room_id, &request).await.ok()?;
-    if answer["remote_invite"] != true || answer["membership"] != "invite" {
-        return None;
+    let Ok(answer) = rooms::call(ctx, room_id, &request).await else {
+        return Vec::new();
+    };
+    if answer["remote_invite"] != true || !matches!(answer["membership"].as_str(), Some("invite" | "knock")) {
+        return Vec::new();
     }
-    let sender = answer["sender"].as_str()?;
-    <&ruma::UserId>::try_from(sender)
-        .ok()
-        .map(|u| u.server_name().to_string())
+    strings(&answer["servers"])
 }
 
 /// Declines an invite from another server into a room not held here: a leave made
@@ -308,10 +308,11 @@ pub async fn decline(
     room_id: &str,
     content: Value,
 ) -> Result<bool, MatrixError> {
-    let Some(inviter) = inviting_server(ctx, room_id, &session.user_id).await else {
+    let kept = kept_servers(ctx, room_id, &session.user_id).await;
+    if kept.is_empty() {
         return Ok(false);
-    };
-    let servers = candidate_servers_from(room_id, &[inviter], &ctx.config.server_name);
+    }
+    let servers = candidate_servers_from(room_id, &kept, &ctx.config.server_name);
     let mut left = None;
     for server in &servers {
         match leave_via(ctx, session, (room_id, server), content.clone()).await {

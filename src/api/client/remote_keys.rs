@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::federation::client::{request, FedError};
 use crate::platform::{log_error, Ctx};
+use crate::storage;
 
 fn server_of(user_id: &str) -> Option<&str> {
     <&ruma::UserId>::try_from(user_id)
@@ -54,17 +55,82 @@ fn consistent_devices(by_user: Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
+/// One user's keys as kept: all their devices and their cross-signing keys.
+fn user_keys(answer: &Value, user: &str) -> Value {
+    json!({
+        "device_keys": answer["device_keys"][user],
+        "master_key": answer["master_keys"][user],
+        "self_signing_key": answer["self_signing_keys"][user],
+    })
+}
+
+/// Merges one user's kept keys into a `/keys/query` answer: the devices `devices`
+/// names (all when empty) and the cross-signing keys there are.
+fn merge_user(answer: &mut Map<String, Value>, user: &str, keys: &Value, devices: &Value) {
+    let wanted: Vec<&str> = devices
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let chosen: Map<String, Value> = keys["device_keys"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(device, _)| wanted.is_empty() || wanted.contains(&device.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (field, value) in [
+        ("device_keys", Value::Object(chosen)),
+        ("master_keys", keys["master_key"].clone()),
+        ("self_signing_keys", keys["self_signing_key"].clone()),
+    ] {
+        if value.is_null() {
+            continue;
+        }
+        if let Some(Value::Object(into)) = answer.get_mut(field) {
+            into.insert(user.to_owned(), value);
+        }
+    }
+}
+
 /// What other servers answer for `/keys/query`: `wanted` is server → user → device
 /// ids. Merged into `answer` (`device_keys`, `master_keys`, `self_signing_keys`) and
-/// `failures`.
+/// `failures`. Keys kept from an earlier answer (`storage::remote_devices`) are used
+/// until their server says they changed; the rest are asked of their servers, for all
+/// of each user's devices, and kept for the users who share a room with a local user.
 pub async fn query(
     ctx: &Ctx,
-    wanted: BTreeMap<String, Map<String, Value>>,
+    mut wanted: BTreeMap<String, Map<String, Value>>,
     answer: &mut Map<String, Value>,
     failures: &mut Map<String, Value>,
 ) {
+    let started = ctx.now_ms();
+    let db = ctx.db().ok();
+    if let Some(db) = &db {
+        let users: Vec<&str> = wanted
+            .values()
+            .flat_map(|u| u.keys().map(String::as_str))
+            .collect();
+        let kept = storage::remote_devices::kept(db, &users, started)
+            .await
+            .unwrap_or_else(|e| {
+                log_error(&format!("kept remote keys: {e}"));
+                Vec::new()
+            });
+        for (user, keys) in kept {
+            let Some(server) = server_of(&user) else {
+                continue;
+            };
+            if let Some(devices) = wanted.get_mut(server).and_then(|users| users.remove(&user)) {
+                merge_user(answer, &user, &keys, &devices);
+            }
+        }
+    }
+    wanted.retain(|_, users| !users.is_empty());
     let asks = wanted.into_iter().map(|(server, users)| async move {
-        let body = json!({ "device_keys": users });
+        let all: Map<String, Value> = users.keys().map(|u| (u.clone(), json!([]))).collect();
+        let body = json!({ "device_keys": all });
         let result = request(
             ctx,
             &server,
@@ -73,28 +139,31 @@ pub async fn query(
             Some(&body),
         )
         .await;
-        (server, result)
+        (server, users, result)
     });
-    for (server, result) in join_all(asks).await {
+    let mut keep = Vec::new();
+    for (server, users, result) in join_all(asks).await {
         match result {
-            Ok(keys) => {
-                let devices = consistent_devices(own_users(&keys["device_keys"], &server));
-                for (field, found) in [
-                    ("device_keys", devices),
-                    ("master_keys", own_users(&keys["master_keys"], &server)),
-                    (
-                        "self_signing_keys",
-                        own_users(&keys["self_signing_keys"], &server),
-                    ),
-                ] {
-                    if let Some(Value::Object(into)) = answer.get_mut(field) {
-                        into.extend(found);
+            Ok(mut keys) => {
+                keys["device_keys"] =
+                    Value::Object(consistent_devices(own_users(&keys["device_keys"], &server)));
+                for (user, devices) in &users {
+                    if server_of(user) != Some(server.as_str()) {
+                        continue;
                     }
+                    let mine = user_keys(&keys, user);
+                    merge_user(answer, user, &mine, devices);
+                    keep.push(storage::remote_devices::keep(user, &mine, started));
                 }
             }
             Err(e) => {
                 failures.insert(server.clone(), failure(&server, &e));
             }
+        }
+    }
+    if let (Some(db), false) = (&db, keep.is_empty()) {
+        if let Err(e) = db.batch(keep).await {
+            log_error(&format!("keeping remote keys: {e}"));
         }
     }
 }

@@ -228,7 +228,11 @@ async fn device_list(ctx: &Ctx, origin: &str, content: &Value) {
     let Ok(db) = ctx.db() else {
         return;
     };
-    if let Err(e) = db.batch(vec![storage::device_lists::changed(user_id)]).await {
+    let statements = vec![
+        storage::device_lists::changed(user_id),
+        storage::remote_devices::changed(user_id, ctx.now_ms()),
+    ];
+    if let Err(e) = db.batch(statements).await {
         log_error(&format!("device list change of {user_id}: {e}"));
         return;
     }

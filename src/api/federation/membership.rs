@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 
 use crate::api::http::HttpRequest;
-use crate::api::MatrixError;
+use crate::api::{restricted, MatrixError};
 use crate::platform::{rooms, Ctx};
 use crate::roomserver::protocol::{FederationQuery, RoomRequest};
 
@@ -52,9 +52,15 @@ pub async fn make(
     membership: &str,
 ) -> Result<Value, MatrixError> {
     admit(ctx, origin, room_id, user_id).await?;
+    // A restricted room's join names the local user who vouches for it.
+    let authorised_via = match membership {
+        "join" => restricted::authorise(ctx, room_id, user_id).await?.via,
+        _ => None,
+    };
     let request = RoomRequest::MakeMembership {
         user_id: user_id.to_owned(),
         membership: membership.to_owned(),
+        authorised_via,
     };
     let answer = rooms::call(ctx, room_id, &request).await?;
     if membership == "join" || membership == "knock" {
@@ -138,11 +144,42 @@ async fn take_membership(
     (room_id, event_id): (&str, &str),
     membership: &str,
 ) -> Result<Value, MatrixError> {
-    let body = req.json_value()?;
+    let mut body = req.json_value()?;
     let sender = check_event(&body, origin, room_id, membership)?.to_owned();
     admit(ctx, origin, room_id, &sender).await?;
+    if membership == "join" {
+        vouch(ctx, room_id, &sender, &mut body).await?;
+    }
     accept(ctx, origin, room_id, event_id, &body).await?;
     Ok(body)
+}
+
+/// A join naming a user of this server as its authoriser (a restricted room's join):
+/// the join rules' conditions checked again (a `send_join` need not follow this
+/// server's `make_join`), then the event countersigned, as the auth rules require of
+/// the authoriser's server. A join naming another server's user is left to the auth
+/// rules (which want that server's signature).
+async fn vouch(ctx: &Ctx, room_id: &str, sender: &str, body: &mut Value) -> Result<(), MatrixError> {
+    let Some(via) = body["content"]["join_authorised_via_users_server"].as_str() else {
+        return Ok(());
+    };
+    if server_of(via) != Some(ctx.config.server_name.as_str()) {
+        return Ok(());
+    }
+    let authorisation = restricted::authorise(ctx, room_id, sender).await?;
+    let rules = ruma::RoomVersionId::try_from(authorisation.room_version.as_str())
+        .ok()
+        .and_then(|v| crate::core::room_version::rules_for(&v))
+        .ok_or_else(|| MatrixError::new("M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version"))?;
+    let mut object = match ruma::CanonicalJsonValue::try_from(body.clone()) {
+        Ok(ruma::CanonicalJsonValue::Object(o)) => o,
+        _ => return Err(MatrixError::bad_json("The event is not canonical JSON")),
+    };
+    let server = &ctx.config.server_name;
+    crate::core::event_hash::countersign(&mut object, &rules.redaction, server, &ctx.config.signing_key)
+        .map_err(|e| MatrixError::bad_json(format!("The event cannot be signed: {e}")))?;
+    *body = serde_json::to_value(object).map_err(|_| MatrixError::internal())?;
+    Ok(())
 }
 
 /// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`

@@ -101,7 +101,7 @@ pub(crate) async fn input(
 }
 
 /// The event id of a PDU under the room's version, for events the room could not name.
-fn event_id_of(pdu: &Value, version: Option<&str>) -> String {
+pub(crate) fn event_id_of(pdu: &Value, version: Option<&str>) -> String {
     let rules = version
         .and_then(crate::core::room_version::parse)
         .map(|(_, rules)| rules)
@@ -135,7 +135,6 @@ fn final_result(event_id: String, result: &Value) -> PduResult {
     PduResult { event_id, error }
 }
 
-/// Events of an answer's list field, oldest first (by depth).
 /// The strings of a JSON array (event ids, mostly); anything else left out.
 pub(crate) fn strings(list: &Value) -> Vec<String> {
     list.as_array()
@@ -145,6 +144,7 @@ pub(crate) fn strings(list: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Events of an answer's list field, oldest first (by depth).
 pub(crate) fn by_depth(list: &Value) -> Vec<Value> {
     let mut events: Vec<Value> = list.as_array().cloned().unwrap_or_default();
     events.retain(Value::is_object);

@@ -12,7 +12,7 @@ use crate::api::MatrixError;
 use crate::platform::{log_error, Ctx};
 use crate::storage::federation as store;
 
-use super::{edus, pdus};
+use super::{edus, invite, pdus};
 
 pub const MAX_PDUS: usize = 50;
 pub const MAX_EDUS: usize = 100;
@@ -62,7 +62,13 @@ pub async fn send(ctx: &Ctx, req: &HttpRequest, origin: &str, txn_id: &str) -> R
         }
     }
     for (room_id, list) in &rooms {
-        for result in pdus::ingest(ctx, origin, room_id, list).await {
+        // A room this server does not hold takes only the end of a local user's invite.
+        let taken = if pdus::known_room(ctx, room_id).await {
+            pdus::ingest(ctx, origin, room_id, list).await
+        } else {
+            invite::rescinds(ctx, origin, room_id, list).await
+        };
+        for result in taken {
             if result.event_id.is_empty() {
                 continue;
             }

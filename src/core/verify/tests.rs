@@ -135,3 +135,35 @@ fn format_errors_are_reported() {
         "v12 event is not a v1 event"
     );
 }
+
+#[test]
+fn a_restricted_join_needs_the_authorising_servers_signature() {
+    use crate::core::keys::SigningKey;
+    let mut room = TestRoom::new("10", "alice");
+    let other = SigningKey::from_seed([7; 32], "o1").expect("key");
+    let authoriser = "@admin:other.example";
+    let joiner = format!("@zed:{SERVER}");
+    let join = room.build(
+        "zed",
+        NewEvent::state(
+            "m.room.member",
+            &joiner,
+            json!({"membership": "join", "join_authorised_via_users_server": authoriser}),
+        ),
+    );
+    let keys = public_key_map(&[
+        (SERVER, &room.key.key_id(), &room.key.public_key_base64()),
+        ("other.example", &other.key_id(), &other.public_key_base64()),
+    ])
+    .expect("keys");
+    assert!(
+        verify_pdu(join.object(), &room.rules, &keys).is_err(),
+        "signed only by the joining server"
+    );
+    let mut countersigned = join.object().clone();
+    event_hash::countersign(&mut countersigned, &room.rules.redaction, "other.example", &other)
+        .expect("countersign");
+    assert_eq!(verify_pdu(&countersigned, &room.rules, &keys), Ok(Verified::All));
+    let checked = check_pdu(countersigned, &room.rules, &keys).expect("checks");
+    assert_eq!(checked.pdu.event_id(), join.event_id(), "the id does not change");
+}

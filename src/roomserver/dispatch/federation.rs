@@ -186,6 +186,7 @@ pub(super) fn make_membership(
     host: &super::Host<'_>,
     user_id: &str,
     membership: &str,
+    authorised_via: Option<String>,
 ) -> Result<Value, RoomFailure> {
     let user =
         <&ruma::UserId>::try_from(user_id).map_err(|_| fail(400, "M_INVALID_PARAM", "Invalid user id"))?;
@@ -199,8 +200,11 @@ pub(super) fn make_membership(
     if room.current_state_nids()?.is_empty() {
         return Err(fail(404, "M_NOT_FOUND", "Unknown room"));
     }
-    let new =
-        crate::core::builder::NewEvent::state("m.room.member", user_id, json!({ "membership": membership }));
+    let mut content = json!({ "membership": membership });
+    if let Some(via) = authorised_via.filter(|_| membership == "join") {
+        content["join_authorised_via_users_server"] = json!(via);
+    }
+    let new = crate::core::builder::NewEvent::state("m.room.member", user_id, content);
     let pdu = room.build_allowed(user, new, host.signer())?;
     let mut event = pdu.to_federation_value();
     if let Some(object) = event.as_object_mut() {
@@ -209,6 +213,44 @@ pub(super) fn make_membership(
         object.remove("unsigned");
     }
     Ok(json!({ "room_version": room.version().to_string(), "event": event }))
+}
+
+/// Answers `RoomRequest::JoinAuthorisation`: whether the user's join needs a
+/// condition of the restricted join rules, which rooms satisfy one, and the local
+/// member who may vouch for the join (the most powerful one who may invite).
+pub(super) fn join_authorisation(
+    room: &mut Engine<'_>,
+    host: &super::Host<'_>,
+    user_id: &str,
+) -> Result<Value, RoomFailure> {
+    use crate::core::restricted;
+    use ruma::events::StateEventType;
+    if room.current_state_nids()?.is_empty() {
+        return Err(fail(404, "M_NOT_FOUND", "Unknown room"));
+    }
+    let version = room.version().to_string();
+    let join_rules = room
+        .current_entry(&StateEventType::RoomJoinRules, "")?
+        .map(|p| p.content());
+    let allowed = restricted::allowed_rooms(&room.rules().authorization, join_rules.as_ref());
+    let member = room.current_entry(&StateEventType::RoomMember, user_id)?;
+    let membership = member.as_ref().and_then(membership_of);
+    let Some(allow) = allowed.filter(|_| restricted::needs_condition(membership.as_deref())) else {
+        return Ok(json!({ "needed": false, "room_version": version }));
+    };
+    let locals = room.local_members(host.server_name)?;
+    let (mut candidates, mut invite_level) = (Vec::new(), 0);
+    room.power_check(|p| {
+        invite_level = p.action_level("invite");
+        candidates = locals.iter().map(|u| (u.clone(), p.user_level(u))).collect();
+        true
+    })?;
+    Ok(json!({
+        "needed": true,
+        "room_version": version,
+        "allow": allow,
+        "authoriser": restricted::authoriser(&candidates, invite_level),
+    }))
 }
 
 /// The state an invitee is shown before joining (the spec's stripped state).

@@ -183,6 +183,54 @@ pub(super) fn keep_knock(
     Ok(json!({ "event_id": event_id, "stream_pos": stream_pos }))
 }
 
+/// Answers `RoomRequest::RescindInvite`: the leave (or ban) of the invitee by a user of
+/// one of the room's servers the kept invite names, verified, ends the invite or knock
+/// under the event's id. Anything else is refused and changes nothing.
+pub(super) fn rescind(
+    db: &dyn Sql,
+    cache: &Cache,
+    pdu: RawPdu,
+    keys: &Keys,
+    origin: &str,
+) -> Result<Value, RoomFailure> {
+    let object = crate::core::canonical::parse_pdu(pdu.text())
+        .map_err(|e| fail(400, "M_BAD_JSON", format!("not a PDU: {e}")))?;
+    let user_id = object
+        .get("state_key")
+        .and_then(ruma::CanonicalJsonValue::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let Some(kept) = store::remote_invite(db, &user_id).map_err(sql)? else {
+        return Err(fail(404, "M_NOT_FOUND", "No invite to end"));
+    };
+    if kept.membership != "invite" && kept.membership != "knock" {
+        return Err(fail(404, "M_NOT_FOUND", "No invite to end"));
+    }
+    let (_, rules) = crate::core::room_version::parse(&kept.room_version)
+        .ok_or_else(|| incompatible(&kept.room_version))?;
+    let key_map = super::input::key_map(keys)?;
+    let checked = check_pdu(object, &rules, &key_map)
+        .map_err(|e| fail(403, "M_FORBIDDEN", format!("The event does not verify: {}", e.0)))?;
+    let event = checked.pdu;
+    let kept_event: Value = serde_json::from_str(&kept.event).unwrap_or_default();
+    let sender = event.sender().to_string();
+    let ends = event.kind() == "m.room.member"
+        && matches!(event.content()["membership"].as_str(), Some("leave" | "ban"))
+        && kept_event["room_id"].as_str() == Some(event.room_id().as_str());
+    if !ends {
+        return Err(fail(400, "M_INVALID_PARAM", "Not an end of the user's invite"));
+    }
+    if server_of(&sender) != Some(origin) || !resident_servers(&kept).iter().any(|s| s == origin) {
+        return Err(fail(
+            403,
+            "M_FORBIDDEN",
+            "The invite's room is not on the sending server",
+        ));
+    }
+    let room_id = event.room_id().to_string();
+    end(db, cache, &room_id, &user_id, event.event_id().as_str())
+}
+
 /// Answers `RoomRequest::EndInvite`.
 pub(super) fn end(
     db: &dyn Sql,
@@ -194,7 +242,7 @@ pub(super) fn end(
     let Some(mut kept) = store::remote_invite(db, user_id).map_err(sql)? else {
         return Err(fail(404, "M_NOT_FOUND", "No invite to end"));
     };
-    if kept.membership != "invite" {
+    if kept.membership != "invite" && kept.membership != "knock" {
         return Ok(json!({ "stream_pos": kept.stream_pos }));
     }
     kept.stream_pos = store::latest_stream_pos(db).map_err(sql)? + 1;
@@ -232,6 +280,26 @@ fn record(db: &dyn Sql, room_id: &str, kept: &RemoteInvite) -> Result<(), RoomFa
     rows.write(db).map_err(sql)
 }
 
+/// The servers that can take the user's leave of a room not held here: the inviter's,
+/// then those of the senders of the stripped state the room's server sent (for a knock,
+/// the only clue), in order, each once, this server's own users' servers included only
+/// as the invite named them.
+fn resident_servers(kept: &RemoteInvite) -> Vec<String> {
+    let state: Vec<Value> = serde_json::from_str(&kept.invite_state).unwrap_or_default();
+    let senders = std::iter::once(kept.sender.as_str())
+        .filter(|_| kept.membership != "knock")
+        .chain(state.iter().filter_map(|e| e["sender"].as_str()));
+    let mut servers: Vec<String> = Vec::new();
+    for sender in senders {
+        if let Some(server) = server_of(sender) {
+            if !servers.iter().any(|s| s == server) {
+                servers.push(server.to_owned());
+            }
+        }
+    }
+    servers
+}
+
 /// The questions a room this server does not hold can answer: an invitee's membership
 /// and /sync slice from their kept invite. Anything else: the room is not here.
 pub(super) fn query(db: &dyn Sql, request: &RoomRequest) -> Result<Value, RoomFailure> {
@@ -251,6 +319,7 @@ pub(super) fn query(db: &dyn Sql, request: &RoomRequest) -> Result<Value, RoomFa
             "room_version": kept.room_version,
             "sender": kept.sender,
             "remote_invite": true,
+            "servers": resident_servers(&kept),
         }));
     }
     if kept.membership != "invite" && kept.membership != "knock" {
