@@ -384,29 +384,36 @@ fn bad_uploads_and_unknown_media_get_matrix_errors() {
     assert!(!text.contains("content_uri"), "{text}");
 }
 
-/// Runs SQL against a server's local D1 (to move time for what lasts a day).
+/// Runs SQL against a server's local D1 (to move time for what lasts a day). The
+/// database may be busy with the running server: tried a few times.
 fn d1(server: &Server, sql: &str) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let status = Command::new(format!("{root}/node_modules/.bin/wrangler"))
-        .current_dir(root)
-        .args(["d1", "execute", "DB", "--local", "--config"])
-        .arg(server.state_dir.join("wrangler.local.toml"))
-        .arg("--persist-to")
-        .arg(&server.state_dir)
-        .args(["--command", sql])
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env(
-            "PATH",
-            format!(
-                "{root}/node_modules/.bin:{}",
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("wrangler d1 execute");
-    assert!(status.success(), "d1 execute {sql}");
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = Command::new(format!("{root}/node_modules/.bin/wrangler"))
+            .current_dir(root)
+            .args(["d1", "execute", "DB", "--local", "--config"])
+            .arg(server.state_dir.join("wrangler.local.toml"))
+            .arg("--persist-to")
+            .arg(&server.state_dir)
+            .args(["--command", sql])
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env(
+                "PATH",
+                format!(
+                    "{root}/node_modules/.bin:{}",
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .expect("wrangler d1 execute");
+        if out.status.success() {
+            return;
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("d1 execute {sql}: {last}");
 }
 
 #[test]
