@@ -24,6 +24,7 @@ pub fn serves(path: &str) -> bool {
         || path.starts_with("/_matrix/client/v1/media/")
         || path.starts_with("/_matrix/federation/v1/media/")
         || path.starts_with("/_synapse/admin/v1/media/")
+        || path == "/_synapse/admin/v1/purge_media_cache"
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,7 @@ enum Endpoint {
     FederationDownload,
     FederationThumbnail,
     AdminDelete,
+    AdminPurgeCache,
 }
 
 use Endpoint as E;
@@ -112,6 +114,7 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         "/_synapse/admin/v1/media/{serverName}/{mediaId}",
         E::AdminDelete,
     ),
+    (Post, "/_synapse/admin/v1/purge_media_cache", E::AdminPurgeCache),
 ];
 
 fn route(method: Method, path: &str) -> Result<(Endpoint, Vec<String>), MatrixError> {
@@ -158,7 +161,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest, body: Incoming) -> Result<Answer, 
     // Guests may read media, not upload it.
     ctx.guest_allowed.set(!matches!(
         endpoint,
-        E::Upload | E::Create | E::UploadTo | E::AdminDelete
+        E::Upload | E::Create | E::UploadTo | E::AdminDelete | E::AdminPurgeCache
     ));
     let json = |value: Value| Answer::json(200, &value);
     match endpoint {
@@ -175,6 +178,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest, body: Incoming) -> Result<Answer, 
         E::FederationDownload => federation::download(ctx, req, p(0), false).await,
         E::FederationThumbnail => federation::download(ctx, req, p(0), true).await,
         E::AdminDelete => admin::delete_media(ctx, req, p(0), p(1)).await.map(json),
+        E::AdminPurgeCache => admin::purge_cache(ctx, req).await.map(json),
     }
 }
 

@@ -167,3 +167,24 @@ pub async fn used_bytes(db: &Db, owner: &str) -> Result<u64> {
         .await?;
     Ok(row.and_then(|r| r.n).map_or(0, |n| n.max(0) as u64))
 }
+
+/// Up to `limit` cached copies of other servers' media kept before `before_ms`.
+pub async fn cached_before(
+    db: &Db,
+    own_server: &str,
+    before_ms: u64,
+    limit: u32,
+) -> Result<Vec<(String, String)>> {
+    #[derive(Deserialize)]
+    struct Row {
+        origin: String,
+        media_id: String,
+    }
+    let rows: Vec<Row> = db
+        .all(
+            "SELECT origin, media_id FROM media WHERE owner IS NULL AND origin != ?1 AND created_ts < ?2 LIMIT ?3",
+            args![own_server, before_ms, i64::from(limit)],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.origin, r.media_id)).collect())
+}

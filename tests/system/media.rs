@@ -771,6 +771,50 @@ fn a_small_limit_and_a_freeze_date_are_settings() {
         )
         .expect_err(502, "M_TOO_LARGE");
     }
+
+    // An operator forgets the cached copies of other servers' media; asked for again,
+    // it is fetched again. Our own media stays.
+    let origin = Remote::start(72);
+    origin.answer("GET", "/_matrix/media/v3/download/", 200, json!({"v": 1}));
+    let remote_path = format!("/_matrix/client/v1/media/download/{}/cached1", enc(&origin.name));
+    assert_eq!(
+        http(&alice, "GET", &remote_path, &[], None).json(),
+        json!({"v": 1})
+    );
+    origin.answer("GET", "/_matrix/media/v3/download/", 200, json!({"v": 2}));
+    assert_eq!(
+        http(&alice, "GET", &remote_path, &[], None).json(),
+        json!({"v": 1}),
+        "kept"
+    );
+    let (admin, _) = server.register_admin(&unique("purger"), "admin password");
+    let purge = "/_synapse/admin/v1/purge_media_cache";
+    http(
+        &alice,
+        "POST",
+        &format!("{purge}?before_ts={in_an_hour}"),
+        &[],
+        Some(b"{}"),
+    )
+    .expect_err(403, "M_FORBIDDEN");
+    http(&admin, "POST", purge, &[], Some(b"{}")).expect_err(400, "M_MISSING_PARAM");
+    let purged = http(
+        &admin,
+        "POST",
+        &format!("{purge}?before_ts={in_an_hour}"),
+        &[],
+        Some(b"{}"),
+    );
+    assert_eq!((purged.status, purged.json()), (200, json!({"deleted": 1})));
+    assert_eq!(
+        http(&alice, "GET", &remote_path, &[], None).json(),
+        json!({"v": 2}),
+        "fetched again"
+    );
+    assert_eq!(
+        http(&alice, "GET", &download_path(&mxc), &[], None).body,
+        vec![7u8; 1000]
+    );
 }
 
 /// The multipart answer's media part (a minimal parser for the test).
