@@ -1014,6 +1014,24 @@ fn an_avatar_set_by_one_user_downloads_for_another() {
     };
     assert_eq!(thumb.status, 200);
     assert!(thumb.body == png);
+
+    // A guest may look at it, not upload.
+    let guest = shared()
+        .client()
+        .post("/_matrix/client/v3/register?kind=guest", &json!({}))
+        .expect(200);
+    let guest = shared()
+        .client()
+        .with_token(guest["access_token"].as_str().expect("guest token"));
+    assert!(http(&guest, "GET", &download_path(&avatar), &[], None).body == png);
+    http(
+        &guest,
+        "POST",
+        "/_matrix/media/v3/upload",
+        &[("Content-Type", "image/png")],
+        Some(b"x"),
+    )
+    .expect_err(403, "M_GUEST_ACCESS_FORBIDDEN");
 }
 
 #[test]
