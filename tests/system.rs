@@ -109,3 +109,9 @@ mod remote_devices;
 
 #[path = "system/media.rs"]
 mod media;
+
+#[path = "system/media_more.rs"]
+mod media_more;
+
+#[path = "system/media_remote.rs"]
+mod media_remote;
