@@ -19,7 +19,7 @@
 # NEURITE_TRUSTED_KEY_SERVERS names some; NEURITE_FEDERATION_DENY sets the deny list.
 # Media: NEURITE_MEDIA_MAX_UPLOAD_SIZE (bytes, 52428800), NEURITE_MEDIA_LEGACY_DOWNLOAD
 # (frozen | open | a time in ms; frozen, as deployed), NEURITE_MEDIA_USER_QUOTA
-# (bytes; none).
+# (bytes; none), NEURITE_MEDIA_REMOTE_RETENTION_DAYS (days; for good).
 #
 # Generated once per state directory and passed to the worker:
 #   signing.key                  the server's ed25519 signing key (SIGNING_KEY)
@@ -116,4 +116,5 @@ exec wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" --inspector-p
   --var "MEDIA_MAX_UPLOAD_SIZE:${NEURITE_MEDIA_MAX_UPLOAD_SIZE:-52428800}" \
   --var "MEDIA_LEGACY_DOWNLOAD:${NEURITE_MEDIA_LEGACY_DOWNLOAD:-frozen}" \
   --var "MEDIA_USER_QUOTA:${NEURITE_MEDIA_USER_QUOTA:-}" \
+  --var "MEDIA_REMOTE_RETENTION_DAYS:${NEURITE_MEDIA_REMOTE_RETENTION_DAYS:-}" \
   --var "REGISTRATION_SHARED_SECRET:$shared_secret"

@@ -50,6 +50,9 @@ pub struct MediaSettings {
     pub legacy_download: crate::core::media::LegacyDownload,
     /// Bytes a user's uploads may take in all (`MEDIA_USER_QUOTA`); `None`: no quota.
     pub user_quota: Option<u64>,
+    /// How long another server's media stays cached (`MEDIA_REMOTE_RETENTION_DAYS`);
+    /// `None`: for good.
+    pub remote_retention_ms: Option<u64>,
 }
 
 impl Default for MediaSettings {
@@ -58,6 +61,7 @@ impl Default for MediaSettings {
             max_upload_size: Self::DEFAULT_MAX_UPLOAD_SIZE,
             legacy_download: crate::core::media::LegacyDownload::Frozen,
             user_quota: None,
+            remote_retention_ms: None,
         }
     }
 }
@@ -74,6 +78,19 @@ impl MediaSettings {
                 .parse::<u64>()
                 .map(Some)
                 .map_err(|_| format!("MEDIA_USER_QUOTA: `{n}` is not a number of bytes")),
+        }
+    }
+
+    /// `MEDIA_REMOTE_RETENTION_DAYS`: days, empty or `0` for none.
+    pub fn parse_retention_days(text: &str) -> Result<Option<u64>, String> {
+        match text.trim() {
+            "" | "0" => Ok(None),
+            n => n
+                .parse::<u64>()
+                .ok()
+                .and_then(|d| d.checked_mul(24 * 3600 * 1000))
+                .map(Some)
+                .ok_or_else(|| format!("MEDIA_REMOTE_RETENTION_DAYS: `{n}` is not a number of days")),
         }
     }
 

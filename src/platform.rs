@@ -282,6 +282,9 @@ fn read_config(env: &worker::Env) -> Result<Config, String> {
                 )
             })?,
         user_quota: crate::config::MediaSettings::parse_user_quota(&optional(env::MEDIA_USER_QUOTA))?,
+        remote_retention_ms: crate::config::MediaSettings::parse_retention_days(&optional(
+            env::MEDIA_REMOTE_RETENTION_DAYS,
+        ))?,
     };
     Ok(Config {
         server_name,

@@ -30,6 +30,8 @@ pub const MEDIA_MAX_UPLOAD_SIZE: &str = "MEDIA_MAX_UPLOAD_SIZE";
 pub const MEDIA_LEGACY_DOWNLOAD: &str = "MEDIA_LEGACY_DOWNLOAD";
 /// Bytes a user's uploads may take in all (empty or `0`: no quota).
 pub const MEDIA_USER_QUOTA: &str = "MEDIA_USER_QUOTA";
+/// Days another server's media stays cached (empty or `0`: for good).
+pub const MEDIA_REMOTE_RETENTION_DAYS: &str = "MEDIA_REMOTE_RETENTION_DAYS";
 
 pub const DB: &str = "DB";
 pub const ROOMS: &str = "ROOMS";

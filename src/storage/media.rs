@@ -43,7 +43,7 @@ pub async fn get(db: &Db, origin: &str, media_id: &str) -> Result<Option<Media>>
 }
 
 /// Stores media whose bytes are in R2 now (a direct upload, or another server's media
-/// cached). A row already there (the same remote media cached twice) is kept.
+/// cached). Another server's media cached again replaces its earlier record.
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_ready(
     db: &Db,
@@ -56,9 +56,12 @@ pub async fn insert_ready(
     now_ms: u64,
 ) -> Result<()> {
     db.run(
-        "INSERT OR IGNORE INTO media \
+        "INSERT INTO media \
          (origin, media_id, owner, state, content_type, filename, size, created_ts, uploaded_ts) \
-         VALUES (?1, ?2, ?3, 'ready', ?4, ?5, ?6, ?7, ?7)",
+         VALUES (?1, ?2, ?3, 'ready', ?4, ?5, ?6, ?7, ?7) \
+         ON CONFLICT (origin, media_id) DO UPDATE SET content_type = excluded.content_type, \
+           filename = excluded.filename, size = excluded.size, created_ts = excluded.created_ts, \
+           uploaded_ts = excluded.uploaded_ts WHERE media.owner IS NULL",
         args![origin, media_id, owner, content_type, filename, size, now_ms],
     )
     .await?;

@@ -391,7 +391,7 @@ fn bad_uploads_and_unknown_media_get_matrix_errors() {
 
 /// Runs SQL against a server's local D1 (to move time for what lasts a day). The
 /// database may be busy with the running server: tried a few times.
-fn d1(server: &Server, sql: &str) {
+pub(crate) fn d1(server: &Server, sql: &str) {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut last = String::new();
     for _ in 0..5 {

@@ -102,6 +102,7 @@ fn a_small_limit_and_a_freeze_date_are_settings() {
             ("NEURITE_MEDIA_MAX_UPLOAD_SIZE", "1000".into()),
             ("NEURITE_MEDIA_LEGACY_DOWNLOAD", in_an_hour.to_string()),
             ("NEURITE_MEDIA_USER_QUOTA", "2500".into()),
+            ("NEURITE_MEDIA_REMOTE_RETENTION_DAYS", "1".into()),
         ],
         ..Options::default()
     });
@@ -245,6 +246,49 @@ fn a_small_limit_and_a_freeze_date_are_settings() {
         http(&alice, "GET", &download_path(&mxc), &[], None).body,
         vec![7u8; 1000]
     );
+
+    // Past the retention period (a day here) a cached copy is fetched again...
+    let day_old = |id: &str| {
+        crate::media::d1(
+            &server,
+            &format!("UPDATE media SET created_ts = 1 WHERE media_id = '{id}'"),
+        );
+    };
+    let aging = Remote::start(73);
+    let path_of =
+        |remote: &Remote, id: &str| format!("/_matrix/client/v1/media/download/{}/{id}", enc(&remote.name));
+    aging.answer("GET", "/_matrix/media/v3/download/", 200, json!({"v": 1}));
+    assert_eq!(
+        http(&alice, "GET", &path_of(&aging, "stale1"), &[], None).json(),
+        json!({"v": 1})
+    );
+    aging.answer("GET", "/_matrix/media/v3/download/", 200, json!({"v": 2}));
+    day_old("stale1");
+    assert_eq!(
+        http(&alice, "GET", &path_of(&aging, "stale1"), &[], None).json(),
+        json!({"v": 2}),
+        "fetched again"
+    );
+    // ...and old copies are swept as new ones arrive: once swept, a copy its server no
+    // longer has is gone here too (kept, it would have been served).
+    assert_eq!(
+        http(&alice, "GET", &path_of(&aging, "swept1"), &[], None).json(),
+        json!({"v": 2})
+    );
+    day_old("swept1");
+    aging.answer(
+        "GET",
+        "/_matrix/media/v3/download/",
+        404,
+        json!({"errcode": "M_NOT_FOUND", "error": "gone"}),
+    );
+    let fresh = Remote::start(74);
+    fresh.answer("GET", "/_matrix/media/v3/download/", 200, json!({"v": "new"}));
+    assert_eq!(
+        http(&alice, "GET", &path_of(&fresh, "fresh1"), &[], None).json(),
+        json!({"v": "new"})
+    );
+    http(&alice, "GET", &path_of(&aging, "swept1"), &[], None).expect_err(404, "M_NOT_FOUND");
 }
 
 #[test]

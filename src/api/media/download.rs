@@ -74,15 +74,22 @@ async fn find(
     if server == ctx.config.server_name {
         return wait_local(ctx, media_id, timeout).await;
     }
-    if let Some(row) = media::get(&ctx.db()?, server, media_id).await? {
-        if row.ready() {
-            return Ok(row);
-        }
+    let cached = media::get(&ctx.db()?, server, media_id)
+        .await?
+        .filter(Media::ready);
+    let stale = cached.as_ref().is_some_and(|row| {
+        ctx.config
+            .media
+            .remote_retention_ms
+            .is_some_and(|keep| row.created_ts.saturating_add(keep as i64) < ctx.now_ms() as i64)
+    });
+    match cached {
+        Some(row) if !stale || !allow_remote => Ok(row),
+        // Kept past the retention period: fetched again, the old copy served if that fails.
+        Some(row) => Ok(remote::fetch(ctx, server, media_id, timeout).await.unwrap_or(row)),
+        None if !allow_remote => Err(unknown()),
+        None => remote::fetch(ctx, server, media_id, timeout).await,
     }
-    if !allow_remote {
-        return Err(unknown());
-    }
-    remote::fetch(ctx, server, media_id, timeout).await
 }
 
 /// Whether the legacy endpoints serve this media.

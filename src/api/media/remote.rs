@@ -140,7 +140,32 @@ pub async fn fetch(ctx: &Ctx, server: &str, media_id: &str, timeout_ms: u64) -> 
         ctx.now_ms(),
     )
     .await?;
+    if let Some(keep) = ctx.config.media.remote_retention_ms {
+        sweep(ctx, ctx.now_ms().saturating_sub(keep)).await;
+    }
     media::get(&db, server, media_id)
         .await?
         .ok_or_else(|| crate::api::error::internal("cached media has no record"))
+}
+
+/// Copies swept per fetch at most.
+const SWEEP_BATCH: u32 = 20;
+
+/// Forgets a few copies of other servers' media cached before `before_ms` (the
+/// retention period), as each new copy arrives: the cache stays bounded in time on a
+/// server that keeps fetching, with no scheduled job.
+async fn sweep(ctx: &Ctx, before_ms: u64) {
+    let swept = async {
+        let db = ctx.db()?;
+        for (origin, media_id) in
+            media::cached_before(&db, &ctx.config.server_name, before_ms, SWEEP_BATCH).await?
+        {
+            media::remove(&db, &origin, &media_id).await?;
+            crate::platform::media::delete(ctx, &object_key(&origin, &media_id)).await;
+        }
+        Ok::<(), crate::storage::StorageError>(())
+    };
+    if let Err(e) = swept.await {
+        log_error(&format!("sweeping cached media: {e}"));
+    }
 }
