@@ -260,6 +260,27 @@ mod tests {
     }
 
     #[test]
+    fn media_settings_parse() {
+        assert_eq!(
+            MediaSettings::parse_max_upload_size(""),
+            Ok(MediaSettings::DEFAULT_MAX_UPLOAD_SIZE)
+        );
+        assert_eq!(MediaSettings::parse_max_upload_size("1000"), Ok(1000));
+        assert!(MediaSettings::parse_max_upload_size("0").is_err());
+        assert!(MediaSettings::parse_max_upload_size("big").is_err());
+        assert_eq!(MediaSettings::parse_user_quota(""), Ok(None));
+        assert_eq!(MediaSettings::parse_user_quota("0"), Ok(None));
+        assert_eq!(MediaSettings::parse_user_quota("2500"), Ok(Some(2500)));
+        assert!(MediaSettings::parse_user_quota("-1").is_err());
+        assert_eq!(MediaSettings::parse_retention_days(""), Ok(None));
+        assert_eq!(
+            MediaSettings::parse_retention_days("2"),
+            Ok(Some(2 * 24 * 3600 * 1000))
+        );
+        assert!(MediaSettings::parse_retention_days("1.5").is_err());
+    }
+
+    #[test]
     fn registration_modes_parse() {
         assert_eq!(RegistrationMode::parse("open"), Some(RegistrationMode::Open));
         assert_eq!(RegistrationMode::parse("token"), Some(RegistrationMode::Token));
