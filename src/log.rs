@@ -246,6 +246,33 @@ pub async fn consume(
     Ok(())
 }
 
+fn is_local(user_id: &str, server_name: &str) -> bool {
+    user_id.split_once(':').map(|(_, s)| s) == Some(server_name)
+}
+
+/// The other servers a record's event goes to: none unless a local user sent it; then
+/// the servers with members joined (`room_servers`, this one left out) and the server
+/// of each user whose membership it changes (an invitee's, a kicked user's).
+pub fn destinations_of(record: &LogRecord, room_servers: &[String], server_name: &str) -> Vec<String> {
+    let LogRecord::Event { sender, .. } = record;
+    if !is_local(sender, server_name) {
+        return Vec::new();
+    }
+    let mut targets: Vec<String> = room_servers
+        .iter()
+        .filter(|s| *s != server_name)
+        .cloned()
+        .collect();
+    for (user, _, _) in memberships(record) {
+        if let Some((_, server)) = user.split_once(':') {
+            if server != server_name && !targets.iter().any(|t| t == server) {
+                targets.push(server.to_owned());
+            }
+        }
+    }
+    targets
+}
+
 /// Hands local users' events to the federation sender of every other server in their
 /// rooms (and of a user whose membership the event changes). The sender queues each
 /// event once, so a message delivered twice sends nothing twice that is still queued.
@@ -265,7 +292,7 @@ async fn send_to_other_servers(
             sender,
             ..
         } = record;
-        if sender.split_once(':').map(|(_, s)| s) != Some(server_name) {
+        if !is_local(sender, server_name) {
             continue;
         }
         if !servers.contains_key(room_id) {
@@ -274,15 +301,7 @@ async fn send_to_other_servers(
                 .map_err(|e| e.to_string())?;
             servers.insert(room_id.clone(), found);
         }
-        let mut targets = servers[room_id].clone();
-        for (user, _, _) in memberships(record) {
-            if let Some((_, server)) = user.split_once(':') {
-                if server != server_name && !targets.iter().any(|t| t == server) {
-                    targets.push(server.to_owned());
-                }
-            }
-        }
-        for target in targets {
+        for target in destinations_of(record, &servers[room_id], server_name) {
             by_destination
                 .entry(target)
                 .or_default()

@@ -114,11 +114,17 @@ impl DurableObject for Room {
                 };
                 // The requests that write events (and so log records).
                 let writes = kind == Some(NoteKind::Event);
+                // Local users' events, which other servers in the room are told of at once.
+                let local_events = matches!(request, RoomRequest::Send { .. } | RoomRequest::Create { .. });
                 let answer = self.answer(request);
                 timings.mark("exec", platform::clock_ms());
                 let notes = match (&answer, kind) {
                     (Ok(value), Some(kind)) => self.notes(value, kind),
                     _ => (BTreeMap::new(), 0),
+                };
+                let pokes = match &answer {
+                    Ok(_) if local_events => self.destinations(),
+                    _ => BTreeMap::new(),
                 };
                 timings.mark("notes", platform::clock_ms());
                 if writes && !self.alarm_pending.get() {
@@ -130,7 +136,7 @@ impl DurableObject for Room {
                     }
                     timings.mark("alarm", platform::clock_ms());
                 }
-                (answer, notes, kind == Some(NoteKind::Typing), writes)
+                (answer, (notes, pokes), kind == Some(NoteKind::Typing), writes)
             }
             Err(e) => (
                 Err(RoomFailure {
@@ -138,12 +144,12 @@ impl DurableObject for Room {
                     errcode: "M_BAD_JSON".into(),
                     error: format!("bad room request: {e}"),
                 }),
-                (BTreeMap::new(), 0),
+                ((BTreeMap::new(), 0), BTreeMap::new()),
                 false,
                 false,
             ),
         };
-        let (notes, covered) = notes;
+        let ((notes, covered), pokes) = notes;
         // After the synchronous section, without holding the answer back: wake the
         // members' streams directly, then publish what the section wrote to the log.
         // Records whose notes were all delivered are marked so, and the consumer skips
@@ -161,6 +167,10 @@ impl DurableObject for Room {
             } else {
                 platform::log_error("room: direct sync notification failed; the log will deliver");
             }
+            // Other servers' senders hear of local events now rather than when the log's
+            // consumer runs (its batches wait up to a second); the consumer's own
+            // hand-over is then a no-op, as each sender queues an event once.
+            tell_destinations(&env, pokes).await;
             // Only writes have records to publish (one that failed earlier is the
             // alarm's). Writes close together share one publication: the first
             // schedules it a moment later, the others find it scheduled.
@@ -234,6 +244,36 @@ impl Room {
 
     fn server_name(&self) -> Option<String> {
         platform::config(&self.env).ok().map(|c| c.server_name.clone())
+    }
+
+    /// The other servers to tell of the local users' events the outbox holds (those
+    /// not yet published): destination → (room id, event id), in stream order.
+    fn destinations(&self) -> BTreeMap<String, Vec<(String, String)>> {
+        let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let Some(server_name) = self.server_name() else {
+            return out;
+        };
+        let db = DoSql(self.state.storage().sql());
+        let Ok(room) = engine::Engine::open(&db, &self.cache) else {
+            return out;
+        };
+        let Ok((_, servers)) = room.joined_servers(&server_name) else {
+            return out;
+        };
+        for (_, payload) in store::outbox(&db, NOTED_ROWS).unwrap_or_default() {
+            let Ok(record) = serde_json::from_str::<LogRecord>(&payload) else {
+                continue;
+            };
+            let LogRecord::Event {
+                room_id, event_id, ..
+            } = &record;
+            for destination in crate::log::destinations_of(&record, &servers, &server_name) {
+                out.entry(destination)
+                    .or_default()
+                    .push((room_id.clone(), event_id.clone()));
+            }
+        }
+        out
     }
 
     /// The notes a successful request produces for local users' streams: the log
@@ -376,6 +416,24 @@ async fn flush_outbox(storage: worker::Storage, queue: Option<worker::Queue>, de
 }
 
 /// The room's local joined members, from its current state.
+/// Hands events to the senders of other servers (`DestinationRequest::Enqueue`), all
+/// at once; a failure is only logged (the log's consumer hands them over too).
+async fn tell_destinations(env: &Env, pokes: BTreeMap<String, Vec<(String, String)>>) {
+    let calls = pokes.into_iter().map(|(destination, events)| async move {
+        let request = crate::federation::sender::DestinationRequest::Enqueue {
+            destination: destination.clone(),
+            events,
+        };
+        let Ok(body) = serde_json::to_string(&request) else {
+            return;
+        };
+        if let Err(e) = platform::call_object(env::DESTINATIONS, env, &destination, body).await {
+            platform::log_error(&format!("room: telling {destination}'s sender: {}", e.error));
+        }
+    });
+    futures_util::future::join_all(calls).await;
+}
+
 fn local_joined(room: &mut engine::Engine<'_>, server_name: &str) -> Vec<String> {
     room.local_members(server_name).unwrap_or_default()
 }

@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS outgoing_edus (
     edu    TEXT NOT NULL,
     txn_id TEXT
 );
+CREATE TABLE IF NOT EXISTS outgoing_sent (
+    room_id  TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (room_id, event_id)
+);
 CREATE TABLE IF NOT EXISTS outgoing_meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -47,13 +52,18 @@ pub fn init(db: &dyn Sql) -> Result<(), SqlError> {
     db.execute_batch(SCHEMA)
 }
 
-/// Queues events for the destination (ones already queued are not queued twice). A
-/// destination backing off with more than `CATCH_UP_AFTER` events waiting keeps only
-/// the newest of each room.
+/// How many of the latest acknowledged events are remembered, so that the same event
+/// handed over twice (by the room at once and by the log's consumer later) is sent once.
+pub const SENT_REMEMBERED: i64 = 2000;
+
+/// Queues events for the destination (ones already queued, or recently sent, are not
+/// queued again). A destination backing off with more than `CATCH_UP_AFTER` events
+/// waiting keeps only the newest of each room.
 pub fn enqueue(db: &dyn Sql, events: &[(String, String)]) -> Result<(), SqlError> {
     for (room_id, event_id) in events {
         db.execute(
-            "INSERT INTO outgoing (room_id, event_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO outgoing (room_id, event_id) SELECT ?1, ?2 WHERE NOT EXISTS \
+             (SELECT 1 FROM outgoing_sent WHERE room_id = ?1 AND event_id = ?2) ON CONFLICT DO NOTHING",
             params![room_id.as_str(), event_id.as_str()],
         )?;
     }
@@ -166,6 +176,15 @@ pub fn next_txn(db: &dyn Sql) -> Result<Option<Txn>, SqlError> {
 /// The destination acknowledged the transaction: its events are done, the backoff
 /// starts over.
 pub fn acknowledged(db: &dyn Sql, txn_id: &str) -> Result<(), SqlError> {
+    db.execute(
+        "INSERT OR IGNORE INTO outgoing_sent (room_id, event_id) \
+         SELECT room_id, event_id FROM outgoing WHERE txn_id = ? ORDER BY seq",
+        params![txn_id],
+    )?;
+    db.execute(
+        "DELETE FROM outgoing_sent WHERE rowid <= (SELECT MAX(rowid) FROM outgoing_sent) - ?",
+        params![SENT_REMEMBERED],
+    )?;
     db.execute("DELETE FROM outgoing WHERE txn_id = ?", params![txn_id])?;
     db.execute("DELETE FROM outgoing_edus WHERE txn_id = ?", params![txn_id])?;
     db.execute("DELETE FROM outgoing_meta WHERE key = 'failures'", params![])
@@ -291,6 +310,29 @@ mod tests {
             .expect("EDUs alone make a transaction");
         assert!(only_edus.events.is_empty() && only_edus.edus.len() == 100);
         assert_ne!(only_edus.txn_id, txn.txn_id);
+    }
+
+    #[test]
+    fn an_event_handed_over_again_after_it_was_sent_is_not_sent_twice() {
+        let db = MemorySql::new();
+        init(&db).expect("schema");
+        enqueue(&db, &[ev(1), ev(2)]).expect("enqueue");
+        let txn = next_txn(&db).expect("next").expect("a txn");
+        // Handed over again while in flight, then after it was acknowledged.
+        enqueue(&db, &[ev(1)]).expect("again");
+        acknowledged(&db, &txn.txn_id).expect("ack");
+        enqueue(&db, &[ev(2), ev(1), ev(3)]).expect("again");
+        let next = next_txn(&db).expect("next").expect("the new one");
+        assert_eq!(next.events, vec![ev(3)]);
+        acknowledged(&db, &next.txn_id).expect("ack");
+        // Only the latest sent are remembered.
+        let many: Vec<_> = (10..10 + SENT_REMEMBERED as usize + 5).map(ev).collect();
+        enqueue(&db, &many).expect("many");
+        while let Some(t) = next_txn(&db).expect("next") {
+            acknowledged(&db, &t.txn_id).expect("ack");
+        }
+        enqueue(&db, &[ev(1)]).expect("long ago");
+        assert_eq!(next_txn(&db).expect("next").map(|t| t.events), Some(vec![ev(1)]));
     }
 
     #[test]

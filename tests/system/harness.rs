@@ -180,6 +180,11 @@ impl Server {
         self.wait_until_ready();
     }
 
+    /// The server's process group (the wrangler process it was started as leads it).
+    pub fn process_group(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn base_url(&self) -> String {
         let scheme = if self.options.https { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.port)

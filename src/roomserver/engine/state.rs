@@ -86,6 +86,30 @@ impl Engine<'_> {
         Ok(out)
     }
 
+    /// The other servers with a user joined to the room now, sorted, and the current
+    /// state group they were read from (so a caller may remember them until it moves).
+    pub fn joined_servers(&self, own: &str) -> Result<(Option<i64>, Vec<String>), RoomError> {
+        let (group, state) = self.current_state_shared()?;
+        let mut out: Vec<String> = Vec::new();
+        let from = ("m.room.member".to_owned(), String::new());
+        for ((t, user), nid) in state.range(from..) {
+            if t != "m.room.member" {
+                break;
+            }
+            let Some((_, server)) = user.split_once(':') else {
+                continue;
+            };
+            if server == own || out.iter().any(|s| s == server) {
+                continue;
+            }
+            if self.pdu_by_nid(*nid)?.as_ref().and_then(membership_of).as_deref() == Some("join") {
+                out.push(server.to_owned());
+            }
+        }
+        out.sort();
+        Ok((group, out))
+    }
+
     /// One entry of a state group, as an event.
     pub fn state_event_in_group(
         &mut self,
