@@ -272,3 +272,23 @@ CREATE TABLE IF NOT EXISTS event_rooms (
     event_id TEXT PRIMARY KEY,
     room_id  TEXT NOT NULL
 );
+-- Media (the content repository). One row per mxc:// URI this server holds: its own
+-- uploads (`owner` set) and other servers' media cached here (`owner` NULL). The bytes
+-- are in R2 (the `MEDIA` bucket) under `<origin>/<media_id>`. `state`: `pending` (an
+-- async upload created, no bytes yet, until `expires_ts`), `uploading` (bytes on their
+-- way since `uploaded_ts`), `ready`. `created_ts` is when the row was made (for cached
+-- media, when it was cached): the legacy download freeze compares it.
+CREATE TABLE IF NOT EXISTS media (
+    origin       TEXT NOT NULL,
+    media_id     TEXT NOT NULL,
+    owner        TEXT,
+    state        TEXT NOT NULL,
+    content_type TEXT,
+    filename     TEXT,
+    size         INTEGER,
+    created_ts   INTEGER NOT NULL,
+    uploaded_ts  INTEGER,
+    expires_ts   INTEGER,
+    PRIMARY KEY (origin, media_id)
+);
+CREATE INDEX IF NOT EXISTS media_by_owner ON media (owner, state);

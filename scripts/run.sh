@@ -17,6 +17,9 @@
 # (FEDERATION_LOOPBACK=plaintext; NEURITE_FEDERATION_LOOPBACK=off refuses them, as a
 # deployment does), no SRV lookups, no notaries unless
 # NEURITE_TRUSTED_KEY_SERVERS names some; NEURITE_FEDERATION_DENY sets the deny list.
+# Media: NEURITE_MEDIA_MAX_UPLOAD_SIZE (bytes, 52428800), NEURITE_MEDIA_LEGACY_DOWNLOAD
+# (frozen | open | a time in ms; frozen, as deployed), NEURITE_MEDIA_USER_QUOTA
+# (bytes; none), NEURITE_MEDIA_REMOTE_RETENTION_DAYS (days; for good).
 #
 # Generated once per state directory and passed to the worker:
 #   signing.key                  the server's ed25519 signing key (SIGNING_KEY)
@@ -40,7 +43,7 @@ while [ $# -gt 0 ]; do
     --registration) registration="$2"; shift 2 ;;
     --inspector-port) inspector_port="$2"; shift 2 ;;
     --https) https=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -110,4 +113,8 @@ exec wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" --inspector-p
   --var "TRUSTED_KEY_SERVERS:${NEURITE_TRUSTED_KEY_SERVERS:-}" \
   --var "DNS_RESOLVER:" \
   --var "FEDERATION_DENY:${NEURITE_FEDERATION_DENY:-}" \
+  --var "MEDIA_MAX_UPLOAD_SIZE:${NEURITE_MEDIA_MAX_UPLOAD_SIZE:-52428800}" \
+  --var "MEDIA_LEGACY_DOWNLOAD:${NEURITE_MEDIA_LEGACY_DOWNLOAD:-frozen}" \
+  --var "MEDIA_USER_QUOTA:${NEURITE_MEDIA_USER_QUOTA:-}" \
+  --var "MEDIA_REMOTE_RETENTION_DAYS:${NEURITE_MEDIA_REMOTE_RETENTION_DAYS:-}" \
   --var "REGISTRATION_SHARED_SECRET:$shared_secret"

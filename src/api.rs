@@ -11,6 +11,7 @@ pub mod error;
 pub mod federation;
 pub mod guest;
 pub mod http;
+pub mod media;
 pub mod restricted;
 pub mod router;
 pub mod wellknown;

@@ -37,6 +37,74 @@ pub struct Config {
     /// Whether guests may register (`register?kind=guest`) and use the guest API.
     pub guest_access: bool,
     pub federation: FederationSettings,
+    pub media: MediaSettings,
+}
+
+/// The content repository's settings (vars `MEDIA_*`; see the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaSettings {
+    /// Largest upload accepted, in bytes (`MEDIA_MAX_UPLOAD_SIZE`), published in
+    /// `/media/config`; also the largest media fetched from another server.
+    pub max_upload_size: u64,
+    /// What the legacy unauthenticated downloads serve (`MEDIA_LEGACY_DOWNLOAD`).
+    pub legacy_download: crate::core::media::LegacyDownload,
+    /// Bytes a user's uploads may take in all (`MEDIA_USER_QUOTA`); `None`: no quota.
+    pub user_quota: Option<u64>,
+    /// How long another server's media stays cached (`MEDIA_REMOTE_RETENTION_DAYS`);
+    /// `None`: for good.
+    pub remote_retention_ms: Option<u64>,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            max_upload_size: Self::DEFAULT_MAX_UPLOAD_SIZE,
+            legacy_download: crate::core::media::LegacyDownload::Frozen,
+            user_quota: None,
+            remote_retention_ms: None,
+        }
+    }
+}
+
+impl MediaSettings {
+    /// 50 MiB.
+    pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 50 * 1024 * 1024;
+
+    /// `MEDIA_USER_QUOTA`: bytes, empty or `0` for none.
+    pub fn parse_user_quota(text: &str) -> Result<Option<u64>, String> {
+        match text.trim() {
+            "" | "0" => Ok(None),
+            n => n
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("MEDIA_USER_QUOTA: `{n}` is not a number of bytes")),
+        }
+    }
+
+    /// `MEDIA_REMOTE_RETENTION_DAYS`: days, empty or `0` for none.
+    pub fn parse_retention_days(text: &str) -> Result<Option<u64>, String> {
+        match text.trim() {
+            "" | "0" => Ok(None),
+            n => n
+                .parse::<u64>()
+                .ok()
+                .and_then(|d| d.checked_mul(24 * 3600 * 1000))
+                .map(Some)
+                .ok_or_else(|| format!("MEDIA_REMOTE_RETENTION_DAYS: `{n}` is not a number of days")),
+        }
+    }
+
+    /// `MEDIA_MAX_UPLOAD_SIZE`: bytes, empty for the default.
+    pub fn parse_max_upload_size(text: &str) -> Result<u64, String> {
+        match text.trim() {
+            "" => Ok(Self::DEFAULT_MAX_UPLOAD_SIZE),
+            n => n
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("MEDIA_MAX_UPLOAD_SIZE: `{n}` is not a positive number of bytes")),
+        }
+    }
 }
 
 /// How this server federates (vars `FEDERATION_*`, `TRUSTED_KEY_SERVERS`,
@@ -146,6 +214,7 @@ pub(crate) fn test_config(server_name: &str, base: &str) -> Config {
         registration_shared_secret: None,
         guest_access: false,
         federation: FederationSettings::default(),
+        media: MediaSettings::default(),
     }
 }
 
@@ -188,6 +257,27 @@ mod tests {
         assert!(FederationSettings::parse_old_keys("").expect("empty").is_empty());
         assert!(FederationSettings::parse_old_keys("ed25519:a AAAA soon").is_err());
         assert!(FederationSettings::parse_old_keys("rsa:a AAAA 1").is_err());
+    }
+
+    #[test]
+    fn media_settings_parse() {
+        assert_eq!(
+            MediaSettings::parse_max_upload_size(""),
+            Ok(MediaSettings::DEFAULT_MAX_UPLOAD_SIZE)
+        );
+        assert_eq!(MediaSettings::parse_max_upload_size("1000"), Ok(1000));
+        assert!(MediaSettings::parse_max_upload_size("0").is_err());
+        assert!(MediaSettings::parse_max_upload_size("big").is_err());
+        assert_eq!(MediaSettings::parse_user_quota(""), Ok(None));
+        assert_eq!(MediaSettings::parse_user_quota("0"), Ok(None));
+        assert_eq!(MediaSettings::parse_user_quota("2500"), Ok(Some(2500)));
+        assert!(MediaSettings::parse_user_quota("-1").is_err());
+        assert_eq!(MediaSettings::parse_retention_days(""), Ok(None));
+        assert_eq!(
+            MediaSettings::parse_retention_days("2"),
+            Ok(Some(2 * 24 * 3600 * 1000))
+        );
+        assert!(MediaSettings::parse_retention_days("1.5").is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod filter;
 pub mod format;
 pub mod http1;
 pub mod keys;
+pub mod media;
 pub mod pdu;
 pub mod power;
 pub mod push;

@@ -5,6 +5,7 @@
 pub mod crypto;
 pub mod env;
 pub mod http;
+pub mod media;
 pub mod net;
 pub mod room_log;
 pub mod rooms;
@@ -269,6 +270,22 @@ fn read_config(env: &worker::Env) -> Result<Config, String> {
         dns_resolver: Some(optional(env::DNS_RESOLVER)).filter(|s| !s.is_empty()),
         old_verify_keys: FederationSettings::parse_old_keys(&optional(env::OLD_VERIFY_KEYS))?,
     };
+    let media = crate::config::MediaSettings {
+        max_upload_size: crate::config::MediaSettings::parse_max_upload_size(&optional(
+            env::MEDIA_MAX_UPLOAD_SIZE,
+        ))?,
+        legacy_download: crate::core::media::LegacyDownload::parse(&optional(env::MEDIA_LEGACY_DOWNLOAD))
+            .ok_or_else(|| {
+                format!(
+                    "{} must be frozen, open or a time in ms",
+                    env::MEDIA_LEGACY_DOWNLOAD
+                )
+            })?,
+        user_quota: crate::config::MediaSettings::parse_user_quota(&optional(env::MEDIA_USER_QUOTA))?,
+        remote_retention_ms: crate::config::MediaSettings::parse_retention_days(&optional(
+            env::MEDIA_REMOTE_RETENTION_DAYS,
+        ))?,
+    };
     Ok(Config {
         server_name,
         public_baseurl,
@@ -277,6 +294,7 @@ fn read_config(env: &worker::Env) -> Result<Config, String> {
         signing_key,
         registration_shared_secret,
         federation,
+        media,
     })
 }
 

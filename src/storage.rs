@@ -12,6 +12,7 @@ pub mod devices;
 pub mod e2e_keys;
 pub mod federation;
 pub mod key_backup;
+pub mod media;
 pub mod openid;
 pub mod presence;
 pub mod rate_limits;

@@ -106,3 +106,12 @@ mod bad_peers;
 
 #[path = "system/remote_devices.rs"]
 mod remote_devices;
+
+#[path = "system/media.rs"]
+mod media;
+
+#[path = "system/media_more.rs"]
+mod media_more;
+
+#[path = "system/media_remote.rs"]
+mod media_remote;

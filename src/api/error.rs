@@ -54,6 +54,8 @@ pub const KNOWN_CODES: &[&str] = &[
     "M_UNRECOGNIZED",
     "M_TOO_LARGE",
     "M_LIMIT_EXCEEDED",
+    "M_CANNOT_OVERWRITE_MEDIA",
+    "M_NOT_YET_UPLOADED",
     "M_UNKNOWN",
 ];
 
@@ -91,6 +93,8 @@ pub fn status_for(errcode: &str) -> u16 {
         "M_NOT_FOUND" | "M_UNRECOGNIZED" => 404,
         "M_TOO_LARGE" => 413,
         "M_LIMIT_EXCEEDED" => 429,
+        "M_CANNOT_OVERWRITE_MEDIA" => 409,
+        "M_NOT_YET_UPLOADED" => 504,
         _ => 500,
     }
 }

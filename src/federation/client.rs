@@ -5,6 +5,7 @@
 use ruma::CanonicalJsonValue;
 use serde_json::Value;
 
+use crate::core::http1::Response;
 use crate::core::server_name::{is_internal_ip, is_loopback_host, Target};
 use crate::core::xmatrix;
 use crate::platform::net::{https_fetch, tcp_exchange, NetError, Outbound};
@@ -66,6 +67,42 @@ pub async fn request(
     target: &str,
     body: Option<&Value>,
 ) -> Result<Value, FedError> {
+    let response = exchange(
+        ctx,
+        destination,
+        method,
+        target,
+        body,
+        "application/json",
+        MAX_RESPONSE,
+    )
+    .await?;
+    let value: Value = serde_json::from_slice(&response.body).map_err(|_| FedError::NotJson)?;
+    if (200..300).contains(&response.status) {
+        return Ok(value);
+    }
+    Err(FedError::Status {
+        status: response.status,
+        errcode: value["errcode"].as_str().unwrap_or("M_UNKNOWN").to_owned(),
+        body: value,
+    })
+}
+
+/// Sends a signed `GET` to `destination` and returns its answer as it came, whatever
+/// its status and type, the body at most `limit` bytes (media).
+pub async fn get_raw(ctx: &Ctx, destination: &str, target: &str, limit: usize) -> Result<Response, FedError> {
+    exchange(ctx, destination, "GET", target, None, "*/*", limit).await
+}
+
+async fn exchange(
+    ctx: &Ctx,
+    destination: &str,
+    method: &str,
+    target: &str,
+    body: Option<&Value>,
+    accept: &str,
+    limit: usize,
+) -> Result<Response, FedError> {
     let config = &ctx.config;
     if !config.federation.server_allowed(destination) || destination == config.server_name {
         return Err(FedError::Forbidden(destination.to_owned()));
@@ -86,10 +123,7 @@ pub async fn request(
     let bytes = body
         .map(|b| serde_json::to_vec(b).unwrap_or_default())
         .unwrap_or_default();
-    let mut headers = vec![
-        ("Authorization", authorization.as_str()),
-        ("Accept", "application/json"),
-    ];
+    let mut headers = vec![("Authorization", authorization.as_str()), ("Accept", accept)];
     if body.is_some() {
         headers.push(("Content-Type", "application/json"));
     }
@@ -100,7 +134,7 @@ pub async fn request(
         target,
         headers: &headers,
         body: &bytes,
-        limit: MAX_RESPONSE,
+        limit,
         timeout_ms: TIMEOUT_MS,
     };
     let plain_host = resolved
@@ -119,13 +153,55 @@ pub async fn request(
         )
         .await?
     };
-    let value: Value = serde_json::from_slice(&response.body).map_err(|_| FedError::NotJson)?;
-    if (200..300).contains(&response.status) {
-        return Ok(value);
+    Ok(response)
+}
+
+/// Fetches a URL another server pointed to (the `Location` of a media answer), unsigned,
+/// with a federation request's guards: `https` (plain `http` only to loopback in local
+/// development), no internal addresses, bounded in time and size, redirects not followed.
+pub async fn get_url(ctx: &Ctx, url: &str, limit: usize) -> Result<Response, FedError> {
+    use crate::core::server_name::ServerName;
+    let refuse = || FedError::Forbidden(format!("media location {url}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(refuse)?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_owned()),
+    };
+    if authority.contains('@') {
+        return Err(refuse());
     }
-    Err(FedError::Status {
-        status: response.status,
-        errcode: value["errcode"].as_str().unwrap_or("M_UNKNOWN").to_owned(),
-        body: value,
-    })
+    let name = ServerName::parse(authority).ok_or_else(refuse)?;
+    let secure = match scheme.to_ascii_lowercase().as_str() {
+        "https" => true,
+        "http" => false,
+        _ => return Err(refuse()),
+    };
+    let port = name.port.unwrap_or(if secure { 443 } else { 80 });
+    let target = Target {
+        host: name.host.clone(),
+        port,
+        host_header: name.authority(),
+    };
+    // Loopback (local development only) speaks what the URL says; anything else HTTPS.
+    let tls = match transport_for(ctx, &target)? {
+        false => secure,
+        true if secure => true,
+        true => return Err(refuse()),
+    };
+    let headers = [("Accept", "*/*")];
+    let outbound = Outbound {
+        method: "GET",
+        target: &path,
+        headers: &headers,
+        body: &[],
+        limit,
+        timeout_ms: TIMEOUT_MS,
+    };
+    let response = if tls && port == 443 {
+        https_fetch(&name.url_host(), &outbound).await?
+    } else {
+        tcp_exchange(&target.host, port, tls, &target.host_header, &outbound).await?
+    };
+    Ok(response)
 }

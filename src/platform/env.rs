@@ -24,6 +24,15 @@ pub const DNS_RESOLVER: &str = "DNS_RESOLVER";
 /// Earlier signing keys: `ed25519:<version> <key> <expired_ts>`, `;`-separated.
 pub const OLD_VERIFY_KEYS: &str = "OLD_VERIFY_KEYS";
 
+/// Largest upload in bytes (empty: 50 MiB).
+pub const MEDIA_MAX_UPLOAD_SIZE: &str = "MEDIA_MAX_UPLOAD_SIZE";
+/// `frozen` (default), `open`, or a time in ms: what legacy unauthenticated downloads serve.
+pub const MEDIA_LEGACY_DOWNLOAD: &str = "MEDIA_LEGACY_DOWNLOAD";
+/// Bytes a user's uploads may take in all (empty or `0`: no quota).
+pub const MEDIA_USER_QUOTA: &str = "MEDIA_USER_QUOTA";
+/// Days another server's media stays cached (empty or `0`: for good).
+pub const MEDIA_REMOTE_RETENTION_DAYS: &str = "MEDIA_REMOTE_RETENTION_DAYS";
+
 pub const DB: &str = "DB";
 pub const ROOMS: &str = "ROOMS";
 pub const USERS: &str = "USERS";

@@ -9,6 +9,8 @@ use super::{log_error, Ctx};
 /// Serves one HTTP request from the outside world.
 pub async fn serve(mut req: worker::Request, env: worker::Env) -> worker::Result<worker::Response> {
     let response = match Ctx::new(env) {
+        // Media bodies are streamed, never read whole here.
+        Ok(ctx) if api::media::serves(&req.path()) => return super::media::serve(&ctx, &req).await,
         Ok(ctx) => match read_request(&mut req).await {
             Ok(request) => api::handle(&ctx, request).await,
             Err(err) => {

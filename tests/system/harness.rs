@@ -35,6 +35,8 @@ pub struct Options {
     /// `FEDERATION_LOOPBACK` (`NEURITE_FEDERATION_LOOPBACK`): `plaintext` for local
     /// peers, `off` as deployed.
     pub federation_loopback: &'static str,
+    /// More settings for `scripts/run.sh`, as its environment (`NEURITE_MEDIA_…`).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             trusted_key_servers: String::new(),
             https: false,
             federation_loopback: "plaintext",
+            env: Vec::new(),
         }
     }
 }
@@ -83,6 +86,7 @@ fn spawn_server(port: u16, inspector: u16, server_name: &str, state_dir: &Path, 
         .env("NEURITE_HTTPS", if options.https { "1" } else { "0" })
         .env("NEURITE_FEDERATION_LOOPBACK", options.federation_loopback)
         .env("CI", "true")
+        .envs(options.env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log"))
         .stderr(log)

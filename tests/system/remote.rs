@@ -31,6 +31,9 @@ struct Script {
     key_response: Option<Value>,
     /// Canned answers: (method, path prefix) → (status, body); longest prefix wins.
     answers: Vec<(String, String, u16, Value)>,
+    /// Canned answers that are not JSON: (method, path prefix) → (status, content
+    /// type, body); these win over `answers`.
+    raw_answers: Vec<(String, String, u16, String, Vec<u8>)>,
     seen: Vec<Seen>,
 }
 
@@ -74,6 +77,21 @@ impl Remote {
         script
             .answers
             .push((method.to_owned(), prefix.to_owned(), status, body));
+    }
+
+    /// Answers `method` requests whose path starts with `prefix` with these bytes.
+    pub fn answer_raw(&self, method: &str, prefix: &str, status: u16, content_type: &str, body: Vec<u8>) {
+        let mut script = self.script.lock().expect("lock");
+        script
+            .raw_answers
+            .retain(|(m, p, ..)| !(m == method && p == prefix));
+        script.raw_answers.push((
+            method.to_owned(),
+            prefix.to_owned(),
+            status,
+            content_type.to_owned(),
+            body,
+        ));
     }
 
     /// Never answers `method` requests whose path starts with `prefix`: the connection
@@ -178,6 +196,32 @@ fn serve(stream: TcpStream, script: &Mutex<Script>, name: &str, key: &SigningKey
     }
     let body_json = serde_json::from_slice::<Value>(&body).ok();
     let path = target.split('?').next().unwrap_or_default().to_owned();
+    let raw = {
+        let script = script.lock().expect("lock");
+        script
+            .raw_answers
+            .iter()
+            .filter(|(m, p, ..)| *m == method && path.starts_with(p.as_str()))
+            .max_by_key(|(_, p, ..)| p.len())
+            .map(|(_, _, status, content_type, body)| (*status, content_type.clone(), body.clone()))
+    };
+    if let Some((status, content_type, body)) = raw {
+        script.lock().expect("lock").seen.push(Seen {
+            method: method.clone(),
+            target: target.clone(),
+            authorization: headers.get("authorization").cloned(),
+            body: None,
+        });
+        let head = format!(
+            "HTTP/1.1 {status} Scripted\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let mut stream = stream;
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&body);
+        let _ = stream.flush();
+        return;
+    }
     let (status, answer) = {
         let mut script = script.lock().expect("lock");
         script.seen.push(Seen {
