@@ -75,11 +75,24 @@ pub async fn join(
     servers: &[String],
     content: Value,
 ) -> Result<(), MatrixError> {
-    let mut last = MatrixError::not_found("No server to join the room through");
+    through_each(servers, "No server to join the room through", |server| {
+        join_via(ctx, session, room_id, server, content.clone())
+    })
+    .await
+}
+
+/// Tries `attempt` with each of `servers` in turn until one succeeds. A refusal
+/// (`M_FORBIDDEN`) is the room's answer, whoever gives it, and ends the tries; otherwise
+/// the last server's error is the answer (`none` when there was no server to try).
+async fn through_each<'a, T, F, Fut>(servers: &'a [String], none: &str, attempt: F) -> Result<T, MatrixError>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<T, MatrixError>>,
+{
+    let mut last = MatrixError::not_found(none);
     for server in servers {
-        match join_via(ctx, session, room_id, server, content.clone()).await {
-            Ok(()) => return Ok(()),
-            // A refusal is the room's answer, whoever gives it.
+        match attempt(server).await {
+            Ok(done) => return Ok(done),
             Err(e) if e.errcode == "M_FORBIDDEN" => return Err(e),
             Err(e) => last = e,
         }
@@ -366,48 +379,36 @@ pub async fn knock(
     servers: &[String],
     content: Value,
 ) -> Result<(), MatrixError> {
-    let mut last = MatrixError::not_found("No server to knock through");
-    for server in servers {
-        let (event, event_id, version) =
-            match made_event(ctx, session, (room_id, server), "knock", content.clone()).await {
-                Ok(made) => made,
-                Err(e) if e.errcode == "M_FORBIDDEN" => return Err(e),
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
-            };
-        let target = format!(
-            "/_matrix/federation/v1/send_knock/{}/{}",
-            enc(room_id),
-            enc(&event_id)
-        );
-        let answer = match request(ctx, server, "PUT", &target, Some(&event)).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                let e = failure(server, e);
-                if e.errcode == "M_FORBIDDEN" {
-                    return Err(e);
-                }
-                last = e;
-                continue;
-            }
-        };
-        // `knock_state_events` is the field's older name.
-        let state = answer["knock_room_state"]
-            .as_array()
-            .or_else(|| answer["knock_state_events"].as_array())
-            .cloned()
-            .unwrap_or_default();
-        let keep = RoomRequest::KeepKnock {
-            user_id: session.user_id.clone(),
-            event_id,
-            room_version: version,
-            event,
-            knock_state: state,
-        };
-        rooms::call(ctx, room_id, &keep).await?;
-        return Ok(());
-    }
-    Err(last)
+    let (event, event_id, version, answer) = through_each(servers, "No server to knock through", |server| {
+        let content = content.clone();
+        async move {
+            let (event, event_id, version) =
+                made_event(ctx, session, (room_id, server), "knock", content).await?;
+            let target = format!(
+                "/_matrix/federation/v1/send_knock/{}/{}",
+                enc(room_id),
+                enc(&event_id)
+            );
+            let answer = request(ctx, server, "PUT", &target, Some(&event))
+                .await
+                .map_err(|e| failure(server, e))?;
+            Ok((event, event_id, version, answer))
+        }
+    })
+    .await?;
+    // `knock_state_events` is the field's older name.
+    let state = answer["knock_room_state"]
+        .as_array()
+        .or_else(|| answer["knock_state_events"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    let keep = RoomRequest::KeepKnock {
+        user_id: session.user_id.clone(),
+        event_id,
+        room_version: version,
+        event,
+        knock_state: state,
+    };
+    rooms::call(ctx, room_id, &keep).await?;
+    Ok(())
 }
