@@ -5,6 +5,7 @@
 //! cargo run --release --example federation_bench            # 1,000 members, 10,000 events
 //! NEURITE_BENCH_MEMBERS=200 NEURITE_BENCH_EVENTS=2000 cargo run --release --example federation_bench
 //! NEURITE_BENCH_SYNAPSE=0 ...                                 # the join only
+//! NEURITE_BENCH_ONLY=anchor ...                               # two Synapses only
 //! ```
 //!
 //! - join: a scripted server (`tests/system/remote.rs`) hosts a room of
@@ -15,7 +16,9 @@
 //!   (sampled every 10 ms; the whole process, every isolate in it).
 //! - delivery: a Neurite user and a Synapse user in one room, each waiting in a
 //!   long-poll `/sync`; the time from one's `PUT /send` until the other's `/sync`
-//!   answers with it, both ways (`NEURITE_BENCH_DELIVERIES` messages each way).
+//!   answers with it, both ways (`NEURITE_BENCH_DELIVERIES` messages each way); and
+//!   the same between two Synapses (federating over TLS with self-signed
+//!   certificates), the anchor.
 
 #[path = "../tests/system/harness.rs"]
 #[allow(dead_code)]
@@ -155,11 +158,58 @@ fn delivery(n: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The same between two Synapses, federating over TLS: the anchor.
+fn synapse_to_synapse(n: usize) -> Result<(), String> {
+    let install = synapse::install()?;
+    let first = synapse::Synapse::start_federating_tls(&install)?;
+    let second = synapse::Synapse::start_federating_tls(&install)?;
+    let client = |s: &synapse::Synapse| Client {
+        base: s.base_url(),
+        token: None,
+    };
+    let (carol, _) = client(&first).register(&unique("carol"), "bench password");
+    let (dave, _) = client(&second).register(&unique("dave"), "bench password");
+    let room = carol
+        .post("/_matrix/client/v3/createRoom", &json!({"preset": "public_chat"}))
+        .expect(200)["room_id"]
+        .as_str()
+        .expect("room")
+        .to_owned();
+    let joined = dave.post(
+        &format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            enc(&room),
+            enc(&first.server_name)
+        ),
+        &json!({}),
+    );
+    if joined.status != 200 {
+        return Err(format!(
+            "the second Synapse could not join: {} {}",
+            joined.status, joined.body
+        ));
+    }
+    deliveries(&carol, &dave, &room, 1);
+    deliveries(&dave, &carol, &room, 1);
+    let out = deliveries(&carol, &dave, &room, n);
+    let back = deliveries(&dave, &carol, &room, n);
+    report("Synapse → Synapse (the anchor)", &out);
+    report("and back", &back);
+    Ok(())
+}
+
 fn main() {
     let members = env_count("NEURITE_BENCH_MEMBERS", 1_000);
     let events = env_count("NEURITE_BENCH_EVENTS", 10_000);
     let n = env_count("NEURITE_BENCH_DELIVERIES", 50);
     println!("| figure | value |\n|---|---|");
+    // `NEURITE_BENCH_ONLY=anchor`: only the two Synapses.
+    if std::env::var("NEURITE_BENCH_ONLY").as_deref() == Ok("anchor") {
+        if let Err(e) = synapse_to_synapse(n) {
+            eprintln!("[bench] delivery between two Synapses not measured: {e}");
+        }
+        return;
+    }
     {
         let server = Server::start(Options::default());
         let figures = join_room::join(&server, members, events);
@@ -175,6 +225,9 @@ fn main() {
     if std::env::var("NEURITE_BENCH_SYNAPSE").as_deref() != Ok("0") {
         if let Err(e) = delivery(n) {
             eprintln!("[bench] delivery with Synapse not measured: {e}");
+        }
+        if let Err(e) = synapse_to_synapse(n) {
+            eprintln!("[bench] delivery between two Synapses not measured: {e}");
         }
     }
 }

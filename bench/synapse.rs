@@ -248,12 +248,12 @@ fn random_hex(bytes: usize) -> String {
 /// loopback address (`127.0.0.1:<port>`, reached directly, no discovery), serves the
 /// federation API on the same plain-HTTP listener, and reaches loopback peers over
 /// HTTPS without verifying their self-signed certificates.
-fn config(dir: &Path, port: u16, federating: bool) -> String {
+fn config(dir: &Path, port: u16, federating: bool, tls_port: Option<u16>) -> String {
     let d = dir.display();
-    let (server_name, resources) = if federating {
-        (format!("127.0.0.1:{port}"), "[client, federation]")
-    } else {
-        ("bench.localhost".to_owned(), "[client]")
+    let (server_name, resources) = match (federating, tls_port) {
+        (true, Some(tls)) => (format!("127.0.0.1:{tls}"), "[client]"),
+        (true, None) => (format!("127.0.0.1:{port}"), "[client, federation]"),
+        (false, _) => ("bench.localhost".to_owned(), "[client]"),
     };
     let mut yaml = format!(
         "server_name: \"{server_name}\"\n\
@@ -290,6 +290,28 @@ fn config(dir: &Path, port: u16, federating: bool) -> String {
         macaroon = random_hex(32),
         form = random_hex(32),
     );
+    if let Some(tls) = tls_port {
+        // Federation over TLS on its own port, with a self-signed certificate (the
+        // server name names that port): what two Synapses need to federate.
+        yaml.push_str(&format!(
+            "tls_certificate_path: \"{d}/tls.crt\"\n\
+             tls_private_key_path: \"{d}/tls.key\"\n"
+        ));
+        yaml = yaml.replacen(
+            "listeners:\n",
+            &format!(
+                "listeners:\n\
+                 \x20 - port: {tls}\n\
+                 \x20   type: http\n\
+                 \x20   tls: true\n\
+                 \x20   bind_addresses: [\"127.0.0.1\"]\n\
+                 \x20   resources:\n\
+                 \x20     - names: [federation]\n\
+                 \x20       compress: false\n"
+            ),
+            1,
+        );
+    }
     if federating {
         yaml.push_str(
             "federation_verify_certificates: false\n\
@@ -341,27 +363,59 @@ impl Synapse {
     /// Writes a fresh configuration, generates the signing key, starts Synapse and
     /// waits until it answers (the benchmark's: no federation).
     pub fn start(install: &Install) -> Result<Synapse, String> {
-        Self::start_in(install, home().join("run"), false)
+        Self::start_in(install, home().join("run"), false, false)
     }
 
     /// A Synapse that federates (for the interoperability tests), in its own
     /// directory.
     pub fn start_federating(install: &Install) -> Result<Synapse, String> {
         let dir = home().join(format!("fed-{}-{}", std::process::id(), random_hex(4)));
-        Self::start_in(install, dir, true)
+        Self::start_in(install, dir, true, false)
     }
 
-    fn start_in(install: &Install, dir: PathBuf, federating: bool) -> Result<Synapse, String> {
+    /// A Synapse that federates over TLS (a self-signed certificate, made with
+    /// `openssl`), so that another Synapse can reach it: its server name names the TLS
+    /// port, and the client API stays plain HTTP on `base_url`.
+    pub fn start_federating_tls(install: &Install) -> Result<Synapse, String> {
+        let dir = home().join(format!("tls-{}-{}", std::process::id(), random_hex(4)));
+        Self::start_in(install, dir, true, true)
+    }
+
+    fn start_in(install: &Install, dir: PathBuf, federating: bool, tls: bool) -> Result<Synapse, String> {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let port = free_port();
-        let server_name = if federating {
-            format!("127.0.0.1:{port}")
-        } else {
-            "bench.localhost".to_owned()
+        let tls_port = tls.then(free_port);
+        if tls {
+            let made = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(dir.join("tls.key"))
+                .arg("-out")
+                .arg(dir.join("tls.crt"))
+                .output()
+                .map_err(|e| format!("openssl: {e}"))?;
+            if !made.status.success() {
+                return Err(format!("openssl: {}", String::from_utf8_lossy(&made.stderr)));
+            }
+        }
+        let server_name = match (federating, tls_port) {
+            (true, Some(t)) => format!("127.0.0.1:{t}"),
+            (true, None) => format!("127.0.0.1:{port}"),
+            (false, _) => "bench.localhost".to_owned(),
         };
         let cfg = dir.join("homeserver.yaml");
-        fs::write(&cfg, config(&dir, port, federating)).map_err(|e| e.to_string())?;
+        fs::write(&cfg, config(&dir, port, federating, tls_port)).map_err(|e| e.to_string())?;
         fs::write(
             dir.join("log.yaml"),
             log_config(&dir, if federating { "INFO" } else { "WARNING" }),
