@@ -118,13 +118,9 @@ impl DurableObject for Room {
                 let local_events = matches!(request, RoomRequest::Send { .. } | RoomRequest::Create { .. });
                 let answer = self.answer(request);
                 timings.mark("exec", platform::clock_ms());
-                let notes = match (&answer, kind) {
-                    (Ok(value), Some(kind)) => self.notes(value, kind),
-                    _ => (BTreeMap::new(), 0),
-                };
-                let pokes = match &answer {
-                    Ok(_) if local_events => self.destinations(),
-                    _ => BTreeMap::new(),
+                let (notes, pokes) = match (&answer, kind) {
+                    (Ok(value), Some(kind)) => self.notes(value, kind, local_events),
+                    _ => ((BTreeMap::new(), 0), BTreeMap::new()),
                 };
                 timings.mark("notes", platform::clock_ms());
                 if writes && !self.alarm_pending.get() {
@@ -246,63 +242,44 @@ impl Room {
         platform::config(&self.env).ok().map(|c| c.server_name.clone())
     }
 
-    /// The other servers to tell of the local users' events the outbox holds (those
-    /// not yet published): destination → (room id, event id), in stream order.
-    fn destinations(&self) -> BTreeMap<String, Vec<(String, String)>> {
-        let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-        let Some(server_name) = self.server_name() else {
-            return out;
-        };
-        let db = DoSql(self.state.storage().sql());
-        let Ok(room) = engine::Engine::open(&db, &self.cache) else {
-            return out;
-        };
-        let Ok((_, servers)) = room.joined_servers(&server_name) else {
-            return out;
-        };
-        for (_, payload) in store::outbox(&db, NOTED_ROWS).unwrap_or_default() {
-            let Ok(record) = serde_json::from_str::<LogRecord>(&payload) else {
-                continue;
-            };
-            let LogRecord::Event {
-                room_id, event_id, ..
-            } = &record;
-            for destination in crate::log::destinations_of(&record, &servers, &server_name) {
-                out.entry(destination)
-                    .or_default()
-                    .push((room_id.clone(), event_id.clone()));
-            }
-        }
-        out
-    }
-
     /// The notes a successful request produces for local users' streams: the log
     /// records it wrote (any still in the outbox), or its typing/receipt serial. Also
-    /// the last outbox position the notes cover (0 for none).
-    fn notes(&self, answer: &serde_json::Value, kind: NoteKind) -> (BTreeMap<String, Vec<Note>>, i64) {
+    /// the last outbox position the notes cover (0 for none). With `local_events`, from
+    /// the same records: the other servers to tell of local users' events now
+    /// (destination → (room id, event id), in stream order).
+    fn notes(&self, answer: &serde_json::Value, kind: NoteKind, local_events: bool) -> (Notes, Pokes) {
         let mut out = BTreeMap::new();
+        let mut pokes = Pokes::new();
         let Some(server_name) = self.server_name() else {
-            return (out, 0);
+            return ((out, 0), pokes);
         };
         let db = DoSql(self.state.storage().sql());
         // A room not held here (an invite from another server) has no members to tell.
         let room = engine::Engine::open(&db, &self.cache).ok();
+        let mut servers = Vec::new();
         let joined = match room {
             Some(mut room) => {
                 let joined = local_joined(&mut room, &server_name);
                 if kind != NoteKind::Event {
-                    return match answer["serial"].as_i64() {
+                    let notes = match answer["serial"].as_i64() {
                         Some(serial) => (
                             fanout::ephemeral_notes(room.info.room_id.as_str(), kind, serial, &joined),
                             0,
                         ),
                         None => (out, 0),
                     };
+                    return (notes, pokes);
+                }
+                if local_events {
+                    servers = room
+                        .joined_servers(&server_name)
+                        .map(|(_, s)| s)
+                        .unwrap_or_default();
                 }
                 joined
             }
             None if kind == NoteKind::Event => Vec::new(),
-            None => return (out, 0),
+            None => return ((out, 0), pokes),
         };
         // Without local members, only records that name a local user (a membership of
         // theirs changed) have notes: SQLite picks those out of the outbox.
@@ -321,6 +298,17 @@ impl Room {
             match serde_json::from_str::<LogRecord>(&payload) {
                 Ok(record) => {
                     fanout::notes_for(&record, &joined, &server_name, &mut out);
+                    if local_events {
+                        let LogRecord::Event {
+                            room_id, event_id, ..
+                        } = &record;
+                        for destination in crate::log::destinations_of(&record, &servers, &server_name) {
+                            pokes
+                                .entry(destination)
+                                .or_default()
+                                .push((room_id.clone(), event_id.clone()));
+                        }
+                    }
                     covered = pos;
                 }
                 Err(_) => {
@@ -334,7 +322,7 @@ impl Room {
             covered = unreadable.map_or(last, |pos| pos - 1);
         }
         fanout::compact(&mut out);
-        (out, covered)
+        ((out, covered), pokes)
     }
 
     /// Drops expired typing entries; the notes for members if any expired.
@@ -416,9 +404,14 @@ async fn flush_outbox(storage: worker::Storage, queue: Option<worker::Queue>, de
 }
 
 /// The room's local joined members, from its current state.
+/// Notes for local users' streams and the last outbox position they cover.
+type Notes = (BTreeMap<String, Vec<Note>>, i64);
+/// Events for other servers' senders: destination → (room id, event id).
+type Pokes = BTreeMap<String, Vec<(String, String)>>;
+
 /// Hands events to the senders of other servers (`DestinationRequest::Enqueue`), all
 /// at once; a failure is only logged (the log's consumer hands them over too).
-async fn tell_destinations(env: &Env, pokes: BTreeMap<String, Vec<(String, String)>>) {
+async fn tell_destinations(env: &Env, pokes: Pokes) {
     let calls = pokes.into_iter().map(|(destination, events)| async move {
         let request = crate::federation::sender::DestinationRequest::Enqueue {
             destination: destination.clone(),
