@@ -194,24 +194,11 @@ fn delivered(seen: &[crate::remote::Seen]) -> Vec<String> {
 
 #[test]
 fn a_destination_that_never_answers_is_retried_and_gets_everything() {
-    let server = crate::harness::shared();
     let (alice, _) = new_user("silent");
     let room = crate::harness::create_room(&alice, json!({"preset": "public_chat"}));
     let remote = Remote::start(86);
     let visitor = remote.user("sleeper");
-    let (join, join_id) = crate::federation_joins::made(&remote, &room, &visitor, "join", "?ver=12");
-    remote
-        .request(
-            server,
-            "PUT",
-            &format!(
-                "/_matrix/federation/v2/send_join/{}/{}",
-                enc(&room),
-                enc(&join_id)
-            ),
-            Some(&join),
-        )
-        .expect(200);
+    crate::federation_joins::remote_joins(&remote, &room, &visitor);
     remote.hang("PUT", "/_matrix/federation/v1/send/");
     let bodies: Vec<String> = (1..=3).map(|i| format!("into the void {i}")).collect();
     for body in &bodies {

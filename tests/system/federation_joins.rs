@@ -55,6 +55,19 @@ pub(crate) fn made(
     (serde_json::to_value(event).expect("json"), id.to_string())
 }
 
+/// `user` of `remote` joins `room` (here) through make_join and send_join v2.
+pub(crate) fn remote_joins(remote: &Remote, room: &str, user: &str) {
+    let (join, id) = made(remote, room, user, "join", "?ver=12");
+    remote
+        .request(
+            shared(),
+            "PUT",
+            &format!("/_matrix/federation/v2/send_join/{}/{}", enc(room), enc(&id)),
+            Some(&join),
+        )
+        .expect(200);
+}
+
 #[test]
 fn other_servers_join_and_leave_through_both_versions() {
     let server = shared();

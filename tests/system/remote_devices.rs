@@ -5,8 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::federation_joins::made;
-use crate::harness::{create_room, enc, new_user, shared, unique};
+use crate::harness::{create_room, new_user, shared, unique};
 use crate::remote::Remote;
 
 fn device(user: &str, id: &str) -> Value {
@@ -42,19 +41,7 @@ fn remote_device_keys_are_kept_until_their_server_says_they_changed() {
     let room = create_room(&alice, json!({"preset": "public_chat"}));
     let remote = Remote::start(89);
     let (friend, stranger) = (remote.user("friend"), remote.user("stranger"));
-    let (join, join_id) = made(&remote, &room, &friend, "join", "?ver=12");
-    remote
-        .request(
-            server,
-            "PUT",
-            &format!(
-                "/_matrix/federation/v2/send_join/{}/{}",
-                enc(&room),
-                enc(&join_id)
-            ),
-            Some(&join),
-        )
-        .expect(200);
+    crate::federation_joins::remote_joins(&remote, &room, &friend);
     let answer_with = |devices: &[&str]| {
         let by_id: serde_json::Map<String, Value> = devices
             .iter()

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::federation_joins::{joined, made};
+use crate::federation_joins::{joined, made, remote_joins};
 use crate::harness::{create_room, enc, new_user, shared, Client};
 use crate::remote::Remote;
 
@@ -95,7 +95,7 @@ fn nobody_here_may_invite_so_nobody_vouches() {
     // Another server's user in the space is told to try another server.
     let remote = Remote::start(83);
     let visitor = remote.user("weakvisitor");
-    enter_space(&remote, &space, &visitor);
+    remote_joins(&remote, &space, &visitor);
     let r = remote.request(
         shared(),
         "GET",
@@ -107,19 +107,6 @@ fn nobody_here_may_invite_so_nobody_vouches() {
         None,
     );
     r.expect_err(400, "M_UNABLE_TO_GRANT_JOIN");
-}
-
-/// `visitor` of `remote` joins the (public) space through make_join / send_join.
-fn enter_space(remote: &Remote, space: &str, visitor: &str) {
-    let (join, id) = made(remote, space, visitor, "join", "?ver=12");
-    remote
-        .request(
-            shared(),
-            "PUT",
-            &format!("/_matrix/federation/v2/send_join/{}/{}", enc(space), enc(&id)),
-            Some(&join),
-        )
-        .expect(200);
 }
 
 #[test]
@@ -146,7 +133,7 @@ fn other_servers_users_join_vouched_for_and_countersigned() {
     make(&visitor).expect_err(403, "M_FORBIDDEN");
 
     // In the space: the template names the local authoriser.
-    enter_space(&remote, &space, &visitor);
+    remote_joins(&remote, &space, &visitor);
     let template = make(&visitor).expect(200);
     assert_eq!(
         template["event"]["content"]["join_authorised_via_users_server"],
@@ -178,7 +165,7 @@ fn other_servers_users_join_vouched_for_and_countersigned() {
 
     // A join made while in the space but sent after leaving it is checked again.
     let second = remote.user("leaver");
-    enter_space(&remote, &space, &second);
+    remote_joins(&remote, &space, &second);
     let (join, join_id) = made(&remote, &room, &second, "join", "?ver=10");
     let (leave, leave_id) = made(&remote, &space, &second, "leave", "");
     remote
