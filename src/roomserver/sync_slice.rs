@@ -297,11 +297,17 @@ pub fn slice(
         .map(|p| formatted(&p, None, spec.federation_format))
         .collect();
 
+    // A timeline that begins with the room's creation has nothing before it: no
+    // `prev_batch` (the spec lets it be left out), so a client never pages back to nothing.
+    let from_creation = !limited && timeline.first().is_some_and(|e| e["type"] == "m.room.create");
     let mut body = json!({
         "membership": membership,
-        "timeline": { "events": timeline, "limited": limited, "prev_batch": token(start) },
+        "timeline": { "events": timeline, "limited": limited },
         "state": state,
     });
+    if !from_creation {
+        body["timeline"]["prev_batch"] = json!(token(start));
+    }
     if !joined {
         return Ok(body);
     }

@@ -399,7 +399,7 @@ mod tests {
     #[test]
     fn rejects_bad_requests() {
         assert_eq!(
-            plan_of(json!({"room_version": "9"})).unwrap_err().errcode,
+            plan_of(json!({"room_version": "1"})).unwrap_err().errcode,
             "M_UNSUPPORTED_ROOM_VERSION"
         );
         assert_eq!(

@@ -104,7 +104,8 @@ fn room_info(user_id: &str, room_id: &str, room: &Value, default_membership: &st
         "membership": membership,
         "messages": {
             "chunk": timeline,
-            "start": room["timeline"]["prev_batch"],
+            // No `prev_batch`: the timeline begins with the room's creation.
+            "start": room["timeline"].get("prev_batch").cloned().unwrap_or_else(|| json!("r0")),
             "end": end,
         },
         "state": state.into_values().collect::<Vec<Value>>(),

@@ -42,6 +42,17 @@ fn state_content<'a>(state: &'a [Value], event_type: &str) -> Option<&'a Value> 
         .map(|e| &e["content"])
 }
 
+/// What an absent access rule of the old room meant, said explicitly in the new room:
+/// guests forbidden, history shared, joins by invite.
+fn absent_default(kind: &str) -> Option<Value> {
+    match kind {
+        "m.room.guest_access" => Some(json!({"guest_access": "forbidden"})),
+        "m.room.history_visibility" => Some(json!({"history_visibility": "shared"})),
+        "m.room.join_rules" => Some(json!({"join_rule": "invite"})),
+        _ => None,
+    }
+}
+
 fn level(power: &Value, user: &str) -> i64 {
     power["users"][user]
         .as_i64()
@@ -106,9 +117,35 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
         ));
     }
 
-    // The new room.
+    let send = |event: EventSpec| RoomRequest::Send {
+        sender: session.user_id.clone(),
+        device_id: None,
+        txn_id: None,
+        event,
+    };
+    let tombstone = |new_room: &str| {
+        send(EventSpec::state(
+            "m.room.tombstone",
+            "",
+            json!({ "body": "This room has been replaced", "replacement_room": new_room }),
+        ))
+    };
+
+    // The new room. Before v12 its id is chosen here, so the old room is tombstoned first
+    // and the new room names the tombstone as the last event of its predecessor; from v12
+    // the id comes from the create event, which cannot name an event that points back.
+    let new_id = new_room_id(ctx, &rules)?;
+    let mut predecessor = json!({ "room_id": room_id });
+    let mut tombstoned = false;
+    if let Some(new_id) = &new_id {
+        let sent = rooms::call(ctx, room_id, &tombstone(new_id.as_str())).await?;
+        if let Some(event_id) = sent["event_id"].as_str() {
+            predecessor["event_id"] = json!(event_id);
+        }
+        tombstoned = true;
+    }
     let mut create_content = Map::new();
-    create_content.insert("predecessor".into(), json!({ "room_id": room_id }));
+    create_content.insert("predecessor".into(), predecessor);
     for key in ["type", "m.federate"] {
         if let Some(v) = old_create.get(key) {
             create_content.insert(key.into(), v.clone());
@@ -119,7 +156,6 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
         key: &ctx.config.signing_key,
         now_ms: crate::platform::unique_ms(),
     };
-    let new_id = new_room_id(ctx, &rules)?;
     let create = build_create_event(
         &version,
         &rules,
@@ -151,8 +187,11 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
         steps.push(EventSpec::state("m.room.power_levels", "", new_power));
     }
     for kind in CARRIED {
-        if let Some(content) = state_content(&state, kind) {
-            steps.push(EventSpec::state(kind, "", content.clone()));
+        if let Some(content) = state_content(&state, kind)
+            .cloned()
+            .or_else(|| absent_default(kind))
+        {
+            steps.push(EventSpec::state(kind, "", content));
         }
     }
     if let Some(alias) = state_content(&state, "m.room.canonical_alias") {
@@ -170,23 +209,11 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
     .await?;
     project_own(ctx, &new_room, &session.user_id).await?;
 
-    // The tombstone, then the old room restricted and its aliases and listing moved.
-    let send = |event: EventSpec| RoomRequest::Send {
-        sender: session.user_id.clone(),
-        device_id: None,
-        txn_id: None,
-        event,
-    };
-    rooms::call(
-        ctx,
-        room_id,
-        &send(EventSpec::state(
-            "m.room.tombstone",
-            "",
-            json!({ "body": "This room has been replaced", "replacement_room": new_room }),
-        )),
-    )
-    .await?;
+    // The tombstone (unless sent already), then the old room restricted and its aliases
+    // and listing moved.
+    if !tombstoned {
+        rooms::call(ctx, room_id, &tombstone(&new_room)).await?;
+    }
     let mut restricted = power.clone();
     if restricted.is_object() {
         let floor = (power["users_default"].as_i64().unwrap_or(0) + 1).max(50);
