@@ -87,7 +87,8 @@ fn local_users_send_in_every_supported_version_and_other_servers_accept_it() {
 fn version_one_is_refused_at_the_door() {
     let k = key();
     let room_id = ruma::OwnedRoomId::try_from("!old:hs.test").expect("room id");
-    for version in [ruma::RoomVersionId::V1] {
+    {
+        let version = ruma::RoomVersionId::V1;
         let rules = version.rules().expect("rules");
         // The event builds (the format is known) but a room refuses its version.
         let create = build_create_event(
