@@ -54,6 +54,9 @@ mod guests;
 #[path = "system/legacy.rs"]
 mod legacy;
 
+#[path = "system/conformance_presence.rs"]
+mod conformance_presence;
+
 #[path = "system/log_replay.rs"]
 mod log_replay;
 

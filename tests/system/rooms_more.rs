@@ -293,6 +293,29 @@ fn upgrade_tombstones_the_old_room_and_carries_state_over() {
 fn a_room_upgraded_to_version_two_names_its_creator_and_their_power() {
     let (alice, alice_id) = new_user("alice");
     let old = create_room(&alice, json!({"preset": "private_chat", "name": "Older"}));
+    // A ban, the room listed as direct and tagged: all follow the room.
+    alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/ban", enc(&old)),
+            &json!({"user_id": "@mallory:elsewhere.test", "reason": "spam"}),
+        )
+        .expect(200);
+    alice
+        .put(
+            &format!("/_matrix/client/v3/user/{}/account_data/m.direct", enc(&alice_id)),
+            &json!({ "@friend:elsewhere.test": [old.clone()] }),
+        )
+        .expect(200);
+    alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/user/{}/rooms/{}/account_data/m.tag",
+                enc(&alice_id),
+                enc(&old)
+            ),
+            &json!({"tags": {"m.favourite": {"order": 0.5}}}),
+        )
+        .expect(200);
     let answer = alice
         .post(
             &format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&old)),
@@ -337,6 +360,31 @@ fn a_room_upgraded_to_version_two_names_its_creator_and_their_power() {
     assert_eq!(content("m.room.power_levels")["users"][alice_id.as_str()], 100);
     assert_eq!(content("m.room.name")["name"], "Older");
     assert_eq!(content("m.room.join_rules")["join_rule"], "invite");
+    let ban = state
+        .as_array()
+        .expect("state")
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == "@mallory:elsewhere.test")
+        .expect("the ban was carried over");
+    assert_eq!(ban["content"], json!({"membership": "ban", "reason": "spam"}));
+    let direct = alice
+        .get(&format!(
+            "/_matrix/client/v3/user/{}/account_data/m.direct",
+            enc(&alice_id)
+        ))
+        .expect(200);
+    assert_eq!(
+        direct["@friend:elsewhere.test"],
+        json!([old.clone(), new.clone()])
+    );
+    let tags = alice
+        .get(&format!(
+            "/_matrix/client/v3/user/{}/rooms/{}/account_data/m.tag",
+            enc(&alice_id),
+            enc(&new)
+        ))
+        .expect(200);
+    assert_eq!(tags["tags"]["m.favourite"]["order"], 0.5);
     // v2 events carry their own ids, `$local:server`, and the room works as any other.
     let event_id = send_text(&alice, &new, "v2", "in version two");
     assert!(

@@ -14,6 +14,7 @@ use crate::core::room_version;
 use crate::platform::{self, rooms, Ctx};
 use crate::roomserver::protocol::{EventSpec, RoomRequest};
 use crate::storage;
+use crate::storage::account_data;
 
 use super::create_room::{new_room_id, profile_fields};
 use super::membership::{project_own, valid_room_id};
@@ -51,6 +52,52 @@ fn absent_default(kind: &str) -> Option<Value> {
         "m.room.join_rules" => Some(json!({"join_rule": "invite"})),
         _ => None,
     }
+}
+
+/// The old room's bans, made again in the new room by the upgrader (who may ban there):
+/// a banned user must not walk into the replacement. Other memberships stay behind.
+fn bans(state: &[Value]) -> Vec<EventSpec> {
+    state
+        .iter()
+        .filter(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "ban")
+        .filter_map(|e| {
+            let target = e["state_key"].as_str()?;
+            let mut content = json!({"membership": "ban"});
+            if let Some(reason) = e["content"].get("reason").filter(|r| r.is_string()) {
+                content["reason"] = reason.clone();
+            }
+            Some(EventSpec::state("m.room.member", target, content))
+        })
+        .collect()
+}
+
+/// The upgrader's own settings follow the room, as the spec asks: the room's tags, and
+/// the room listed as direct (`m.direct`) wherever the old one was.
+async fn carry_personal_settings(ctx: &Ctx, user_id: &str, old: &str, new: &str) -> Result<(), MatrixError> {
+    let db = ctx.db()?;
+    let mut last = None;
+    if let Some(tags) = account_data::get(&db, user_id, Some(old), "m.tag").await? {
+        last = Some(account_data::put(&db, user_id, Some(new), "m.tag", &tags).await?);
+    }
+    if let Some(text) = account_data::get(&db, user_id, None, "m.direct").await? {
+        if let Ok(Value::Object(mut direct)) = serde_json::from_str::<Value>(&text) {
+            let mut changed = false;
+            for rooms in direct.values_mut().filter_map(Value::as_array_mut) {
+                if rooms.iter().any(|r| r == old) && !rooms.iter().any(|r| r == new) {
+                    rooms.push(json!(new));
+                    changed = true;
+                }
+            }
+            if changed {
+                let text = Value::Object(direct).to_string();
+                last = Some(account_data::put(&db, user_id, None, "m.direct", &text).await?);
+            }
+        }
+    }
+    if let Some(pos) = last {
+        super::receipts::notify_account_data(ctx, user_id, pos).await?;
+    }
+    Ok(())
 }
 
 fn level(power: &Value, user: &str) -> i64 {
@@ -197,6 +244,7 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
     if let Some(alias) = state_content(&state, "m.room.canonical_alias") {
         steps.push(EventSpec::state("m.room.canonical_alias", "", alias.clone()));
     }
+    steps.extend(bans(&state));
     rooms::call(
         ctx,
         &new_room,
@@ -208,6 +256,7 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
     )
     .await?;
     project_own(ctx, &new_room, &session.user_id).await?;
+    carry_personal_settings(ctx, &session.user_id, room_id, &new_room).await?;
 
     // The tombstone (unless sent already), then the old room restricted and its aliases
     // and listing moved.
