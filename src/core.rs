@@ -23,5 +23,6 @@ pub mod server_name;
 pub mod state_res;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod third_party;
 pub mod verify;
 pub mod xmatrix;

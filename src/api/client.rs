@@ -24,6 +24,7 @@ pub mod remote_join;
 pub mod remote_keys;
 pub mod room_events;
 pub mod sync;
+pub mod third_party_invite;
 pub mod thirdparty;
 pub mod to_device;
 pub mod upgrade;

@@ -35,16 +35,24 @@ pub enum FedEndpoint {
     Invite,
     MakeKnock,
     SendKnock,
+    ThirdPartyOnBind,
+    ExchangeThirdPartyInvite,
 }
 
 impl FedEndpoint {
     /// Whether the endpoint is answered without an `X-Matrix` signature: the key
-    /// endpoints (anyone may ask for keys), the version, and OpenID (which carries its
-    /// own token).
+    /// endpoints (anyone may ask for keys), the version, OpenID (which carries its
+    /// own token), and identity servers' `/3pid/onbind` (its invites carry their
+    /// signatures).
     pub fn unsigned(self) -> bool {
         matches!(
             self,
-            Self::KeyServer | Self::KeyQuery | Self::KeyQueryServer | Self::Version | Self::OpenIdUserInfo
+            Self::KeyServer
+                | Self::KeyQuery
+                | Self::KeyQueryServer
+                | Self::Version
+                | Self::OpenIdUserInfo
+                | Self::ThirdPartyOnBind
         )
     }
 }
@@ -125,6 +133,12 @@ const ROUTES: &[(Method, &str, FedEndpoint)] = &[
         Put,
         "/_matrix/federation/v1/send_knock/{roomId}/{eventId}",
         F::SendKnock,
+    ),
+    (Put, "/_matrix/federation/v1/3pid/onbind", F::ThirdPartyOnBind),
+    (
+        Put,
+        "/_matrix/federation/v1/exchange_third_party_invite/{roomId}",
+        F::ExchangeThirdPartyInvite,
     ),
 ];
 
