@@ -19,7 +19,7 @@ mod input;
 mod invites;
 mod read;
 use read::query;
-pub(super) use read::{may_see, state_nids_at, token};
+pub(super) use read::{as_shown, may_see, state_nids_at, token};
 
 /// What the room needs from its host to build events.
 pub struct Host<'a> {

@@ -313,6 +313,9 @@ pub enum RoomRequest {
         #[serde(default)]
         thread_id: Option<String>,
     },
+    /// The user (of this server) asked for their content to be erased: from now on
+    /// their events are served redacted to whoever was not joined when they were sent.
+    EraseSender { user_id: String },
 }
 
 /// What a /sync wants from a room: the range of its stream, and what is new to the

@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS backward_extremities (
     event_id TEXT PRIMARY KEY
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS erased_senders (
+    user_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending_redactions (
     target_id    TEXT NOT NULL,
     redaction_id TEXT NOT NULL,

@@ -9,6 +9,7 @@ use crate::storage::sql::{Row, Sql, SqlError, SqlValue};
 use super::schema::SCHEMA;
 
 mod dag;
+mod erasure;
 mod groups;
 mod invites;
 mod outbox;
@@ -17,6 +18,7 @@ pub use dag::{
     has_backward_extremities, has_pending_redactions, lowest_stream_pos, remove_backward_extremity,
     take_pending_redactions, upgrade_outlier,
 };
+pub use erasure::{erase_sender, erased_senders};
 pub use groups::{load_state, store_state};
 pub use invites::{put_remote_invite, remote_invite, RemoteInvite};
 pub use outbox::{clear_outbox, log_records, outbox, outbox_mentioning, OutboxRows};

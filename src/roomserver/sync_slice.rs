@@ -14,7 +14,7 @@ use crate::core::pdu::Pdu;
 use crate::core::push;
 use crate::params;
 
-use super::dispatch::{fail, may_see, state_nids_at, token, Host};
+use super::dispatch::{as_shown, fail, may_see, state_nids_at, token, Host};
 use super::engine::{membership_of, Engine, RoomError};
 use super::ephemeral;
 use super::protocol::{RoomFailure, SliceSpec};
@@ -217,8 +217,10 @@ pub fn slice(
         .map_or(ceiling, |p| p - 1);
     let mut timeline = Vec::with_capacity(picked.len());
     let mut senders = BTreeSet::new();
+    let erased = store::erased_senders(room.db).map_err(sql)?;
     for row in &picked {
         let pdu = room.pdu_of_row(row)?;
+        let pdu = as_shown(room, row, pdu, user, &erased)?;
         let txn = match device {
             Some(d) if row.sender == user => room
                 .db

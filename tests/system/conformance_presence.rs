@@ -1,5 +1,6 @@
 //! Client API details against the real worker: presence of room mates who never set
-//! one, receipts that only move forward, and the legacy shape of a room's initialSync.
+//! one, receipts that only move forward, the legacy shape of a room's initialSync, and
+//! erasure on deactivation.
 
 use serde_json::{json, Value};
 
@@ -142,4 +143,62 @@ fn a_rooms_initial_sync_has_legacy_fields_and_every_members_presence() {
         .expect("alice's presence");
     assert_eq!(hers["content"]["presence"], "offline");
     assert_eq!(body["receipts"], json!([]));
+}
+
+#[test]
+fn an_erased_users_messages_are_redacted_for_those_who_joined_after_them() {
+    let (alice, alice_id) = new_user("era");
+    let (member, _) = new_user("erb");
+    let (joiner, _) = new_user("erc");
+    let room = create_room(&alice, json!({"preset": "public_chat"}));
+    let join = |c: &Client| {
+        c.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
+            .expect(200);
+    };
+    join(&member);
+    let message = send_text(&alice, &room, "e1", "body1");
+    join(&joiner);
+    let body_seen_by = |c: &Client| {
+        let one = c
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(&message)
+            ))
+            .expect(200);
+        let page = c
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=20",
+                enc(&room)
+            ))
+            .expect(200);
+        let paged = page["chunk"]
+            .as_array()
+            .expect("chunk")
+            .iter()
+            .find(|e| e["event_id"] == message.as_str())
+            .map(|e| e["content"].clone())
+            .expect("in /messages");
+        let synced = quiet_sync(c, None)["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .find(|e| e["event_id"] == message.as_str())
+            .map(|e| e["content"].clone())
+            .expect("in /sync");
+        assert_eq!(one["content"], paged);
+        assert_eq!(paged, synced);
+        paged
+    };
+    assert_eq!(body_seen_by(&joiner)["body"], "body1", "before the erasure");
+    alice
+        .post(
+            "/_matrix/client/v3/account/deactivate",
+            &json!({"erase": true, "auth": {"type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": alice_id}, "password": "correct horse battery"}}),
+        )
+        .expect(200);
+    // Joined when it was sent: still sees it. Joined after: sees it redacted.
+    assert_eq!(body_seen_by(&member)["body"], "body1");
+    assert_eq!(body_seen_by(&joiner), json!({}));
 }

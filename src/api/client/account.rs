@@ -48,7 +48,6 @@ pub async fn change_password(ctx: &Ctx, req: &HttpRequest) -> Result<Value, Matr
 #[derive(Deserialize)]
 struct DeactivateBody {
     #[serde(default)]
-    #[allow(dead_code)]
     erase: bool,
     #[allow(dead_code)]
     id_server: Option<String>,
@@ -58,9 +57,20 @@ struct DeactivateBody {
 pub async fn deactivate(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
     let value = req.json_value()?;
-    let _: DeactivateBody = serde_json::from_value(value.clone())
+    let body: DeactivateBody = serde_json::from_value(value.clone())
         .map_err(|e| MatrixError::bad_json(format!("Invalid request body: {e}")))?;
     uia::require_password(ctx, req, &session, &value, "deactivate").await?;
+    if body.erase {
+        // Each room the user is in serves their events redacted from now on to those
+        // who were not joined when they were sent.
+        let rooms = crate::storage::rooms::joined_rooms(&ctx.db()?, &session.user_id).await?;
+        let request = crate::roomserver::protocol::RoomRequest::EraseSender {
+            user_id: session.user_id.clone(),
+        };
+        for room_id in rooms {
+            crate::platform::rooms::call(ctx, &room_id, &request).await?;
+        }
+    }
     let mut stmts = users::deactivate(&session.user_id);
     stmts.extend(devices::delete_all_except(&session.user_id, None));
     ctx.db()?.batch(stmts).await?;

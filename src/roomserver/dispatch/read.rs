@@ -166,14 +166,49 @@ fn client_event(row: &EventRow, pdu: &Pdu, now_ms: u64) -> Value {
     pdu.to_client_event(Some(Value::Object(unsigned)))
 }
 
-/// Rows in the client format.
-fn client_events(room: &mut Engine<'_>, rows: &[EventRow], now_ms: u64) -> Result<Vec<Value>, RoomFailure> {
+/// Rows in the client format, as `user` is shown them.
+fn client_events(
+    room: &mut Engine<'_>,
+    rows: &[EventRow],
+    user: &str,
+    now_ms: u64,
+) -> Result<Vec<Value>, RoomFailure> {
+    let erased = store::erased_senders(room.db).map_err(RoomError::from)?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let pdu = room.pdu_of_row(row)?;
+        let pdu = as_shown(room, row, pdu, user, &erased)?;
         out.push(client_event(row, &pdu, now_ms));
     }
     Ok(out)
+}
+
+/// The event as `user` is shown it: redacted when its sender asked for their content
+/// to be erased and the user was not joined when it was sent (the sender sees their own).
+pub(in crate::roomserver) fn as_shown(
+    room: &mut Engine<'_>,
+    row: &EventRow,
+    pdu: Pdu,
+    user: &str,
+    erased: &std::collections::HashSet<String>,
+) -> Result<Pdu, RoomFailure> {
+    if !erased.contains(&row.sender) || row.sender == user {
+        return Ok(pdu);
+    }
+    let membership = match row.state_before {
+        Some(g) => room
+            .state_event_in_group(g, "m.room.member", user)?
+            .as_ref()
+            .and_then(membership_of),
+        None => None,
+    };
+    if membership.as_deref() == Some("join") {
+        return Ok(pdu);
+    }
+    let rules = room.rules().clone();
+    Ok(pdu
+        .redacted(&rules)
+        .map_err(|e| RoomError::Corrupt(e.to_string()))?)
 }
 
 /// Backward extremities named to the edge at most, when a page reaches history this
@@ -380,6 +415,8 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             })?;
             let ceiling = vis.until.unwrap_or(latest);
             let (row, pdu) = visible_event(room, &event_id, &user_id, &vis, ceiling)?;
+            let erased = store::erased_senders(room.db).map_err(RoomError::from)?;
+            let pdu = as_shown(room, &row, pdu, &user_id, &erased)?;
             Ok(client_event(&row, &pdu, host.now_ms))
         }
         RoomRequest::BuildInvite { sender, event } => {
@@ -427,6 +464,10 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             let serial = ephemeral::set_typing(room.db, &user_id, typing, timeout_ms, host.now_ms)
                 .map_err(RoomError::from)?;
             Ok(json!({ "serial": serial }))
+        }
+        RoomRequest::EraseSender { user_id } => {
+            store::erase_sender(room.db, &user_id).map_err(RoomError::from)?;
+            Ok(json!({}))
         }
         RoomRequest::Receipt {
             user_id,

@@ -9,8 +9,8 @@ use super::super::super::protocol::{Dir, RoomFailure};
 use super::super::super::store::{self, EventRow};
 use super::super::Host;
 use super::{
-    client_event, client_events, filter_list, parse_token, state_at, token, visibility, visible_event,
-    visible_rows, Engine, BEFORE_ALL, MAX_HISTORY_FROM,
+    as_shown, client_event, client_events, filter_list, parse_token, state_at, token, visibility,
+    visible_event, visible_rows, Engine, BEFORE_ALL, MAX_HISTORY_FROM,
 };
 
 /// Answers `RoomRequest::Messages`.
@@ -83,7 +83,7 @@ pub(super) fn messages(
     };
     let kept: Vec<EventRow> = rows.iter().filter(|r| keep(r)).cloned().collect();
     let kept = visible_rows(room, kept, user_id, &vis)?;
-    let chunk = client_events(room, &kept, host.now_ms)?;
+    let chunk = client_events(room, &kept, user_id, host.now_ms)?;
     let mut body = json!({ "chunk": chunk, "start": token(start) });
     // Lazy-loading: the member events of the chunk's senders.
     if filter
@@ -123,15 +123,17 @@ pub(super) fn context(
     let vis = visibility(room, user_id)?;
     let ceiling = vis.until.unwrap_or(latest);
     let (row, pdu) = visible_event(room, event_id, user_id, &vis, ceiling)?;
+    let erased = store::erased_senders(room.db).map_err(RoomError::from)?;
+    let pdu = as_shown(room, &row, pdu, user_id, &erased)?;
     let pos = row.stream_pos.unwrap_or(0);
     let half = i64::from(limit.min(100)) / 2 + i64::from(limit.min(100)) % 2;
     let before = store::events_before(room.db, pos, half).map_err(RoomError::from)?;
     let after =
         store::events_after(room.db, pos, ceiling, i64::from(limit.min(100)) / 2).map_err(RoomError::from)?;
     let before_rows = visible_rows(room, before.clone(), user_id, &vis)?;
-    let before_json = client_events(room, &before_rows, host.now_ms)?;
+    let before_json = client_events(room, &before_rows, user_id, host.now_ms)?;
     let after_rows = visible_rows(room, after.clone(), user_id, &vis)?;
-    let after_json = client_events(room, &after_rows, host.now_ms)?;
+    let after_json = client_events(room, &after_rows, user_id, host.now_ms)?;
     let start = before
         .last()
         .and_then(|r| r.stream_pos)
