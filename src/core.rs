@@ -16,12 +16,16 @@ pub mod media;
 pub mod pdu;
 pub mod power;
 pub mod push;
+pub mod reports;
 pub mod restricted;
 pub mod room_version;
 pub mod server_keys;
 pub mod server_name;
+pub mod spaces;
 pub mod state_res;
+pub mod tags;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod user_directory;
 pub mod verify;
 pub mod xmatrix;

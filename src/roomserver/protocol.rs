@@ -291,6 +291,12 @@ pub enum RoomRequest {
     /// Name, topic, member count and the like, for the directory and previews. An
     /// empty `user_id` is the server itself (the directory).
     Summary { user_id: String },
+    /// The room as a space's hierarchy and the room summary show it: the summary's
+    /// fields with `encryption`, `allowed_room_ids` (of a restricted join rule),
+    /// `children_state` (the `m.space.child` events that name a `via`, stripped, with
+    /// their `origin_server_ts`) and `user_id`'s `membership` (none for an empty
+    /// `user_id`). Always answered: who may see it is the edge's decision.
+    SpaceEntry { user_id: String },
     /// The room's part of a /sync for a user (`sync_slice`).
     SyncSlice {
         user_id: String,

@@ -12,6 +12,7 @@ use super::super::protocol::{RoomFailure, RoomRequest};
 use super::super::store::{self, EventRow};
 use super::{fail, forbidden, Host};
 
+mod spaces;
 mod timeline;
 
 /// What a user may read: everything up to `until` (a stream position), subject to
@@ -269,6 +270,7 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
                 "membership": member,
             }))
         }
+        RoomRequest::SpaceEntry { user_id } => spaces::entry(room, &user_id),
         RoomRequest::State { user_id } => {
             let vis = visibility(room, &user_id)?;
             let state = match vis.until {
