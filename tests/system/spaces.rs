@@ -302,3 +302,62 @@ fn room_summaries_by_id_and_alias() {
     .get(&format!("/_matrix/client/v1/room_summary/{}", enc(&public)))
     .expect_err(401, "M_UNKNOWN_TOKEN");
 }
+
+#[test]
+fn other_servers_ask_for_a_space() {
+    let (alice, _) = new_user("fedspace");
+    let t = tree(&alice);
+    let remote = crate::remote::Remote::start(91);
+    let server = shared();
+    let ask = |target: String| remote.request(server, "GET", &target, None);
+
+    let body = ask(format!("/_matrix/federation/v1/hierarchy/{}", enc(&t.space))).expect(200);
+    assert_eq!(body["room"]["room_id"], json!(t.space));
+    assert_eq!(body["room"]["room_type"], json!("m.space"));
+    assert_eq!(body["room"]["children_state"].as_array().map(Vec::len), Some(5));
+    // Public rooms and the room restricted to the space (with what it allows); the
+    // private ones are inaccessible; grandchildren are the subspace's to answer.
+    let children = ids(&json!({"rooms": body["children"]}));
+    assert_eq!(children, [&t.a, &t.c, &t.sub].map(String::clone));
+    assert_eq!(body["children"][1]["allowed_room_ids"], json!([t.space]));
+    assert!(body["children"][0].get("children_state").is_none());
+    let mut hidden: Vec<String> = body["inaccessible_children"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    hidden.sort();
+    let mut expected = vec![t.b.clone(), t.e.clone()];
+    expected.sort();
+    assert_eq!(hidden, expected);
+
+    let suggested = ask(format!(
+        "/_matrix/federation/v1/hierarchy/{}?suggested_only=true",
+        enc(&t.space)
+    ))
+    .expect(200);
+    assert_eq!(
+        ids(&json!({"rooms": suggested["children"]})),
+        [t.a.clone(), t.sub.clone()]
+    );
+    let sub = ask(format!("/_matrix/federation/v1/hierarchy/{}", enc(&t.sub))).expect(200);
+    assert_eq!(ids(&json!({"rooms": sub["children"]})), [t.d.clone()]);
+
+    // A private room, an unknown one, bad input, and an unsigned request.
+    ask(format!("/_matrix/federation/v1/hierarchy/{}", enc(&t.b))).expect_err(404, "M_NOT_FOUND");
+    ask(format!(
+        "/_matrix/federation/v1/hierarchy/{}",
+        enc(&format!("!{}:{}", unique("none"), server.server_name))
+    ))
+    .expect_err(404, "M_NOT_FOUND");
+    ask(format!(
+        "/_matrix/federation/v1/hierarchy/{}?suggested_only=perhaps",
+        enc(&t.space)
+    ))
+    .expect_err(400, "M_INVALID_PARAM");
+    server
+        .client()
+        .get(&format!("/_matrix/federation/v1/hierarchy/{}", enc(&t.space)))
+        .expect_err(401, "M_UNAUTHORIZED");
+}

@@ -35,6 +35,7 @@ pub enum FedEndpoint {
     Invite,
     MakeKnock,
     SendKnock,
+    Hierarchy,
 }
 
 impl FedEndpoint {
@@ -126,6 +127,7 @@ const ROUTES: &[(Method, &str, FedEndpoint)] = &[
         "/_matrix/federation/v1/send_knock/{roomId}/{eventId}",
         F::SendKnock,
     ),
+    (Get, "/_matrix/federation/v1/hierarchy/{roomId}", F::Hierarchy),
 ];
 
 /// Whether a path belongs to this table.
