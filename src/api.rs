@@ -220,6 +220,7 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::AdminEventReport => admin::reports::event_report(ctx, req, p(0)).await,
         E::AdminReports => admin::reports::all_reports(ctx, req).await,
         E::UserDirectorySearch => client::user_directory::search(ctx, req).await,
+        E::Search => client::search::search(ctx, req).await,
         E::Hierarchy => client::spaces::hierarchy(ctx, req, p(0)).await,
         E::RoomSummary => client::spaces::summary(ctx, req, p(0)).await,
     }

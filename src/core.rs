@@ -19,6 +19,7 @@ pub mod push;
 pub mod reports;
 pub mod restricted;
 pub mod room_version;
+pub mod search;
 pub mod server_keys;
 pub mod server_name;
 pub mod spaces;

@@ -127,3 +127,6 @@ mod user_directory;
 
 #[path = "system/spaces.rs"]
 mod spaces;
+
+#[path = "system/search.rs"]
+mod search;

@@ -24,6 +24,7 @@ pub mod remote_join;
 pub mod remote_keys;
 pub mod reports;
 pub mod room_events;
+pub mod search;
 pub mod spaces;
 pub mod sync;
 pub mod tags;

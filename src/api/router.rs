@@ -145,6 +145,7 @@ pub enum Endpoint {
     AdminEventReport,
     AdminReports,
     UserDirectorySearch,
+    Search,
     Hierarchy,
     RoomSummary,
 }

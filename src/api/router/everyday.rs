@@ -1,5 +1,5 @@
-//! Routes of the everyday client features (tags, reports, the user directory, spaces
-//! and room summaries), kept beside the main table so each stays small.
+//! Routes of the everyday client features (tags, reports, search, the user directory,
+//! spaces and room summaries), kept beside the main table so each stays small.
 
 use super::Endpoint as E;
 use crate::api::http::Method::{self, Delete, Get, Post, Put};
@@ -36,6 +36,8 @@ pub(super) const ROUTES: &[(Method, &str, E)] = &[
         E::AdminEventReport,
     ),
     (Get, "/_neurite/admin/v1/reports", E::AdminReports),
+    // Search
+    (Post, "/_matrix/client/v3/search", E::Search),
     // User directory
     (
         Post,
