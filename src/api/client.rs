@@ -22,6 +22,7 @@ pub mod register;
 pub mod remote_history;
 pub mod remote_join;
 pub mod remote_keys;
+pub mod remote_spaces;
 pub mod reports;
 pub mod room_events;
 pub mod search;

@@ -361,3 +361,88 @@ fn other_servers_ask_for_a_space() {
         .get(&format!("/_matrix/federation/v1/hierarchy/{}", enc(&t.space)))
         .expect_err(401, "M_UNAUTHORIZED");
 }
+
+#[test]
+fn hierarchy_reaches_rooms_on_other_servers() {
+    use crate::remote::Remote;
+    let (alice, _) = new_user("spacefar");
+    let far_server = Remote::start(92);
+    let closed_server = Remote::start(93);
+    let far = format!("!{}:{}", unique("far"), far_server.name);
+    let far_child = format!("!{}:{}", unique("farchild"), far_server.name);
+    let far_hidden = format!("!{}:{}", unique("farhidden"), far_server.name);
+    let closed = format!("!{}:{}", unique("closed"), closed_server.name);
+    let unreachable = format!("!{}:127.0.0.1:1", unique("gone"));
+    let child_event = |id: &str| {
+        json!({"type": "m.space.child", "state_key": id, "sender": far_server.user("u"),
+               "content": {"via": [far_server.name]}, "origin_server_ts": 1})
+    };
+    far_server.answer(
+        "GET",
+        "/_matrix/federation/v1/hierarchy/",
+        200,
+        json!({
+            "room": {"room_id": far, "name": "Far away", "join_rule": "public", "room_type": "m.space",
+                     "num_joined_members": 7, "world_readable": false, "guest_can_join": false,
+                     "children_state": [child_event(&far_child), child_event(&far_hidden)]},
+            "children": [{"room_id": far_child, "name": "Far child", "join_rule": "public",
+                          "num_joined_members": 2, "world_readable": false, "guest_can_join": false}],
+            "inaccessible_children": [far_hidden],
+        }),
+    );
+    closed_server.answer(
+        "GET",
+        "/_matrix/federation/v1/hierarchy/",
+        200,
+        json!({"room": {"room_id": closed, "join_rule": "invite", "num_joined_members": 1,
+                        "world_readable": false, "guest_can_join": false, "children_state": []},
+               "children": [], "inaccessible_children": []}),
+    );
+    let space = create_room(
+        &alice,
+        json!({"preset": "public_chat", "creation_content": {"type": "m.space"}}),
+    );
+    add_child(
+        &alice,
+        &space,
+        &far,
+        json!({"via": [far_server.name], "order": "a"}),
+    );
+    add_child(
+        &alice,
+        &space,
+        &closed,
+        json!({"via": [closed_server.name], "order": "b"}),
+    );
+    add_child(
+        &alice,
+        &space,
+        &unreachable,
+        json!({"via": ["127.0.0.1:1"], "order": "c"}),
+    );
+
+    // The far room and its public child; the closed room, the one its server calls
+    // inaccessible and the unreachable one are left out.
+    let body = hierarchy(&alice, &space, "").expect(200);
+    assert_eq!(ids(&body), [&space, &far, &far_child].map(String::clone));
+    let far_entry = &body["rooms"][1];
+    assert_eq!(far_entry["name"], json!("Far away"));
+    assert_eq!(far_entry["num_joined_members"], json!(7));
+    assert_eq!(far_entry["children_state"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["rooms"][2]["name"], json!("Far child"));
+    let asked = far_server
+        .seen()
+        .into_iter()
+        .find(|s| s.target.starts_with("/_matrix/federation/v1/hierarchy/"))
+        .expect("the far server was asked");
+    assert!(asked.authorization.is_some_and(|a| a.starts_with("X-Matrix")));
+
+    // The room summary of a room held elsewhere, through the servers the client names.
+    let summary =
+        |id: &str, via: &str| alice.get(&format!("/_matrix/client/v1/room_summary/{}{via}", enc(id)));
+    let s = summary(&far, &format!("?via={}", enc(&far_server.name))).expect(200);
+    assert_eq!(s["name"], json!("Far away"));
+    assert_eq!(s["room_type"], json!("m.space"));
+    summary(&closed, &format!("?via={}", enc(&closed_server.name))).expect_err(404, "M_NOT_FOUND");
+    summary(&far, "").expect_err(404, "M_NOT_FOUND");
+}

@@ -2,7 +2,8 @@
 //! space tree depth first, over the rooms this server holds) and
 //! `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}` (also on MSC3266's unstable
 //! paths). Each room answers `RoomRequest::SpaceEntry`; who sees which room is
-//! `core::spaces::accessible`.
+//! `core::spaces::accessible`. Children held elsewhere are asked of other servers
+//! (`remote_spaces`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -149,9 +150,16 @@ pub async fn hierarchy(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Va
                 .into_iter()
                 .collect();
             let answers = futures_util::future::join_all(ids.iter().map(|c| entry(ctx, c, user))).await;
+            let mut elsewhere = Vec::new();
             for (c, answer) in ids.into_iter().zip(answers) {
-                known.insert(c, answer?);
+                match answer? {
+                    Some(e) => {
+                        known.insert(c, Some(e));
+                    }
+                    None => elsewhere.push(c),
+                }
             }
+            remote_children(ctx, &children, elsewhere, suggested_only, &mut known).await;
             for child in children.iter().rev() {
                 if let Some(c) = child["state_key"].as_str() {
                     if !seen.contains(c) {
@@ -176,6 +184,51 @@ pub async fn hierarchy(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Va
     Ok(body)
 }
 
+/// Children this server does not hold, asked of the servers their child events name
+/// (`remote_spaces`); what those answer about their own children is kept too.
+async fn remote_children(
+    ctx: &Ctx,
+    children: &[Value],
+    ids: Vec<String>,
+    suggested_only: bool,
+    known: &mut HashMap<String, Option<Value>>,
+) {
+    let via_of = |id: &str| -> Vec<String> {
+        children
+            .iter()
+            .find(|c| c["state_key"] == id)
+            .and_then(|c| c["content"]["via"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let vias: Vec<Vec<String>> = ids.iter().map(|id| via_of(id)).collect();
+    let answers = futures_util::future::join_all(
+        ids.iter()
+            .zip(&vias)
+            .map(|(id, via)| super::remote_spaces::fetch(ctx, id, via, suggested_only)),
+    )
+    .await;
+    for (id, answer) in ids.into_iter().zip(answers) {
+        let Some(remote) = answer else {
+            known.insert(id, None);
+            continue;
+        };
+        for child in remote.children {
+            if let Some(child_id) = child["room_id"].as_str() {
+                known
+                    .entry(child_id.to_owned())
+                    .or_insert_with(|| Some(child.clone()));
+            }
+        }
+        for hidden in remote.inaccessible {
+            known.entry(hidden).or_insert(None);
+        }
+        known.insert(id, Some(remote.room));
+    }
+}
+
 /// `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}` (and MSC3266's unstable
 /// paths): without an access token, only rooms anyone may see.
 pub async fn summary(ctx: &Ctx, req: &HttpRequest, id_or_alias: &str) -> Result<Value, MatrixError> {
@@ -196,7 +249,17 @@ pub async fn summary(ctx: &Ctx, req: &HttpRequest, id_or_alias: &str) -> Result<
     } else {
         return Err(MatrixError::invalid_param("Invalid room id or alias"));
     };
-    let room = entry(ctx, &room_id, &user_id).await?.ok_or_else(not_found)?;
+    let room = match entry(ctx, &room_id, &user_id).await? {
+        Some(room) => room,
+        // A room held elsewhere: asked of the servers the client names.
+        None => {
+            let via: Vec<String> = req.query_params("via").map(str::to_owned).collect();
+            super::remote_spaces::fetch(ctx, &room_id, &via, false)
+                .await
+                .ok_or_else(not_found)?
+                .room
+        }
+    };
     if !may_see(ctx, &room, &user_id).await? {
         return Err(not_found());
     }
