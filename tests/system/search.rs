@@ -240,3 +240,110 @@ fn search_refuses_bad_requests() {
     let empty = search(&alice, json!({"search_term": "\"*() OR"}));
     assert_eq!(empty["count"], json!(0), "{empty}");
 }
+
+/// Search latency over one big room (`NEURITE_SEARCH_BENCH_EVENTS` messages, 100,000
+/// by default), for `docs/benchmarks.md`: `cargo test --test system
+/// search_latency -- --ignored --nocapture`. The room comes from another server through
+/// the admin input; a local user joins and searches it: the first search indexes the
+/// whole room, later ones only query.
+#[test]
+#[ignore]
+fn search_latency_over_a_large_room() {
+    use crate::room_input::{admin, input, Gen};
+    use neurite::core::builder::NewEvent;
+    use std::time::Instant;
+
+    let total: usize = std::env::var("NEURITE_SEARCH_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let admin = admin();
+    let (mut g, mut main) = Gen::new(777);
+    let head = g.log.clone();
+    input(&admin, g.room_id.as_str(), &head, &g.keys());
+    let words = [
+        "apple", "river", "stone", "cloud", "ember", "maple", "orbit", "quartz", "tundra", "velvet",
+    ];
+    let started = Instant::now();
+    let mut batch = Vec::new();
+    for i in 0..total {
+        let body = format!(
+            "{} {} {} message {i}{}",
+            words[i % 10],
+            words[(i / 10) % 10],
+            words[(i / 100) % 10],
+            if i % 1000 == 0 { " needle" } else { "" }
+        );
+        let sender = if i % 2 == 0 { "alice" } else { "bob" };
+        batch.push(g.add(
+            &mut main,
+            sender,
+            NewEvent {
+                event_type: "m.room.message".into(),
+                state_key: None,
+                content: json!({"msgtype": "m.text", "body": body}),
+                redacts: None,
+            },
+        ));
+        if batch.len() == 500 || i + 1 == total {
+            let path = format!("/_neurite/admin/v1/rooms/{}/input", enc(g.room_id.as_str()));
+            let body = json!({
+                "pdus": batch.iter().map(neurite::core::pdu::Pdu::to_federation_value).collect::<Vec<_>>(),
+                "keys": g.keys(),
+            });
+            admin.post(&path, &body).expect(200);
+            batch.clear();
+        }
+    }
+    println!(
+        "[search bench] {total} messages generated and input in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let (reader, _) = new_user("searchbench");
+    let room = g.room_id.to_string();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = reader.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}));
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "join failed: {}", r.body);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let timed = |room_events: Value| {
+        let t = Instant::now();
+        let answer = search(&reader, room_events);
+        (t.elapsed().as_secs_f64() * 1000.0, answer)
+    };
+    let (first_ms, first) = timed(json!({"search_term": "needle"}));
+    assert_eq!(first["count"], json!(total.div_ceil(1000)));
+    let mut samples = Vec::new();
+    for (i, term) in [
+        "needle",
+        "apple river",
+        "quartz",
+        "ember stone maple",
+        "velvet orbit",
+    ]
+    .iter()
+    .cycle()
+    .take(50)
+    .enumerate()
+    {
+        let order = if i % 2 == 0 { "rank" } else { "recent" };
+        let (ms, answer) = timed(json!({"search_term": term, "order_by": order}));
+        assert!(answer["count"].as_u64().unwrap_or(0) > 0, "{term}: {answer}");
+        samples.push(ms);
+    }
+    samples.sort_by(f64::total_cmp);
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "[search bench] {total} messages: first search (indexes the room) {first_ms:.0} ms; \
+         then {} searches: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        samples.len(),
+        pct(0.5),
+        pct(0.95),
+        pct(1.0)
+    );
+}
