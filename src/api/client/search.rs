@@ -71,7 +71,7 @@ pub async fn search(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
             let rank = |r: &Value| r["rank"].as_f64().unwrap_or(0.0);
             rank(b).total_cmp(&rank(a)).then(ts(b).cmp(&ts(a)))
         }),
-        Order::Recent => merged.sort_by(|(_, a), (_, b)| ts(b).cmp(&ts(a))),
+        Order::Recent => merged.sort_by_key(|(_, r)| std::cmp::Reverse(ts(r))),
     }
     let more = merged.len() as u64 > offset + asked.limit;
     let page: Vec<(String, Value)> = merged
