@@ -41,16 +41,34 @@ pub fn parse(body: &Value) -> Result<Search, (&'static str, &'static str)> {
     Ok(Search { term, limit })
 }
 
-/// `term` with SQL `LIKE`'s wildcards escaped (escape character `\`).
+/// `term` as a SQL `LIKE` pattern: its wildcards escaped (escape character `\`), and
+/// each character beyond ASCII any one character, since SQLite folds the case of ASCII
+/// only (`matches` then decides exactly).
 pub fn like_escape(term: &str) -> String {
     let mut out = String::with_capacity(term.len());
     for c in term.chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
-        out.push(c);
+        out.push(if c.is_ascii() { c } else { '_' });
     }
     out
+}
+
+/// Whether the (lower-cased) term is in the user id or the display name, whatever the
+/// case, beyond ASCII too.
+pub fn matches(term: &str, user_id: &str, display_name: Option<&str>) -> bool {
+    user_id.to_lowercase().contains(term) || display_name.is_some_and(|n| n.to_lowercase().contains(term))
+}
+
+/// Rows the storage query reads for a page of `limit`: one more than the page, and
+/// room for the rows `matches` drops when the term goes beyond ASCII.
+pub fn rows_for(term: &str, limit: u64) -> u64 {
+    if term.is_ascii() {
+        limit + 1
+    } else {
+        (limit + 1) * 4 + 50
+    }
 }
 
 /// The patterns of a search: anywhere in the id or name, and the prefixes that rank
@@ -104,6 +122,18 @@ mod tests {
             "M_BAD_JSON"
         );
         assert_eq!(parse(&json!("x")).unwrap_err().0, "M_BAD_JSON");
+    }
+
+    #[test]
+    fn case_is_folded_beyond_ascii() {
+        let term = parse(&json!({"search_term": "ÖLAF är"})).expect("ok").term;
+        assert_eq!(term, "ölaf är");
+        assert_eq!(patterns(&term).anywhere, "%_laf _r%");
+        assert!(matches(&term, "@o:hs", Some("Ölaf Ärger")));
+        assert!(!matches(&term, "@o:hs", Some("Olaf Arger")));
+        assert!(matches("bob", "@BOB:hs", None));
+        assert_eq!(rows_for("bob", 10), 11);
+        assert!(rows_for("ö", 10) > 11);
     }
 
     #[test]

@@ -15,8 +15,8 @@ pub struct Found {
     pub avatar_url: Option<String>,
 }
 
-/// Users visible to `searcher` whose id or display name contains the term (ASCII
-/// case-insensitively), prefix matches first, then those with a display name, by id;
+/// Users visible to `searcher` whose id or display name matches the patterns (ASCII
+/// case-insensitively; `core::user_directory::matches` decides beyond), prefix matches first, then those with a display name, by id;
 /// at most `limit`. `all_local`: every local account is visible too.
 pub async fn search(
     db: &Db,

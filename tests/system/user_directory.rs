@@ -74,6 +74,13 @@ fn finds_room_mates_and_members_of_open_rooms_only() {
         std::slice::from_ref(&bob_id)
     );
     assert_eq!(found(&alice, &format!("{tag}BOB")), std::slice::from_ref(&bob_id));
+    // Case folds beyond ASCII too.
+    set_name(&alice, &alice_id, &format!("Ölaf Ärger {tag}"));
+    assert_eq!(
+        found(&bob, &format!("ölaf ärger {tag}")),
+        std::slice::from_ref(&alice_id)
+    );
+    assert!(found(&bob, &format!("olaf arger {tag}")).is_empty());
     let hit = &search(&alice, &format!("Bobby Tables {tag}"), None)["results"][0];
     assert_eq!(hit["display_name"], json!(format!("Bobby Tables {tag}")));
     // Dave, in a public room, is found once the room's openness is projected.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::api::auth::require_user;
 use crate::api::http::HttpRequest;
 use crate::api::MatrixError;
-use crate::core::user_directory::{parse, patterns};
+use crate::core::user_directory::{matches, parse, patterns, rows_for};
 use crate::platform::Ctx;
 use crate::storage::user_directory;
 
@@ -20,14 +20,17 @@ pub async fn search(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
     if search.term.is_empty() {
         return Ok(json!({ "results": [], "limited": false }));
     }
-    let found = user_directory::search(
+    let found: Vec<_> = user_directory::search(
         &ctx.db()?,
         &session.user_id,
         &patterns(&search.term),
-        search.limit + 1,
+        rows_for(&search.term, search.limit),
         ctx.config.user_directory_search_all,
     )
-    .await?;
+    .await?
+    .into_iter()
+    .filter(|f| matches(&search.term, &f.user_id, f.displayname.as_deref()))
+    .collect();
     let limited = found.len() as u64 > search.limit;
     let results: Vec<Value> = found
         .into_iter()
