@@ -134,6 +134,25 @@ fn search_finds_what_the_user_may_see() {
     );
     let topic = search(&db, &host, "bob", "gardening", false);
     assert_eq!(topic["results"][0]["event"]["type"], json!("m.room.topic"));
+    // And the plain-text form of `m.topic`, not its other forms.
+    send(
+        &db,
+        &host,
+        &user("alice"),
+        EventSpec::state(
+            "m.room.topic",
+            "",
+            json!({"topic": "x", "m.topic": {"m.text": [
+                {"mimetype": "text/html", "body": "<b>knitting</b> htmlonly"},
+                {"body": "knitting circle"}
+            ]}}),
+        ),
+    );
+    assert_eq!(
+        search(&db, &host, "bob", "knitting circle", false)["count"],
+        json!(1)
+    );
+    assert_eq!(search(&db, &host, "bob", "htmlonly", false)["count"], json!(0));
 
     // Someone who was never in the room may not search it.
     let outsider = handle(

@@ -200,6 +200,27 @@ fn search_respects_history_and_redactions() {
         [format!("{word} before carol")]
     );
     assert!(bodies(&search(&carol, json!({"search_term": word}))).is_empty());
+
+    // A room left is still searched, up to the departure; a room forgotten is not.
+    send_text(&alice, &room, "h3", &format!("{word} while carol stays"));
+    carol
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            &json!({}),
+        )
+        .expect(200);
+    send_text(&alice, &room, "h4", &format!("{word} after carol left"));
+    assert_eq!(
+        bodies(&search(&carol, json!({"search_term": word}))),
+        [format!("{word} while carol stays")]
+    );
+    carol
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/forget", enc(&room)),
+            &json!({}),
+        )
+        .expect(200);
+    assert!(bodies(&search(&carol, json!({"search_term": word}))).is_empty());
 }
 
 #[test]

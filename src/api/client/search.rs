@@ -1,4 +1,5 @@
-//! `POST /_matrix/client/v3/search`: `room_events` over the user's joined rooms. Each
+//! `POST /_matrix/client/v3/search`: `room_events` over the rooms the user is in or
+//! has left (not forgotten). Each
 //! room searches its own full-text index (`RoomRequest::Search`, history visibility
 //! applied there); the edge merges the rooms' best results by rank or recency, pages
 //! them with `next_batch` (an offset), and groups them by room or sender when asked.
@@ -31,8 +32,9 @@ pub async fn search(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
     let Some(query) = search::fts_query(&asked.term, &asked.columns) else {
         return Ok(answer(Vec::new(), 0, highlights, None, &asked));
     };
-    let joined = crate::storage::rooms::joined_rooms(&ctx.db()?, &session.user_id).await?;
-    let targets: Vec<String> = joined
+    // Rooms the user is in and those they left: each room shows what they may see.
+    let readable = crate::storage::rooms::readable_rooms(&ctx.db()?, &session.user_id).await?;
+    let targets: Vec<String> = readable
         .into_iter()
         .filter(|r| asked.rooms.as_ref().is_none_or(|only| only.contains(r)))
         .filter(|r| !asked.not_rooms.contains(r))

@@ -1,8 +1,9 @@
 //! The room's full-text index for `/search` (`event_search`, SQLite FTS5): the body,
-//! name and topic of `m.room.message`, `m.room.name` and `m.room.topic` events, by
-//! event nid. Kept up lazily: a search first indexes the events stored since the last
-//! one (`search_nid` in `meta`), so the write path never pays for it; a redaction
-//! removes its target's entry at once.
+//! name and topic of `m.room.message`, `m.room.name` and `m.room.topic` events (the
+//! topic with the `text/plain` bodies of its `m.topic`), by event nid. Kept up
+//! lazily: a search first indexes the events stored since the last one (`search_nid`
+//! in `meta`), so the write path never pays for it; a redaction removes its target's
+//! entry at once.
 
 use super::{meta_int, set_meta};
 use crate::params;
@@ -30,10 +31,13 @@ pub fn catch_up(db: &dyn Sql) -> Result<(), SqlError> {
     }
     db.execute(
         "INSERT INTO event_search (rowid, body, name, topic) \
-         SELECT nid, json_extract(json, '$.content.body'), json_extract(json, '$.content.name'), \
-                json_extract(json, '$.content.topic') \
-         FROM events WHERE nid > ? AND nid <= ? AND redacted_by IS NULL \
-           AND type IN ('m.room.message', 'm.room.name', 'm.room.topic')",
+         SELECT e.nid, json_extract(e.json, '$.content.body'), json_extract(e.json, '$.content.name'), \
+                trim(coalesce(json_extract(e.json, '$.content.topic'), '') || ' ' || coalesce(( \
+                  SELECT group_concat(json_extract(t.value, '$.body'), ' ') \
+                  FROM json_each(e.json, '$.content.\"m.topic\".\"m.text\"') t \
+                  WHERE coalesce(json_extract(t.value, '$.mimetype'), 'text/plain') = 'text/plain'), '')) \
+         FROM events e WHERE e.nid > ? AND e.nid <= ? AND e.redacted_by IS NULL \
+           AND e.type IN ('m.room.message', 'm.room.name', 'm.room.topic')",
         params![from, to],
     )?;
     set_meta(db, WATERMARK, &to.to_string())
