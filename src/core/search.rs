@@ -48,6 +48,8 @@ pub struct RoomEvents {
     pub context: Option<Context>,
     /// `room_id` and/or `sender`.
     pub group_by: Vec<String>,
+    /// `include_state`: the state of each room with results.
+    pub include_state: bool,
 }
 
 pub type Refusal = (&'static str, String);
@@ -163,7 +165,13 @@ pub fn parse(body: &Value) -> Result<Option<RoomEvents>, Refusal> {
             }
         }
     }
+    let include_state = match r.get("include_state") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("M_BAD_JSON", "include_state must be a boolean")),
+    };
     Ok(Some(RoomEvents {
+        include_state,
         term,
         columns,
         order,

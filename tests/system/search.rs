@@ -133,6 +133,15 @@ fn search_finds_messages_across_rooms() {
         json!(3)
     );
 
+    // The rooms' state with the results.
+    let with_state = search(
+        &alice,
+        json!({"search_term": word, "include_state": true, "filter": {"rooms": [two]}}),
+    );
+    let state = with_state["state"][&two].as_array().cloned().unwrap_or_default();
+    assert!(state.iter().any(|e| e["type"] == "m.room.name"), "{with_state}");
+    assert!(with_state["state"].get(&one).is_none());
+
     // Context around a result.
     let with_context = search(
         &alice,

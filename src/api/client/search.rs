@@ -83,8 +83,32 @@ pub async fn search(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
         .collect();
     let next =
         (more && offset + asked.limit <= search::MAX_OFFSET).then(|| search::token(offset + asked.limit));
+    let state = if asked.include_state {
+        Some(room_states(ctx, &session.user_id, &page).await?)
+    } else {
+        None
+    };
     let results: Vec<Value> = page.into_iter().map(|(_, r)| r).collect();
-    Ok(answer(results, count, highlights, next, &asked))
+    let mut body = answer(results, count, highlights, next, &asked);
+    if let Some(state) = state {
+        body["search_categories"]["room_events"]["state"] = state;
+    }
+    Ok(body)
+}
+
+/// `include_state`: the current state (as the user may see it) of each room with a
+/// result on the page.
+async fn room_states(ctx: &Ctx, user_id: &str, page: &[(String, Value)]) -> Result<Value, MatrixError> {
+    let rooms: std::collections::BTreeSet<&str> = page.iter().map(|(r, _)| r.as_str()).collect();
+    let ask = RoomRequest::State {
+        user_id: user_id.to_owned(),
+    };
+    let answers = futures_util::future::join_all(rooms.iter().map(|r| rooms::call(ctx, r, &ask))).await;
+    let mut out = Map::new();
+    for (room, answer) in rooms.into_iter().zip(answers) {
+        out.insert(room.to_owned(), answer?);
+    }
+    Ok(Value::Object(out))
 }
 
 fn answer(
