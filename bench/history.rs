@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 
-use neurite::core::builder::{build_create_event, build_event, NewEvent, Signer};
+use neurite::core::builder::{build_create_event, build_event, NewEvent, Prev, Signer};
 use neurite::core::keys::SigningKey;
 use neurite::core::pdu::Pdu;
 use ruma::events::StateEventType;
-use ruma::{OwnedEventId, OwnedUserId, RoomVersionId};
+use ruma::{OwnedUserId, RoomVersionId};
 use serde_json::{json, Value};
 
 const SERVERS: [&str; 3] = ["a.bench", "b.bench", "c.bench"];
@@ -39,7 +39,7 @@ type State = HashMap<(StateEventType, String), Pdu>;
 #[derive(Clone)]
 struct Branch {
     state: State,
-    tip: Vec<(OwnedEventId, u64)>,
+    tip: Vec<Prev>,
 }
 
 struct Rng(u64);
@@ -102,7 +102,7 @@ impl Gen {
             branch.state.insert(pair, pdu.clone());
             self.state_events += 1;
         }
-        branch.tip = vec![(pdu.owned_event_id(), pdu.depth())];
+        branch.tip = vec![Prev::new(pdu.owned_event_id(), pdu.depth())];
         self.out.push(pdu.to_federation_value());
         pdu
     }
@@ -175,7 +175,7 @@ pub fn generate_on(
     };
     let mut main = Branch {
         state: State::new(),
-        tip: vec![(create.owned_event_id(), create.depth())],
+        tip: vec![Prev::new(create.owned_event_id(), create.depth())],
     };
     main.state
         .insert((StateEventType::RoomCreate, String::new()), create);

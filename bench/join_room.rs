@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use neurite::core::builder::{build_create_event, build_event, NewEvent, Signer};
+use neurite::core::builder::{build_create_event, build_event, NewEvent, Prev, Signer};
 use neurite::core::keys::SigningKey;
 use neurite::core::pdu::Pdu;
 use ruma::events::StateEventType;
-use ruma::{OwnedEventId, OwnedUserId, RoomVersionId};
+use ruma::{OwnedUserId, RoomVersionId};
 use serde_json::{json, Value};
 
 use crate::harness::{enc, unique, Server};
@@ -32,7 +32,7 @@ struct Room {
     key: SigningKey,
     ts: u64,
     state: State,
-    tip: Vec<(OwnedEventId, u64)>,
+    tip: Vec<Prev>,
 }
 
 impl Room {
@@ -63,7 +63,7 @@ impl Room {
         if let Some(pair) = pdu.state_pair() {
             self.state.insert(pair, pdu.clone());
         }
-        self.tip = vec![(pdu.owned_event_id(), pdu.depth())];
+        self.tip = vec![Prev::new(pdu.owned_event_id(), pdu.depth())];
         pdu
     }
 }
@@ -130,7 +130,7 @@ pub fn join(server: &Server, members: usize, events: usize) -> JoinFigures {
         key,
         ts,
         state: State::new(),
-        tip: vec![(create.owned_event_id(), create.depth())],
+        tip: vec![Prev::new(create.owned_event_id(), create.depth())],
     };
     room.state
         .insert(create.state_pair().expect("state"), create.clone());

@@ -18,7 +18,7 @@ use native::clock_ms;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use neurite::core::builder::{build_create_event, build_event, NewEvent, Signer};
+use neurite::core::builder::{build_create_event, build_event, NewEvent, Prev, Signer};
 use neurite::core::keys::SigningKey;
 use neurite::core::pdu::Pdu;
 use neurite::roomserver::dispatch::{handle, Host};
@@ -26,7 +26,7 @@ use neurite::roomserver::protocol::{EventSpec, FederationQuery, InputKind, RawPd
 use neurite::storage::sql::testing::MemorySql;
 use neurite::storage::sql::Sql;
 use ruma::events::StateEventType;
-use ruma::{OwnedEventId, OwnedUserId, RoomVersionId};
+use ruma::{OwnedUserId, RoomVersionId};
 use serde_json::{json, Value};
 
 const SERVER: &str = "big.bench";
@@ -71,15 +71,14 @@ fn big_room(key: &SigningKey, members: usize) -> (Vec<Pdu>, HashMap<(StateEventT
     let room_id = create.room_id().to_owned();
     let mut state: HashMap<(StateEventType, String), Pdu> = HashMap::new();
     let mut log = Vec::new();
-    let mut tip: Vec<(OwnedEventId, u64)> = Vec::new();
-    let mut add =
-        |pdu: Pdu, state: &mut HashMap<(StateEventType, String), Pdu>, tip: &mut Vec<(OwnedEventId, u64)>| {
-            if let Some(pair) = pdu.state_pair() {
-                state.insert(pair, pdu.clone());
-            }
-            *tip = vec![(pdu.owned_event_id(), pdu.depth())];
-            log.push(pdu);
-        };
+    let mut tip: Vec<Prev> = Vec::new();
+    let mut add = |pdu: Pdu, state: &mut HashMap<(StateEventType, String), Pdu>, tip: &mut Vec<Prev>| {
+        if let Some(pair) = pdu.state_pair() {
+            state.insert(pair, pdu.clone());
+        }
+        *tip = vec![Prev::new(pdu.owned_event_id(), pdu.depth())];
+        log.push(pdu);
+    };
     add(create, &mut state, &mut tip);
     let steps = vec![
         (
@@ -185,7 +184,7 @@ fn main() {
         log[0].room_id(),
         &joiner,
         NewEvent::state("m.room.member", joiner.as_str(), json!({"membership": "join"})),
-        &[(tip.owned_event_id(), tip.depth())],
+        &[Prev::new(tip.owned_event_id(), tip.depth())],
         |t, k| state.get(&(t.clone(), k.to_owned())).cloned(),
         Signer {
             server_name: SERVER,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use neurite::core::auth::check_auth;
-use neurite::core::builder::{build_create_event, build_event, NewEvent, Signer};
+use neurite::core::builder::{build_create_event, build_event, NewEvent, Prev, Signer};
 use neurite::core::event_hash::hash_and_sign;
 use neurite::core::keys::{public_key_map, SigningKey};
 use neurite::core::pdu::Pdu;
@@ -23,7 +23,7 @@ struct Room {
     room_id: ruma::OwnedRoomId,
     events: HashMap<OwnedEventId, Pdu>,
     state: StateMap<OwnedEventId>,
-    tip: Vec<(OwnedEventId, u64)>,
+    tip: Vec<Prev>,
     clock: u64,
 }
 
@@ -59,7 +59,7 @@ impl Room {
         if let Some(pair) = pdu.state_pair() {
             self.state.insert(pair, pdu.owned_event_id());
         }
-        self.tip = vec![(pdu.owned_event_id(), pdu.depth())];
+        self.tip = vec![Prev::new(pdu.owned_event_id(), pdu.depth())];
         self.events.insert(pdu.owned_event_id(), pdu);
     }
 }

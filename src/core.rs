@@ -27,6 +27,7 @@ pub mod state_res;
 pub mod tags;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod third_party;
 pub mod user_directory;
 pub mod verify;
 pub mod xmatrix;

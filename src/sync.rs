@@ -41,6 +41,8 @@ pub struct User {
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
     /// Whether the schema was applied in this instance.
     ready: Cell<bool>,
+    /// Whether this instance has made sure the stream knows whose it is.
+    owner_known: Cell<bool>,
 }
 
 fn failure(status: u16, errcode: &str, error: &str) -> HttpResponse {
@@ -55,6 +57,7 @@ impl DurableObject for User {
             alarm_set: Cell::new(false),
             waiters: RefCell::new(Vec::new()),
             ready: Cell::new(false),
+            owner_known: Cell::new(false),
         }
     }
 
@@ -211,21 +214,28 @@ impl User {
                 return Ok(false);
             }
         };
+        // A mate who never set a presence is offline, told at serial 0.
         let notes: Vec<Note> = mates
             .iter()
-            .filter_map(|m| {
-                Some(Note {
-                    room_id: m.user_id.clone(),
-                    kind: NoteKind::Presence,
-                    pos: m.serial?,
-                    membership: None,
-                    content: m.content.as_deref().and_then(|c| serde_json::from_str(c).ok()),
-                })
+            .map(|m| Note {
+                room_id: m.user_id.clone(),
+                kind: NoteKind::Presence,
+                pos: m.serial.unwrap_or(0),
+                membership: None,
+                content: m
+                    .content
+                    .as_deref()
+                    .and_then(|c| serde_json::from_str(c).ok())
+                    .or_else(|| Some(json!({"presence": "offline"}))),
             })
             .collect();
         let moved = stream::notify(&db, &notes)?;
-        // Ours, to them, after the answer.
-        if let (false, Some(own)) = (me.is_empty(), stream::own_presence(&db)?) {
+        // Ours, to them, after the answer (offline at serial 0 if we never set one).
+        let own = stream::own_presence(&db)?.unwrap_or_else(|| stream::PresenceChange {
+            serial: 0,
+            content: json!({"presence": "offline"}),
+        });
+        if !me.is_empty() {
             let env = self.env.clone();
             let mates = mates.into_iter().map(|m| m.user_id).collect();
             self.state
@@ -286,6 +296,12 @@ impl User {
                 full_state,
                 include_leave,
             } => {
+                // The stream learns whose it is (room mates are told our presence on
+                // joins, even if we never go online), once per instance.
+                if !user_id.is_empty() && !self.owner_known.get() {
+                    stream::remember_user_id(&self.db()?, &user_id)?;
+                    self.owner_known.set(true);
+                }
                 // Syncing is activity: online unless the client said otherwise.
                 let presence = set_presence.as_deref().unwrap_or("online");
                 if presence != "offline" && !user_id.is_empty() {

@@ -54,6 +54,12 @@ mod guests;
 #[path = "system/legacy.rs"]
 mod legacy;
 
+#[path = "system/conformance_presence.rs"]
+mod conformance_presence;
+
+#[path = "system/third_party_invites.rs"]
+mod third_party_invites;
+
 #[path = "system/log_replay.rs"]
 mod log_replay;
 

@@ -29,6 +29,7 @@ pub mod search;
 pub mod spaces;
 pub mod sync;
 pub mod tags;
+pub mod third_party_invite;
 pub mod thirdparty;
 pub mod to_device;
 pub mod upgrade;

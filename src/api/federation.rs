@@ -1,5 +1,5 @@
 //! Server-Server API handlers, one file per endpoint group. Every request except the
-//! key, version and OpenID endpoints is authenticated (`auth`) before its handler runs.
+//! key, version, OpenID and `/3pid/onbind` endpoints is authenticated (`auth`) before its handler runs.
 
 pub mod auth;
 pub mod edus;
@@ -12,6 +12,7 @@ pub mod query;
 pub mod rooms;
 pub mod routes;
 pub mod send;
+pub mod third_party;
 pub mod user;
 pub mod version;
 
@@ -71,6 +72,8 @@ pub async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
         F::MakeKnock => membership::make(ctx, req, &origin, (p(0), p(1)), "knock").await,
         F::SendKnock => membership::send_knock(ctx, req, &origin, (p(0), p(1))).await,
         F::Hierarchy => hierarchy::hierarchy(ctx, req, &origin, p(0)).await,
+        F::ThirdPartyOnBind => third_party::onbind(ctx, req).await,
+        F::ExchangeThirdPartyInvite => third_party::exchange(ctx, req, &origin, p(0)).await,
     }
 }
 

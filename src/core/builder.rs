@@ -1,8 +1,10 @@
 //! Building our own events (spec: client-server API sends, `make_join` templates): picks
 //! `auth_events` and `prev_events`, computes depth, then hashes and signs.
 //!
-//! Only room versions whose events reference others by plain event id (v3+) can be built here;
-//! rooms of v1/v2 need the referenced events' hashes and are accepted over federation only.
+//! Rooms of v1 and v2 name events differently: an event carries its own `event_id`
+//! (`$local:server`, made here from the event's content hash) and refers to others by
+//! `[id, {"sha256": reference hash}]` pairs; from v3 on an event's id is its reference hash
+//! and references are plain ids.
 
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::{EventsReferenceFormatVersion, RoomVersionRules};
@@ -23,12 +25,64 @@ pub const MAX_PREV_EVENTS: usize = 20;
 pub enum BuildError {
     #[error("content must be a JSON object of canonical values: {0}")]
     Content(String),
-    #[error("room version cannot be built locally")]
-    UnsupportedVersion,
     #[error("event would be larger than {MAX_PDU_BYTES} bytes")]
     TooLarge,
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A forward extremity a new event is built on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prev {
+    pub id: OwnedEventId,
+    pub depth: u64,
+    /// Its reference hash, which rooms of v1/v2 put beside the id; `None` from v3 on.
+    pub hash: Option<String>,
+}
+
+impl Prev {
+    /// An extremity known by id and depth (enough from room v3 on).
+    pub fn new(id: OwnedEventId, depth: u64) -> Self {
+        Self {
+            id,
+            depth,
+            hash: None,
+        }
+    }
+
+    /// The extremity `pdu`, with its reference hash when the version needs it.
+    pub fn of(pdu: &Pdu, rules: &RoomVersionRules) -> Self {
+        Self {
+            id: pdu.owned_event_id(),
+            depth: pdu.depth(),
+            hash: reference_hash_for(pdu, rules),
+        }
+    }
+}
+
+/// The reference hash of `pdu` when the version names references with it (v1/v2).
+fn reference_hash_for(pdu: &Pdu, rules: &RoomVersionRules) -> Option<String> {
+    (rules.events_reference_format == EventsReferenceFormatVersion::V1)
+        .then(|| event_hash::reference_hash(pdu.object(), rules).ok())
+        .flatten()
+}
+
+/// One entry of `prev_events` / `auth_events` in the version's format.
+fn reference(
+    id: &OwnedEventId,
+    hash: Option<&str>,
+    rules: &RoomVersionRules,
+) -> Result<CanonicalJsonValue, BuildError> {
+    if rules.events_reference_format != EventsReferenceFormatVersion::V1 {
+        return Ok(CanonicalJsonValue::String(id.to_string()));
+    }
+    let hash = hash.ok_or_else(|| BuildError::Invalid(format!("no reference hash for {id}")))?;
+    let mut hashes = CanonicalJsonObject::new();
+    hashes.insert("sha256".into(), CanonicalJsonValue::String(hash.to_owned()));
+    Ok(CanonicalJsonValue::Array(vec![
+        CanonicalJsonValue::String(id.to_string()),
+        CanonicalJsonValue::Object(hashes),
+    ]))
 }
 
 /// Who signs, and when.
@@ -77,13 +131,10 @@ pub fn build_event(
     room_id: &RoomId,
     sender: &UserId,
     new: NewEvent,
-    prev_events: &[(OwnedEventId, u64)],
+    prev_events: &[Prev],
     state: impl Fn(&StateEventType, &str) -> Option<Pdu>,
     signer: Signer<'_>,
 ) -> Result<Pdu, BuildError> {
-    if rules.events_reference_format == EventsReferenceFormatVersion::V1 {
-        return Err(BuildError::UnsupportedVersion);
-    }
     let mut content = content_object(new.content)?;
     if new.event_type == TimelineEventType::RoomRedaction.to_string() && rules.redaction.content_field_redacts
     {
@@ -100,22 +151,32 @@ pub fn build_event(
     // user for restricted joins).
     let types = auth_types_for_event(&event_type, sender, new.state_key.as_deref(), &raw_content, rules)
         .map_err(|r| BuildError::Invalid(r.reason))?;
-    let auth_events: Vec<CanonicalJsonValue> = types
+    let auth_events = types
         .iter()
         .filter_map(|(kind, key)| state(kind, key))
-        .map(|e| CanonicalJsonValue::String(e.event_id().to_string()))
-        .collect();
+        .map(|e| {
+            reference(
+                &e.owned_event_id(),
+                reference_hash_for(&e, rules).as_deref(),
+                rules,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     // Prev events: the deepest extremities first, ties by id, so the choice is stable.
-    let mut prev: Vec<&(OwnedEventId, u64)> = prev_events.iter().collect();
-    prev.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    prev.dedup_by(|a, b| a.0 == b.0);
+    let mut prev: Vec<&Prev> = prev_events.iter().collect();
+    prev.sort_by(|a, b| b.depth.cmp(&a.depth).then_with(|| a.id.cmp(&b.id)));
+    prev.dedup_by(|a, b| a.id == b.id);
     prev.truncate(MAX_PREV_EVENTS);
-    let depth = prev.iter().map(|p| p.1).max().map_or(1, |d| d.saturating_add(1));
+    let depth = prev
+        .iter()
+        .map(|p| p.depth)
+        .max()
+        .map_or(1, |d| d.saturating_add(1));
     let prev_ids = prev
         .iter()
-        .map(|p| CanonicalJsonValue::String(p.0.to_string()))
-        .collect();
+        .map(|p| reference(&p.id, p.hash.as_deref(), rules))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let mut object = CanonicalJsonObject::new();
     object.insert("auth_events".into(), CanonicalJsonValue::Array(auth_events));
@@ -149,9 +210,6 @@ pub fn build_create_event(
     extra_content: Value,
     signer: Signer<'_>,
 ) -> Result<Pdu, BuildError> {
-    if rules.events_reference_format == EventsReferenceFormatVersion::V1 {
-        return Err(BuildError::UnsupportedVersion);
-    }
     let mut content = content_object(extra_content)?;
     content.insert(
         "room_version".into(),
@@ -187,9 +245,6 @@ pub fn complete_template(
     rules: &RoomVersionRules,
     signer: Signer<'_>,
 ) -> Result<(CanonicalJsonObject, OwnedEventId), BuildError> {
-    if rules.events_reference_format == EventsReferenceFormatVersion::V1 {
-        return Err(BuildError::UnsupportedVersion);
-    }
     let mut object: CanonicalJsonObject = match CanonicalJsonValue::try_from(template.clone()) {
         Ok(CanonicalJsonValue::Object(o)) => o,
         _ => return Err(BuildError::Invalid("the template is not an object".into())),
@@ -236,6 +291,17 @@ fn hash_and_sign_checked(
     rules: &RoomVersionRules,
     signer: Signer<'_>,
 ) -> Result<OwnedEventId, BuildError> {
+    if !event_hash::event_id_is_hash(rules) {
+        // v1/v2: the event names itself. Its content hash before naming makes the local
+        // part: unique, since the room's writes are ordered and each names the one before.
+        let digest = event_hash::content_hash(object).map_err(|e| match e {
+            event_hash::HashError::TooLarge => BuildError::TooLarge,
+            other => BuildError::Invalid(other.to_string()),
+        })?;
+        let local: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let id = format!("${local}:{}", signer.server_name);
+        object.insert("event_id".into(), CanonicalJsonValue::String(id));
+    }
     let hash = hash_and_sign(object, rules, signer.server_name, signer.key).map_err(|e| match e {
         event_hash::HashError::TooLarge => BuildError::TooLarge,
         other => BuildError::Invalid(other.to_string()),
@@ -243,7 +309,10 @@ fn hash_and_sign_checked(
     if canonical_string(object).len() > MAX_PDU_BYTES {
         return Err(BuildError::TooLarge);
     }
-    event_hash::event_id_from_reference_hash(&hash, rules).ok_or(BuildError::UnsupportedVersion)
+    match event_hash::event_id_from_reference_hash(&hash, rules) {
+        Some(id) => Ok(id),
+        None => event_hash::event_id(object, rules).map_err(|e| BuildError::Invalid(e.to_string())),
+    }
 }
 
 fn sign_into_pdu(

@@ -10,13 +10,12 @@ use ruma::RoomVersionId;
 /// The version new rooms get unless the client asks for another one.
 pub const DEFAULT_ROOM_VERSION: RoomVersionId = RoomVersionId::V12;
 
-/// Versions offered to clients for new rooms (`m.room_versions` capability).
-const OFFERED: [RoomVersionId; 3] = [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
-
-/// Versions accepted over federation (3 to 12). Versions 1 and 2 need state resolution
-/// v1, which Neurite does not implement: they are refused at the door
-/// (`M_UNSUPPORTED_ROOM_VERSION`), as on most servers today.
-const ACCEPTED: [RoomVersionId; 10] = [
+/// The versions Neurite takes part in (2 to 12): clients may create rooms of each
+/// (`m.room_versions` capability), other servers' rooms of each are joined. Version 1
+/// needs state resolution v1, which Neurite does not implement: it is refused at the door
+/// (`M_UNSUPPORTED_ROOM_VERSION`).
+const ACCEPTED: [RoomVersionId; 11] = [
+    RoomVersionId::V2,
     RoomVersionId::V3,
     RoomVersionId::V4,
     RoomVersionId::V5,
@@ -36,7 +35,7 @@ pub fn is_supported(version: &RoomVersionId) -> bool {
 
 /// Whether clients may create rooms of this version.
 pub fn is_offered_to_clients(version: &RoomVersionId) -> bool {
-    OFFERED.contains(version)
+    is_supported(version)
 }
 
 /// The rules of a supported version; `None` for anything we do not support.
@@ -57,7 +56,7 @@ pub fn parse(version: &str) -> Option<(RoomVersionId, RoomVersionRules)> {
 
 /// The `available` map of the `m.room_versions` capability: `{"10":"stable",...}`.
 pub fn available_for_clients() -> BTreeMap<String, String> {
-    OFFERED
+    ACCEPTED
         .iter()
         .map(|v| (v.as_str().to_owned(), "stable".to_owned()))
         .collect()
@@ -76,26 +75,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn offers_ten_to_twelve_with_twelve_default() {
+    fn offers_two_to_twelve_with_twelve_default() {
         let caps = capability_json();
         assert_eq!(caps["default"], "12");
-        assert_eq!(
-            caps["available"],
-            serde_json::json!({"10": "stable", "11": "stable", "12": "stable"})
-        );
+        let available = caps["available"].as_object().expect("map");
+        assert_eq!(available.len(), 11);
+        for n in 2..=12 {
+            assert_eq!(available[&n.to_string()], "stable", "version {n}");
+        }
         assert!(is_offered_to_clients(&RoomVersionId::V12));
-        assert!(!is_offered_to_clients(&RoomVersionId::V9));
+        assert!(is_offered_to_clients(&RoomVersionId::V2));
+        assert!(!is_offered_to_clients(&RoomVersionId::V1));
     }
 
     #[test]
-    fn accepts_three_to_twelve_only() {
-        for n in 3..=12 {
+    fn accepts_two_to_twelve_only() {
+        for n in 2..=12 {
             assert!(parse(&n.to_string()).is_some(), "version {n}");
         }
-        assert!(
-            parse("1").is_none() && parse("2").is_none(),
-            "state resolution v1"
-        );
+        assert!(parse("1").is_none(), "state resolution v1");
         assert!(parse("13").is_none());
         assert!(parse("org.example.custom").is_none());
         assert!(parse("").is_none());

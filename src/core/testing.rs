@@ -10,7 +10,7 @@ use ruma::{CanonicalJsonObject, EventId, OwnedEventId, OwnedRoomId, OwnedUserId,
 use serde_json::{json, Value};
 
 use super::auth::{check_auth, check_auth_events, Rejection};
-use super::builder::{build_create_event, build_event, NewEvent, Signer};
+use super::builder::{build_create_event, build_event, NewEvent, Prev, Signer};
 use super::keys::SigningKey;
 use super::pdu::Pdu;
 
@@ -44,7 +44,7 @@ pub(crate) fn user(name: &str) -> OwnedUserId {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Branch {
     pub state: StateMap<OwnedEventId>,
-    pub extremities: Vec<(OwnedEventId, u64)>,
+    pub extremities: Vec<Prev>,
 }
 
 pub(crate) struct TestRoom {
@@ -189,7 +189,7 @@ impl TestRoom {
         if let Some(pair) = pdu.state_pair() {
             branch.state.insert(pair, pdu.owned_event_id());
         }
-        branch.extremities = vec![(pdu.owned_event_id(), pdu.depth())];
+        branch.extremities = vec![Prev::of(&pdu, &self.rules)];
         self.events.insert(pdu.owned_event_id(), pdu);
     }
 

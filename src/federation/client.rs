@@ -198,10 +198,69 @@ pub async fn get_url(ctx: &Ctx, url: &str, limit: usize) -> Result<Response, Fed
         limit,
         timeout_ms: TIMEOUT_MS,
     };
-    let response = if tls && port == 443 {
-        https_fetch(&name.url_host(), &outbound).await?
+    send_to(&name.url_host(), &target, tls, &outbound).await
+}
+
+/// Sends `outbound` to `target`: `fetch()` for HTTPS on port 443, a TCP socket otherwise.
+async fn send_to(
+    url_host: &str,
+    target: &Target,
+    tls: bool,
+    outbound: &Outbound<'_>,
+) -> Result<Response, FedError> {
+    let response = if tls && target.port == 443 {
+        https_fetch(url_host, outbound).await?
     } else {
-        tcp_exchange(&target.host, port, tls, &target.host_header, &outbound).await?
+        tcp_exchange(&target.host, target.port, tls, &target.host_header, outbound).await?
     };
     Ok(response)
+}
+
+/// An unsigned JSON request to a service named by `host[:port]` (an identity server):
+/// HTTPS, or plain HTTP to loopback in local development, with a federation request's
+/// guards. `bearer` is sent as the access token. Any 2xx answers its JSON.
+pub async fn service_request(
+    ctx: &Ctx,
+    authority: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> Result<Value, FedError> {
+    use crate::core::server_name::ServerName;
+    let name = ServerName::parse(authority).ok_or_else(|| FedError::Forbidden(authority.to_owned()))?;
+    let target = Target {
+        host: name.host.clone(),
+        port: name.port.unwrap_or(443),
+        host_header: name.authority(),
+    };
+    let tls = transport_for(ctx, &target)?;
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Accept", "application/json")];
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth.as_str()));
+    }
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let outbound = Outbound {
+        method,
+        target: path,
+        headers: &headers,
+        body: &bytes,
+        limit: 1024 * 1024,
+        timeout_ms: TIMEOUT_MS,
+    };
+    let response = send_to(&name.url_host(), &target, tls, &outbound).await?;
+    let value: Value = serde_json::from_slice(&response.body).map_err(|_| FedError::NotJson)?;
+    if (200..300).contains(&response.status) {
+        Ok(value)
+    } else {
+        Err(FedError::Status {
+            status: response.status,
+            errcode: value["errcode"].as_str().unwrap_or("M_UNKNOWN").to_owned(),
+            body: value,
+        })
+    }
 }

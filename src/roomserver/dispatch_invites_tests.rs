@@ -199,7 +199,7 @@ fn bad_invites_are_refused_and_change_nothing() {
     // Another server than the inviter's.
     expect_refused(&event, "evil.test", "10", "M_FORBIDDEN");
     // A room version this server does not speak.
-    expect_refused(&event, SERVER, "2", "M_INCOMPATIBLE_ROOM_VERSION");
+    expect_refused(&event, SERVER, "1", "M_INCOMPATIBLE_ROOM_VERSION");
     // Not signed by the inviting server's key.
     let mut forged = event.clone();
     forged["signatures"] = json!({ SERVER: { "ed25519:test": "AAAA" } });

@@ -538,3 +538,34 @@ fn other_servers_see_history_as_its_visibility_says() {
         assert_eq!(stranger.is_ok(), visibility == "world_readable", "{visibility}");
     }
 }
+
+#[test]
+fn receipts_only_move_forward() {
+    let (db, key) = room("shared");
+    let host = host(&key);
+    let first = send(&db, &host, &user("alice"), message("one"));
+    let second = send(&db, &host, &user("alice"), message("two"));
+    let receipt = |event: &Value| {
+        handle(
+            &db,
+            &host,
+            RoomRequest::Receipt {
+                user_id: user("alice"),
+                receipt_type: "m.read".into(),
+                event_id: event["event_id"].as_str().expect("event id").to_owned(),
+                thread_id: None,
+            },
+        )
+        .expect("receipt")
+    };
+    let at = || super::ephemeral::receipt_event(&db, &user("alice"), "m.read", None).expect("read");
+    assert_eq!(receipt(&second)["moved"], true);
+    assert_eq!(at().as_deref(), second["event_id"].as_str());
+    // Back to an earlier event: taken, nothing changes, nobody is told.
+    let back = receipt(&first);
+    assert_eq!(back["moved"], false);
+    assert!(back.get("serial").is_none());
+    assert_eq!(at().as_deref(), second["event_id"].as_str());
+    // The same event again does not move it either.
+    assert_eq!(receipt(&second)["moved"], false);
+}

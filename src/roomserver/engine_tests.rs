@@ -1,10 +1,10 @@
 //! The input pipeline on native SQLite: linear history, forks resolved with state
 //! resolution, rejection, soft failure and the outbox.
 
-use ruma::{OwnedEventId, OwnedUserId, RoomVersionId};
+use ruma::{OwnedUserId, RoomVersionId};
 use serde_json::json;
 
-use crate::core::builder::{build_create_event, build_event, NewEvent, Signer};
+use crate::core::builder::{build_create_event, build_event, NewEvent, Prev, Signer};
 use crate::core::keys::SigningKey;
 use crate::core::pdu::Pdu;
 use crate::log::LogRecord;
@@ -100,8 +100,8 @@ pub(super) fn build_on(
     let mut prevs = Vec::new();
     let mut state = std::collections::HashMap::new();
     for p in prev {
-        let (row, _) = room.pdu(p).expect("read").expect("prev exists");
-        prevs.push((OwnedEventId::try_from(*p).expect("id"), row.depth as u64));
+        let (_, event) = room.pdu(p).expect("read").expect("prev exists");
+        prevs.push(Prev::of(&event, room.rules()));
         state = room.state_after_pdus(p).expect("state").expect("has state");
     }
     let rules = room.rules().clone();
@@ -589,7 +589,7 @@ fn stale_auth_events_do_not_let_an_event_past_the_state_before_it() {
         &room.info.room_id.clone(),
         &user("bob"),
         NewEvent::message("m.room.message", json!({"body": "still here?"})),
-        &[(ban.owned_event_id(), ban.depth())],
+        &[Prev::new(ban.owned_event_id(), ban.depth())],
         |t, s| before_ban.get(&(t.clone(), s.to_owned())).cloned(),
         signer(&k, 60),
     )

@@ -120,6 +120,22 @@ pub fn put_receipt(
     Ok(serial)
 }
 
+/// The event the user's receipt of this type (and thread) is at, if any.
+pub fn receipt_event(
+    db: &dyn Sql,
+    user: &str,
+    receipt_type: &str,
+    thread_id: Option<&str>,
+) -> Result<Option<String>, SqlError> {
+    db.query(
+        "SELECT event_id FROM receipts WHERE user_id = ? AND receipt_type = ? AND thread_id = ?",
+        params![user, receipt_type, thread_id.unwrap_or("")],
+    )?
+    .first()
+    .map(|r| r.text(0).map(str::to_owned))
+    .transpose()
+}
+
 /// The user's own `m.read`/`m.read.private` receipt event ids (main timeline or unthreaded).
 pub fn own_read_event(db: &dyn Sql, user: &str) -> Result<Vec<String>, SqlError> {
     db.query(

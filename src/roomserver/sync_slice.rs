@@ -297,9 +297,14 @@ pub fn slice(
         .map(|p| formatted(&p, None, spec.federation_format))
         .collect();
 
+    // A timeline that begins with the room's creation has nothing before it. Its
+    // `prev_batch` is then the slice's end, as clients expect of Synapse: paging back from
+    // it answers the (whole, small) room again rather than nothing.
+    let from_creation = !limited && timeline.first().is_some_and(|e| e["type"] == "m.room.create");
+    let prev_batch = token(if from_creation { ceiling } else { start });
     let mut body = json!({
         "membership": membership,
-        "timeline": { "events": timeline, "limited": limited, "prev_batch": token(start) },
+        "timeline": { "events": timeline, "limited": limited, "prev_batch": prev_batch },
         "state": state,
     });
     if !joined {

@@ -97,14 +97,16 @@ pub fn init(db: &dyn Sql) -> Result<(), SqlError> {
 }
 
 fn head(db: &dyn Sql, room_id: &str, kind: NoteKind) -> Result<i64, SqlError> {
-    Ok(db
-        .query_opt(
-            "SELECT room_pos FROM heads WHERE room_id = ? AND kind = ?",
-            params![room_id, kind.as_str()],
-        )?
-        .map(|r| r.int(0))
-        .transpose()?
-        .unwrap_or(0))
+    Ok(head_opt(db, room_id, kind)?.unwrap_or(0))
+}
+
+fn head_opt(db: &dyn Sql, room_id: &str, kind: NoteKind) -> Result<Option<i64>, SqlError> {
+    db.query_opt(
+        "SELECT room_pos FROM heads WHERE room_id = ? AND kind = ?",
+        params![room_id, kind.as_str()],
+    )?
+    .map(|r| r.int(0))
+    .transpose()
 }
 
 fn counter(db: &dyn Sql, key: &str) -> Result<i64, SqlError> {
@@ -154,7 +156,12 @@ pub fn notify(db: &dyn Sql, notes: &[Note]) -> Result<bool, SqlError> {
                 )?;
             }
         }
-        let latest = head(db, &note.room_id, note.kind)?;
+        // A user's presence may be told at serial 0 (never set: offline), which a
+        // stream that has none of theirs yet takes.
+        let latest = match note.kind {
+            NoteKind::Presence => head_opt(db, &note.room_id, note.kind)?.unwrap_or(-1),
+            _ => head(db, &note.room_id, note.kind)?,
+        };
         if note.pos > latest {
             let pos = next(db, "stream")?;
             db.execute(

@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
-use neurite::core::builder::{build_create_event, build_event, NewEvent, Signer};
+use neurite::core::builder::{build_create_event, build_event, NewEvent, Prev, Signer};
 use neurite::core::keys::SigningKey;
 use neurite::core::pdu::Pdu;
 use ruma::events::StateEventType;
-use ruma::{OwnedEventId, OwnedUserId, RoomVersionId};
+use ruma::{OwnedUserId, RoomVersionId};
 use serde_json::{json, Value};
 
 use crate::harness::{shared, unique, Client};
@@ -25,7 +25,7 @@ type State = HashMap<(StateEventType, String), Pdu>;
 #[derive(Clone, Default)]
 pub struct Branch {
     pub state: State,
-    tip: Vec<(OwnedEventId, u64)>,
+    tip: Vec<Prev>,
 }
 
 /// An event built on a branch's tip and state.
@@ -122,7 +122,7 @@ impl Gen {
         if let Some(pair) = pdu.state_pair() {
             branch.state.insert(pair, pdu.clone());
         }
-        branch.tip = vec![(pdu.owned_event_id(), pdu.depth())];
+        branch.tip = vec![Prev::new(pdu.owned_event_id(), pdu.depth())];
         self.log.push(pdu);
     }
 

@@ -76,12 +76,19 @@ fn create_room_with_defaults_is_v12_with_preset_state() {
 #[test]
 fn create_room_versions_and_bad_requests() {
     let (alice, _) = new_user("alice");
-    for v in ["10", "11"] {
+    for v in ["2", "4", "9", "10", "11"] {
         let room = create_room(&alice, json!({"room_version": v}));
         assert!(room.contains(':'), "v{v} room ids carry the server name");
+        let create = alice
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.create/",
+                enc(&room)
+            ))
+            .expect(200);
+        assert_eq!(create["room_version"], v);
     }
     alice
-        .post("/_matrix/client/v3/createRoom", &json!({"room_version": "4"}))
+        .post("/_matrix/client/v3/createRoom", &json!({"room_version": "1"}))
         .expect_err(400, "M_UNSUPPORTED_ROOM_VERSION");
     alice
         .post("/_matrix/client/v3/createRoom", &json!({"preset": 5}))

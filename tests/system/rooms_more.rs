@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::harness::{create_room, enc, new_user, shared, unique, Client};
+use crate::harness::{create_room, enc, new_user, send_text, shared, unique, Client};
 
 fn all_messages(c: &Client, room: &str) -> Vec<Value> {
     let page = c
@@ -236,7 +236,7 @@ fn upgrade_tombstones_the_old_room_and_carries_state_over() {
     alice
         .post(
             &format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&old)),
-            &json!({"new_version": "3"}),
+            &json!({"new_version": "1"}),
         )
         .expect_err(400, "M_UNSUPPORTED_ROOM_VERSION");
     let answer = alice
@@ -271,6 +271,14 @@ fn upgrade_tombstones_the_old_room_and_carries_state_over() {
         ))
         .expect(200);
     assert_eq!(name["name"], "Old name");
+    // The old room had no guest access rule (guests forbidden): the new room says so.
+    let guests = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.guest_access/",
+            enc(&new)
+        ))
+        .expect(200);
+    assert_eq!(guests["guest_access"], "forbidden");
     let alias = format!("#{local}:{}", shared().server_name);
     let resolved = bob
         .get(&format!("/_matrix/client/v3/directory/room/{}", enc(&alias)))
@@ -279,4 +287,135 @@ fn upgrade_tombstones_the_old_room_and_carries_state_over() {
     // Bob follows to the new room (public join rules carried over).
     bob.post(&format!("/_matrix/client/v3/join/{}", enc(&new)), &json!({}))
         .expect(200);
+}
+
+#[test]
+fn a_room_upgraded_to_version_two_names_its_creator_and_their_power() {
+    let (alice, alice_id) = new_user("alice");
+    let old = create_room(&alice, json!({"preset": "private_chat", "name": "Older"}));
+    // A ban, the room listed as direct and tagged: all follow the room.
+    alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/ban", enc(&old)),
+            &json!({"user_id": "@mallory:elsewhere.test", "reason": "spam"}),
+        )
+        .expect(200);
+    alice
+        .put(
+            &format!("/_matrix/client/v3/user/{}/account_data/m.direct", enc(&alice_id)),
+            &json!({ "@friend:elsewhere.test": [old.clone()] }),
+        )
+        .expect(200);
+    alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/user/{}/rooms/{}/account_data/m.tag",
+                enc(&alice_id),
+                enc(&old)
+            ),
+            &json!({"tags": {"m.favourite": {"order": 0.5}}}),
+        )
+        .expect(200);
+    let answer = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/upgrade", enc(&old)),
+            &json!({"new_version": "2"}),
+        )
+        .expect(200);
+    let new = answer["replacement_room"]
+        .as_str()
+        .expect("replacement_room")
+        .to_owned();
+    let state = alice
+        .get(&format!("/_matrix/client/v3/rooms/{}/state", enc(&new)))
+        .expect(200);
+    let content = |t: &str| {
+        state
+            .as_array()
+            .expect("state")
+            .iter()
+            .find(|e| e["type"] == t)
+            .map(|e| e["content"].clone())
+            .unwrap_or_else(|| panic!("{t} in the new room"))
+    };
+    let create = content("m.room.create");
+    assert_eq!(create["room_version"], "2");
+    // The old room was tombstoned first: the new room names the tombstone as the last
+    // event of its predecessor.
+    let tombstone = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.tombstone/?format=event",
+            enc(&old)
+        ))
+        .expect(200);
+    assert_eq!(tombstone["content"]["replacement_room"], new.as_str());
+    assert_eq!(create["predecessor"]["room_id"], old.as_str());
+    assert_eq!(create["predecessor"]["event_id"], tombstone["event_id"]);
+    assert_eq!(
+        create["creator"],
+        alice_id.as_str(),
+        "v2 rooms name their creator"
+    );
+    // A v12 creator is not listed in the power levels; a v2 room lists them at 100.
+    assert_eq!(content("m.room.power_levels")["users"][alice_id.as_str()], 100);
+    assert_eq!(content("m.room.name")["name"], "Older");
+    assert_eq!(content("m.room.join_rules")["join_rule"], "invite");
+    let ban = state
+        .as_array()
+        .expect("state")
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == "@mallory:elsewhere.test")
+        .expect("the ban was carried over");
+    assert_eq!(ban["content"], json!({"membership": "ban", "reason": "spam"}));
+    let direct = alice
+        .get(&format!(
+            "/_matrix/client/v3/user/{}/account_data/m.direct",
+            enc(&alice_id)
+        ))
+        .expect(200);
+    assert_eq!(
+        direct["@friend:elsewhere.test"],
+        json!([old.clone(), new.clone()])
+    );
+    let tags = alice
+        .get(&format!(
+            "/_matrix/client/v3/user/{}/rooms/{}/account_data/m.tag",
+            enc(&alice_id),
+            enc(&new)
+        ))
+        .expect(200);
+    assert_eq!(tags["tags"]["m.favourite"]["order"], 0.5);
+    // v2 events carry their own ids, `$local:server`, and the room works as any other.
+    let event_id = send_text(&alice, &new, "v2", "in version two");
+    assert!(
+        event_id.ends_with(&format!(":{}", shared().server_name)),
+        "{event_id}"
+    );
+    let fetched = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            enc(&new),
+            enc(&event_id)
+        ))
+        .expect(200);
+    assert_eq!(fetched["content"]["body"], "in version two");
+    let redaction = alice
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/r1",
+                enc(&new),
+                enc(&event_id)
+            ),
+            &json!({"reason": "test"}),
+        )
+        .expect(200);
+    assert!(redaction["event_id"].is_string());
+    let redacted = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/event/{}",
+            enc(&new),
+            enc(&event_id)
+        ))
+        .expect(200);
+    assert!(redacted["content"].get("body").is_none(), "{redacted}");
 }

@@ -113,7 +113,24 @@ fn initial_sync_shows_joined_rooms_with_state_and_timeline() {
         .expect("own message");
     assert_eq!(own["unsigned"]["transaction_id"], "t1");
     assert_eq!(joined["summary"]["m.joined_member_count"], 1);
-    assert!(joined["timeline"]["prev_batch"].is_string());
+    // The whole room fits the timeline, which so begins with its creation: paging back
+    // from its `prev_batch` answers the room again, newest first down to the creation.
+    assert_eq!(tl[0]["type"], "m.room.create");
+    assert_eq!(joined["timeline"]["limited"], false);
+    let prev = joined["timeline"]["prev_batch"].as_str().expect("prev_batch");
+    let page = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50&from={prev}",
+            enc(&room)
+        ))
+        .expect(200);
+    let paged: Vec<&Value> = page["chunk"].as_array().expect("chunk").iter().collect();
+    assert_eq!(paged.len(), tl.len(), "{page}");
+    assert_eq!(
+        paged.first().map(|e| &e["content"]["body"]),
+        Some(&json!("hello"))
+    );
+    assert_eq!(paged.last().map(|e| &e["type"]), Some(&json!("m.room.create")));
     assert!(body["next_batch"].as_str().is_some_and(|t| t.starts_with('s')));
     assert!(body["to_device"]["events"].is_array());
     // Nothing new: a short timeout answers empty, with a token no older.

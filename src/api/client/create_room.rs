@@ -27,6 +27,9 @@ pub struct CreateRoom {
     pub topic: Option<String>,
     #[serde(default)]
     pub invite: Vec<String>,
+    /// Invites by email or phone number, through an identity server, once the room exists.
+    #[serde(default)]
+    pub invite_3pid: Vec<super::third_party_invite::ThirdPartyBody>,
     #[serde(default)]
     pub room_version: Option<String>,
     #[serde(default)]
@@ -275,7 +278,8 @@ pub(super) fn offered_version(
 /// `POST /_matrix/client/v3/createRoom`
 pub async fn create_room(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
-    let body: CreateRoom = req.json()?;
+    let mut body: CreateRoom = req.json()?;
+    let third_party = std::mem::take(&mut body.invite_3pid);
     let creator = <&UserId>::try_from(session.user_id.as_str()).map_err(|_| MatrixError::internal())?;
     let profile = profile_fields(ctx, &session.user_id).await?;
     let plan = plan(body, creator, &ctx.config.server_name, &profile)?;
@@ -322,6 +326,15 @@ pub async fn create_room(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixEr
     super::membership::project_own(ctx, &room_id, &session.user_id).await?;
     if plan.public {
         storage::rooms::set_public(&db, &room_id, true, ctx.now_ms()).await?;
+    }
+    // The room exists whatever an identity server answers; a failed invite is logged.
+    for invite in &third_party {
+        if let Err(e) = super::third_party_invite::invite(ctx, &session, &room_id, invite).await {
+            platform::log_error(&format!(
+                "createRoom {room_id}: invite of {}: {e}",
+                invite.address
+            ));
+        }
     }
     Ok(json!({ "room_id": room_id }))
 }
@@ -399,7 +412,7 @@ mod tests {
     #[test]
     fn rejects_bad_requests() {
         assert_eq!(
-            plan_of(json!({"room_version": "9"})).unwrap_err().errcode,
+            plan_of(json!({"room_version": "1"})).unwrap_err().errcode,
             "M_UNSUPPORTED_ROOM_VERSION"
         );
         assert_eq!(

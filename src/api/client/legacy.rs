@@ -48,11 +48,23 @@ fn bool_param(req: &HttpRequest, name: &str) -> Result<bool, MatrixError> {
     }
 }
 
-/// The event with its `room_id` (sync-format events have none).
+/// The event with its `room_id` (sync-format events have none), in the legacy shape.
 fn with_room(event: &Value, room_id: &str) -> Value {
-    let mut event = event.clone();
+    let mut event = legacy_shape(event);
     if let Some(obj) = event.as_object_mut() {
         obj.insert("room_id".into(), json!(room_id));
+    }
+    event
+}
+
+/// An event as the legacy endpoints give it: the sender also as `user_id`, as the old
+/// clients these endpoints serve read it.
+pub(super) fn legacy_shape(event: &Value) -> Value {
+    let mut event = event.clone();
+    if let Some(obj) = event.as_object_mut() {
+        if let Some(sender) = obj.get("sender").cloned() {
+            obj.entry("user_id").or_insert(sender);
+        }
     }
     event
 }
@@ -260,7 +272,7 @@ pub async fn room_initial_sync(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> R
     )
     .await;
     let (page, state) = (page?, state?);
-    let mut chunk: Vec<Value> = list(&page["chunk"]).to_vec();
+    let mut chunk: Vec<Value> = list(&page["chunk"]).iter().map(legacy_shape).collect();
     chunk.truncate(limit as usize);
     chunk.reverse();
     let end = page["start"].clone();
@@ -280,19 +292,27 @@ pub async fn room_initial_sync(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> R
         })
         .collect();
     let now = ctx.now_ms();
+    // Every joined member's presence; one who never set any is offline.
     let presence: Vec<Value> = presence?
         .into_iter()
-        .filter_map(|m| {
-            let content: Value = serde_json::from_str(m.content.as_deref()?).ok()?;
-            Some(crate::sync::stream::presence_event(&m.user_id, &content, now))
+        .map(|m| {
+            let content: Value = m
+                .content
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok())
+                .unwrap_or_else(|| json!({}));
+            crate::sync::stream::presence_event(&m.user_id, &content, now)
         })
         .collect();
+    let state: Vec<Value> = list(&state).iter().map(legacy_shape).collect();
     let presence = with_user_ids(&Value::Array(presence));
     let mut body = json!({
         "room_id": room_id,
         "messages": { "chunk": chunk, "start": start, "end": end },
         "state": state,
         "presence": presence,
+        // Receipts are not part of a room's initial sync (the global one has them).
+        "receipts": [],
         "account_data": account_data,
         "visibility": if public? { "public" } else { "private" },
     });

@@ -145,7 +145,7 @@ pub async fn remove_guests(ctx: &Ctx, room_id: &str, member: &str) {
 }
 
 /// Sends a member event about `target` and projects it for local targets.
-async fn member_event(
+pub(crate) async fn member_event(
     ctx: &Ctx,
     session: &Session,
     room_id: &str,
@@ -330,22 +330,37 @@ pub async fn leave(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value,
 /// `POST /_matrix/client/v3/rooms/{roomId}/invite`
 pub async fn invite(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Value, MatrixError> {
     let session = require_user(ctx, req).await?;
-    let body = target_of(req)?;
     valid_room_id(room_id)?;
-    if is_local(ctx, &body.user_id)
-        && storage::users::profile(&ctx.db()?, &body.user_id)
-            .await?
-            .is_none()
-    {
-        return Err(MatrixError::not_found("Unknown user"));
-    }
-    let content = with_reason(json!({ "membership": "invite" }), body.reason);
-    if !is_local(ctx, &body.user_id) {
-        super::remote_join::invite(ctx, &session, room_id, &body.user_id, content).await?;
+    // An invite by email or phone number goes through the identity server named.
+    let raw: Value = req.json()?;
+    if raw.get("id_server").is_some() || raw.get("medium").is_some() {
+        let body = serde_json::from_value(raw).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        super::third_party_invite::invite(ctx, &session, room_id, &body).await?;
         return Ok(json!({}));
     }
-    member_event(ctx, &session, room_id, &body.user_id, content).await?;
+    let body = target_of(req)?;
+    invite_user(ctx, &session, room_id, &body.user_id, body.reason).await?;
     Ok(json!({}))
+}
+
+/// Invites `user_id` (of this server or another) into the room as the session's user.
+pub(super) async fn invite_user(
+    ctx: &Ctx,
+    session: &Session,
+    room_id: &str,
+    user_id: &str,
+    reason: Option<String>,
+) -> Result<(), MatrixError> {
+    if is_local(ctx, user_id) && storage::users::profile(&ctx.db()?, user_id).await?.is_none() {
+        return Err(MatrixError::not_found("Unknown user"));
+    }
+    let content = with_reason(json!({ "membership": "invite" }), reason);
+    if !is_local(ctx, user_id) {
+        super::remote_join::invite(ctx, session, room_id, user_id, content).await?;
+        return Ok(());
+    }
+    member_event(ctx, session, room_id, user_id, content).await?;
+    Ok(())
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/kick`, `.../ban` and `.../unban`

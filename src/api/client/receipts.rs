@@ -101,9 +101,9 @@ async fn receipt_of(
                 event_id: event_id.to_owned(),
                 thread_id: thread_id.clone(),
             };
-            rooms::call(ctx, room_id, &request).await?;
-            // Public receipts go to the room's other servers too.
-            if receipt_type == "m.read" {
+            let answer = rooms::call(ctx, room_id, &request).await?;
+            // Public receipts that moved go to the room's other servers too.
+            if receipt_type == "m.read" && answer["moved"] == true {
                 let mut data = json!({ "ts": ctx.now_ms() });
                 if let Some(thread) = thread_id {
                     data["thread_id"] = json!(thread);

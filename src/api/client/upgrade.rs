@@ -14,6 +14,7 @@ use crate::core::room_version;
 use crate::platform::{self, rooms, Ctx};
 use crate::roomserver::protocol::{EventSpec, RoomRequest};
 use crate::storage;
+use crate::storage::account_data;
 
 use super::create_room::{new_room_id, profile_fields};
 use super::membership::{project_own, valid_room_id};
@@ -40,6 +41,63 @@ fn state_content<'a>(state: &'a [Value], event_type: &str) -> Option<&'a Value> 
         .iter()
         .find(|e| e["type"] == event_type && e["state_key"] == "")
         .map(|e| &e["content"])
+}
+
+/// What an absent access rule of the old room meant, said explicitly in the new room:
+/// guests forbidden, history shared, joins by invite.
+fn absent_default(kind: &str) -> Option<Value> {
+    match kind {
+        "m.room.guest_access" => Some(json!({"guest_access": "forbidden"})),
+        "m.room.history_visibility" => Some(json!({"history_visibility": "shared"})),
+        "m.room.join_rules" => Some(json!({"join_rule": "invite"})),
+        _ => None,
+    }
+}
+
+/// The old room's bans, made again in the new room by the upgrader (who may ban there):
+/// a banned user must not walk into the replacement. Other memberships stay behind.
+fn bans(state: &[Value]) -> Vec<EventSpec> {
+    state
+        .iter()
+        .filter(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "ban")
+        .filter_map(|e| {
+            let target = e["state_key"].as_str()?;
+            let mut content = json!({"membership": "ban"});
+            if let Some(reason) = e["content"].get("reason").filter(|r| r.is_string()) {
+                content["reason"] = reason.clone();
+            }
+            Some(EventSpec::state("m.room.member", target, content))
+        })
+        .collect()
+}
+
+/// The upgrader's own settings follow the room, as the spec asks: the room's tags, and
+/// the room listed as direct (`m.direct`) wherever the old one was.
+async fn carry_personal_settings(ctx: &Ctx, user_id: &str, old: &str, new: &str) -> Result<(), MatrixError> {
+    let db = ctx.db()?;
+    let mut last = None;
+    if let Some(tags) = account_data::get(&db, user_id, Some(old), "m.tag").await? {
+        last = Some(account_data::put(&db, user_id, Some(new), "m.tag", &tags).await?);
+    }
+    if let Some(text) = account_data::get(&db, user_id, None, "m.direct").await? {
+        if let Ok(Value::Object(mut direct)) = serde_json::from_str::<Value>(&text) {
+            let mut changed = false;
+            for rooms in direct.values_mut().filter_map(Value::as_array_mut) {
+                if rooms.iter().any(|r| r == old) && !rooms.iter().any(|r| r == new) {
+                    rooms.push(json!(new));
+                    changed = true;
+                }
+            }
+            if changed {
+                let text = Value::Object(direct).to_string();
+                last = Some(account_data::put(&db, user_id, None, "m.direct", &text).await?);
+            }
+        }
+    }
+    if let Some(pos) = last {
+        super::receipts::notify_account_data(ctx, user_id, pos).await?;
+    }
+    Ok(())
 }
 
 fn level(power: &Value, user: &str) -> i64 {
@@ -106,9 +164,35 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
         ));
     }
 
-    // The new room.
+    let send = |event: EventSpec| RoomRequest::Send {
+        sender: session.user_id.clone(),
+        device_id: None,
+        txn_id: None,
+        event,
+    };
+    let tombstone = |new_room: &str| {
+        send(EventSpec::state(
+            "m.room.tombstone",
+            "",
+            json!({ "body": "This room has been replaced", "replacement_room": new_room }),
+        ))
+    };
+
+    // The new room. Before v12 its id is chosen here, so the old room is tombstoned first
+    // and the new room names the tombstone as the last event of its predecessor; from v12
+    // the id comes from the create event, which cannot name an event that points back.
+    let new_id = new_room_id(ctx, &rules)?;
+    let mut predecessor = json!({ "room_id": room_id });
+    let mut tombstoned = false;
+    if let Some(new_id) = &new_id {
+        let sent = rooms::call(ctx, room_id, &tombstone(new_id.as_str())).await?;
+        if let Some(event_id) = sent["event_id"].as_str() {
+            predecessor["event_id"] = json!(event_id);
+        }
+        tombstoned = true;
+    }
     let mut create_content = Map::new();
-    create_content.insert("predecessor".into(), json!({ "room_id": room_id }));
+    create_content.insert("predecessor".into(), predecessor);
     for key in ["type", "m.federate"] {
         if let Some(v) = old_create.get(key) {
             create_content.insert(key.into(), v.clone());
@@ -119,7 +203,6 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
         key: &ctx.config.signing_key,
         now_ms: crate::platform::unique_ms(),
     };
-    let new_id = new_room_id(ctx, &rules)?;
     let create = build_create_event(
         &version,
         &rules,
@@ -151,13 +234,17 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
         steps.push(EventSpec::state("m.room.power_levels", "", new_power));
     }
     for kind in CARRIED {
-        if let Some(content) = state_content(&state, kind) {
-            steps.push(EventSpec::state(kind, "", content.clone()));
+        if let Some(content) = state_content(&state, kind)
+            .cloned()
+            .or_else(|| absent_default(kind))
+        {
+            steps.push(EventSpec::state(kind, "", content));
         }
     }
     if let Some(alias) = state_content(&state, "m.room.canonical_alias") {
         steps.push(EventSpec::state("m.room.canonical_alias", "", alias.clone()));
     }
+    steps.extend(bans(&state));
     rooms::call(
         ctx,
         &new_room,
@@ -169,24 +256,13 @@ pub async fn upgrade(ctx: &Ctx, req: &HttpRequest, room_id: &str) -> Result<Valu
     )
     .await?;
     project_own(ctx, &new_room, &session.user_id).await?;
+    carry_personal_settings(ctx, &session.user_id, room_id, &new_room).await?;
 
-    // The tombstone, then the old room restricted and its aliases and listing moved.
-    let send = |event: EventSpec| RoomRequest::Send {
-        sender: session.user_id.clone(),
-        device_id: None,
-        txn_id: None,
-        event,
-    };
-    rooms::call(
-        ctx,
-        room_id,
-        &send(EventSpec::state(
-            "m.room.tombstone",
-            "",
-            json!({ "body": "This room has been replaced", "replacement_room": new_room }),
-        )),
-    )
-    .await?;
+    // The tombstone (unless sent already), then the old room restricted and its aliases
+    // and listing moved.
+    if !tombstoned {
+        rooms::call(ctx, room_id, &tombstone(&new_room)).await?;
+    }
     let mut restricted = power.clone();
     if restricted.is_object() {
         let floor = (power["users_default"].as_i64().unwrap_or(0) + 1).max(50);

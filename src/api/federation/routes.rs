@@ -36,16 +36,24 @@ pub enum FedEndpoint {
     MakeKnock,
     SendKnock,
     Hierarchy,
+    ThirdPartyOnBind,
+    ExchangeThirdPartyInvite,
 }
 
 impl FedEndpoint {
     /// Whether the endpoint is answered without an `X-Matrix` signature: the key
-    /// endpoints (anyone may ask for keys), the version, and OpenID (which carries its
-    /// own token).
+    /// endpoints (anyone may ask for keys), the version, OpenID (which carries its
+    /// own token), and identity servers' `/3pid/onbind` (its invites carry their
+    /// signatures).
     pub fn unsigned(self) -> bool {
         matches!(
             self,
-            Self::KeyServer | Self::KeyQuery | Self::KeyQueryServer | Self::Version | Self::OpenIdUserInfo
+            Self::KeyServer
+                | Self::KeyQuery
+                | Self::KeyQueryServer
+                | Self::Version
+                | Self::OpenIdUserInfo
+                | Self::ThirdPartyOnBind
         )
     }
 }
@@ -128,6 +136,12 @@ const ROUTES: &[(Method, &str, FedEndpoint)] = &[
         F::SendKnock,
     ),
     (Get, "/_matrix/federation/v1/hierarchy/{roomId}", F::Hierarchy),
+    (Put, "/_matrix/federation/v1/3pid/onbind", F::ThirdPartyOnBind),
+    (
+        Put,
+        "/_matrix/federation/v1/exchange_third_party_invite/{roomId}",
+        F::ExchangeThirdPartyInvite,
+    ),
 ];
 
 /// Whether a path belongs to this table.

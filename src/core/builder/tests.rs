@@ -6,7 +6,7 @@ use crate::core::testing::{test_key, user, TestRoom, SERVER};
 #[test]
 fn depth_and_prev_events_follow_the_extremities() {
     let mut room = TestRoom::new("12", "alice");
-    let mut extremities: Vec<(OwnedEventId, u64)> = Vec::new();
+    let mut extremities: Vec<Prev> = Vec::new();
     let base = room.main.clone();
     for i in 0..25 {
         let mut b = base.clone();
@@ -17,7 +17,7 @@ fn depth_and_prev_events_follow_the_extremities() {
                 NewEvent::message("m.room.message", json!({"body": i})),
             )
             .expect("message");
-        extremities.push((e.owned_event_id(), e.depth() + (i % 3)));
+        extremities.push(Prev::new(e.owned_event_id(), e.depth() + (i % 3)));
     }
     let key = test_key();
     let signer = Signer {
@@ -25,7 +25,7 @@ fn depth_and_prev_events_follow_the_extremities() {
         key: &key,
         now_ms: 99,
     };
-    let build = |ext: &[(OwnedEventId, u64)]| {
+    let build = |ext: &[Prev]| {
         build_event(
             &room.rules,
             &room.room_id,
@@ -39,7 +39,7 @@ fn depth_and_prev_events_follow_the_extremities() {
     };
     let pdu = build(&extremities);
     assert_eq!(pdu.prev_events().len(), MAX_PREV_EVENTS);
-    let max = extremities.iter().map(|e| e.1).max().expect("max");
+    let max = extremities.iter().map(|e| e.depth).max().expect("max");
     assert_eq!(pdu.depth(), max + 1);
     assert_eq!(pdu.origin_server_ts(), 99);
     let mut reversed = extremities.clone();
@@ -80,12 +80,70 @@ fn create_events_per_version() {
         build_create_event(&v12, &rules, &alice, None, json!({"m.federate": false}), signer).expect("v12");
     assert_eq!(create.room_id().as_str()[1..], create.event_id().as_str()[1..]);
     assert_eq!(create.content()["room_version"], "12");
-    let v1 = RoomVersionId::V1;
-    let rules = v1.rules().expect("rules");
+    for v in [RoomVersionId::V1, RoomVersionId::V2] {
+        let rules = v.rules().expect("rules");
+        let create =
+            build_create_event(&v, &rules, &alice, Some(&room_id), json!({}), signer).expect("v1/v2");
+        assert_eq!(create.room_id(), &room_id);
+        assert_eq!(create.content()["creator"], alice.as_str());
+        // The event names itself, `$local:server`, and the name is part of what is signed.
+        assert_eq!(create.event_id().server_name().map(|s| s.as_str()), Some(SERVER));
+        assert_eq!(
+            create.object()["event_id"].as_str(),
+            Some(create.event_id().as_str())
+        );
+        let reparsed = Pdu::from_federation(create.object().clone(), &rules).expect("valid v1/v2 PDU");
+        assert_eq!(reparsed.event_id(), create.event_id());
+        assert!(event_hash::content_hash_matches(create.object()));
+    }
+}
+
+#[test]
+fn version_two_events_refer_by_id_and_reference_hash() {
+    let mut room = TestRoom::new("2", "alice");
+    let topic = room
+        .send(
+            "alice",
+            NewEvent::state("m.room.topic", "", json!({"topic": "t"})),
+        )
+        .expect("topic");
+    let message = room
+        .send(
+            "alice",
+            NewEvent::message("m.room.message", json!({"body": "hi"})),
+        )
+        .expect("message");
+    // prev_events: [[id, {"sha256": reference hash of the prev}]]
+    let prevs = message.object()["prev_events"].as_array().expect("array");
+    assert_eq!(prevs.len(), 1);
+    let pair = prevs[0].as_array().expect("pair");
+    assert_eq!(pair[0].as_str(), Some(topic.event_id().as_str()));
+    let hash = event_hash::reference_hash(topic.object(), &room.rules).expect("hash");
     assert_eq!(
-        build_create_event(&v1, &rules, &alice, Some(&room_id), json!({}), signer).err(),
-        Some(BuildError::UnsupportedVersion)
+        pair[1].as_object().expect("hashes")["sha256"].as_str(),
+        Some(hash.as_str())
     );
+    assert_eq!(message.prev_events(), [topic.owned_event_id()]);
+    // auth_events: the same pairs; the create, power levels and sender's member event.
+    let auth: Vec<_> = message.auth_events().to_vec();
+    assert_eq!(auth.len(), 3);
+    for id in &auth {
+        let event = room.fetch(id).expect("auth event known");
+        let hash = event_hash::reference_hash(event.object(), &room.rules).expect("hash");
+        let listed = message.object()["auth_events"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|p| {
+                p.as_array().is_some_and(|p| {
+                    p[0].as_str() == Some(id.as_str())
+                        && p[1].as_object().and_then(|h| h["sha256"].as_str()) == Some(hash.as_str())
+                })
+            });
+        assert!(listed, "{id} listed with its reference hash");
+    }
+    // Distinct events get distinct names.
+    assert_ne!(topic.event_id(), message.event_id());
 }
 
 #[test]

@@ -454,9 +454,20 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
             thread_id,
         } => {
             joined_only(room, &user_id)?;
-            room.pdu(&event_id)?
-                .filter(|(r, _)| r.stream_pos.is_some())
+            let position = room
+                .pdu(&event_id)?
+                .and_then(|(r, _)| r.stream_pos)
                 .ok_or_else(|| fail(404, "M_NOT_FOUND", "Event not found"))?;
+            // Receipts only move forward: one for an event before the current one is
+            // taken and changes nothing.
+            let current = ephemeral::receipt_event(room.db, &user_id, &receipt_type, thread_id.as_deref())
+                .map_err(RoomError::from)?;
+            if let Some(current) = current {
+                let current_pos = room.pdu(&current)?.and_then(|(r, _)| r.stream_pos);
+                if current_pos.is_some_and(|p| p >= position) {
+                    return Ok(json!({ "moved": false }));
+                }
+            }
             let serial = ephemeral::put_receipt(
                 room.db,
                 &user_id,
@@ -466,7 +477,7 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
                 host.now_ms,
             )
             .map_err(RoomError::from)?;
-            Ok(json!({ "serial": serial }))
+            Ok(json!({ "serial": serial, "moved": true }))
         }
     }
 }

@@ -5,7 +5,7 @@ use ruma::events::StateEventType;
 use ruma::{OwnedEventId, UserId};
 
 use crate::core::auth::check_auth;
-use crate::core::builder::{build_event, NewEvent, Signer};
+use crate::core::builder::{build_event, NewEvent, Prev, Signer};
 use crate::core::pdu::Pdu;
 use crate::core::power::Power;
 
@@ -140,7 +140,7 @@ impl Engine<'_> {
                 let id =
                     OwnedEventId::try_from(ext.as_str()).map_err(|e| RoomError::Corrupt(e.to_string()))?;
                 if let Some(event) = fetch(&id) {
-                    prev.push((id, event.depth()));
+                    prev.push(Prev::of(&event, &self.info.rules));
                 }
             }
         }
