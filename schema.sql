@@ -292,3 +292,32 @@ CREATE TABLE IF NOT EXISTS media (
     PRIMARY KEY (origin, media_id)
 );
 CREATE INDEX IF NOT EXISTS media_by_owner ON media (owner, state);
+
+-- Reports of events, rooms and users (`/rooms/{roomId}/report[/{eventId}]`,
+-- `/users/{userId}/report`), kept for the server's admins, who list them through
+-- `/_synapse/admin/v1/event_reports` (events) and `/_neurite/admin/v1/reports` (all).
+-- kind: 'event' | 'room' | 'user'. `event_json`: the reported event as the reporter
+-- could see it (client format), for an event report.
+CREATE TABLE IF NOT EXISTS reports (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind           TEXT NOT NULL,
+    received_ts    INTEGER NOT NULL,
+    reporter       TEXT NOT NULL,
+    room_id        TEXT,
+    event_id       TEXT,
+    target_user_id TEXT,
+    reason         TEXT,
+    score          INTEGER,
+    event_json     TEXT
+);
+CREATE INDEX IF NOT EXISTS reports_by_kind ON reports (kind, id);
+
+-- Rooms whose users every searcher of the user directory sees: join rule `public` or
+-- history visibility `world_readable` (`open`), as the room answered when the log
+-- consumer last saw one of those change (`stream_pos`: only newer answers replace it).
+CREATE TABLE IF NOT EXISTS room_openness (
+    room_id    TEXT PRIMARY KEY,
+    open       INTEGER NOT NULL,
+    stream_pos INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS room_openness_open ON room_openness (open);

@@ -13,6 +13,7 @@
 # NEURITE_SKIP_SETUP=1 / NEURITE_SKIP_BUILD=1 skip those steps (the test harness uses them).
 # NEURITE_OBSERVABILITY=1 keeps wrangler.toml's Workers Logs emulation on.
 # NEURITE_GUEST_ACCESS=off turns guest access off (on for local runs).
+# NEURITE_USER_DIRECTORY_SEARCH_ALL_USERS=on lets the user directory find every local account.
 # Federation, locally: loopback peers are reached over plain HTTP
 # (FEDERATION_LOOPBACK=plaintext; NEURITE_FEDERATION_LOOPBACK=off refuses them, as a
 # deployment does), no SRV lookups, no notaries unless
@@ -108,6 +109,7 @@ exec wrangler dev --config "$config" --ip 127.0.0.1 --port "$port" --inspector-p
   --var "PUBLIC_BASEURL:$scheme://127.0.0.1:$port" \
   --var "REGISTRATION:$registration" \
   --var "GUEST_ACCESS:${NEURITE_GUEST_ACCESS:-on}" \
+  --var "USER_DIRECTORY_SEARCH_ALL_USERS:${NEURITE_USER_DIRECTORY_SEARCH_ALL_USERS:-off}" \
   --var "SIGNING_KEY:$signing_key" \
   --var "FEDERATION_LOOPBACK:${NEURITE_FEDERATION_LOOPBACK:-plaintext}" \
   --var "TRUSTED_KEY_SERVERS:${NEURITE_TRUSTED_KEY_SERVERS:-}" \

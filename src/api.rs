@@ -209,5 +209,19 @@ async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> {
         E::RoomInitialSync => client::legacy::room_initial_sync(ctx, req, p(0)).await,
         E::EventStream => client::legacy::events::stream(ctx, req).await,
         E::StreamEvent => client::legacy::events::event(ctx, req, p(0)).await,
+        // Everyday client features
+        E::GetTags => client::tags::get(ctx, req, p(0), p(1)).await,
+        E::PutTag => client::tags::put(ctx, req, p(0), p(1), p(2)).await,
+        E::DeleteTag => client::tags::delete(ctx, req, p(0), p(1), p(2)).await,
+        E::ReportEvent => client::reports::report_event(ctx, req, p(0), p(1)).await,
+        E::ReportRoom => client::reports::report_room(ctx, req, p(0)).await,
+        E::ReportUser => client::reports::report_user(ctx, req, p(0)).await,
+        E::AdminEventReports => admin::reports::event_reports(ctx, req).await,
+        E::AdminEventReport => admin::reports::event_report(ctx, req, p(0)).await,
+        E::AdminReports => admin::reports::all_reports(ctx, req).await,
+        E::UserDirectorySearch => client::user_directory::search(ctx, req).await,
+        E::Search => client::search::search(ctx, req).await,
+        E::Hierarchy => client::spaces::hierarchy(ctx, req, p(0)).await,
+        E::RoomSummary => client::spaces::summary(ctx, req, p(0)).await,
     }
 }

@@ -36,6 +36,9 @@ pub struct Config {
     pub registration_shared_secret: Option<String>,
     /// Whether guests may register (`register?kind=guest`) and use the guest API.
     pub guest_access: bool,
+    /// `USER_DIRECTORY_SEARCH_ALL_USERS = "on"`: the user directory finds every local
+    /// account, not only those sharing a room with the searcher or in an open room.
+    pub user_directory_search_all: bool,
     pub federation: FederationSettings,
     pub media: MediaSettings,
 }
@@ -213,6 +216,7 @@ pub(crate) fn test_config(server_name: &str, base: &str) -> Config {
         signing_key: SigningKey::from_seed([7; 32], "test").expect("key"),
         registration_shared_secret: None,
         guest_access: false,
+        user_directory_search_all: false,
         federation: FederationSettings::default(),
         media: MediaSettings::default(),
     }

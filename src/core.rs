@@ -16,13 +16,18 @@ pub mod media;
 pub mod pdu;
 pub mod power;
 pub mod push;
+pub mod reports;
 pub mod restricted;
 pub mod room_version;
+pub mod search;
 pub mod server_keys;
 pub mod server_name;
+pub mod spaces;
 pub mod state_res;
+pub mod tags;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod third_party;
+pub mod user_directory;
 pub mod verify;
 pub mod xmatrix;

@@ -6,6 +6,7 @@
 //! object, as published before, is still read.
 
 pub mod fanout;
+pub mod openness;
 
 use serde::{Deserialize, Serialize};
 use worker::MessageExt;
@@ -218,6 +219,14 @@ pub async fn consume(
             }
             let joined = members.get(room_id).map(Vec::as_slice).unwrap_or_default();
             fanout::notes_for(record, joined, &config.server_name, &mut notes);
+        }
+        if !failed {
+            if let Err(err) = openness::project(&env, &db, &records).await {
+                crate::platform::log_error(&format!(
+                    "room-log: openness projection failed, will retry: {err}"
+                ));
+                failed = true;
+            }
         }
         // After the projection, so a server whose user just joined gets what follows.
         if !failed {

@@ -262,6 +262,7 @@ fn read_config(env: &worker::Env) -> Result<Config, String> {
         .filter(|s| !s.is_empty());
     let guest_access = env.var(env::GUEST_ACCESS).is_ok_and(|v| v.to_string() == "on");
     let optional = |name: &str| env.var(name).map(|v| v.to_string()).unwrap_or_default();
+    let user_directory_search_all = optional(env::USER_DIRECTORY_SEARCH_ALL_USERS) == "on";
     let federation = FederationSettings {
         loopback_plaintext: optional(env::FEDERATION_LOOPBACK) == "plaintext",
         allow: FederationSettings::parse_list(&optional(env::FEDERATION_ALLOW)),
@@ -291,6 +292,7 @@ fn read_config(env: &worker::Env) -> Result<Config, String> {
         public_baseurl,
         registration,
         guest_access,
+        user_directory_search_all,
         signing_key,
         registration_shared_secret,
         federation,

@@ -9,6 +9,8 @@ pub mod dispatch;
 #[cfg(test)]
 mod dispatch_invites_tests;
 #[cfg(test)]
+mod dispatch_search_tests;
+#[cfg(test)]
 mod dispatch_tests;
 pub mod engine;
 #[cfg(test)]

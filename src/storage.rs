@@ -18,9 +18,11 @@ pub mod presence;
 pub mod rate_limits;
 pub mod registration;
 pub mod remote_devices;
+pub mod reports;
 pub mod rooms;
 pub mod server_keys;
 pub mod sql;
+pub mod user_directory;
 pub mod users;
 
 use serde::de::DeserializeOwned;

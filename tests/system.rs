@@ -121,3 +121,18 @@ mod media_more;
 
 #[path = "system/media_remote.rs"]
 mod media_remote;
+
+#[path = "system/tags.rs"]
+mod tags;
+
+#[path = "system/reports.rs"]
+mod reports;
+
+#[path = "system/user_directory.rs"]
+mod user_directory;
+
+#[path = "system/spaces.rs"]
+mod spaces;
+
+#[path = "system/search.rs"]
+mod search;

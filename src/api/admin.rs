@@ -5,4 +5,5 @@
 pub mod log_replay;
 pub mod register;
 pub mod registration_tokens;
+pub mod reports;
 pub mod room_input;

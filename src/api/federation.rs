@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod edus;
+pub mod hierarchy;
 pub mod invite;
 pub mod keys;
 pub mod membership;
@@ -70,6 +71,7 @@ pub async fn answer(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixError> 
         F::Invite => invite::invite(ctx, req, &origin, (p(0), p(1))).await,
         F::MakeKnock => membership::make(ctx, req, &origin, (p(0), p(1)), "knock").await,
         F::SendKnock => membership::send_knock(ctx, req, &origin, (p(0), p(1))).await,
+        F::Hierarchy => hierarchy::hierarchy(ctx, req, &origin, p(0)).await,
         F::ThirdPartyOnBind => third_party::onbind(ctx, req).await,
         F::ExchangeThirdPartyInvite => third_party::exchange(ctx, req, &origin, p(0)).await,
     }

@@ -134,6 +134,20 @@ pub enum Endpoint {
     PutPushRuleEnabled,
     GetPushRuleActions,
     PutPushRuleActions,
+    // Everyday client features (`router/everyday.rs`)
+    GetTags,
+    PutTag,
+    DeleteTag,
+    ReportEvent,
+    ReportRoom,
+    ReportUser,
+    AdminEventReports,
+    AdminEventReport,
+    AdminReports,
+    UserDirectorySearch,
+    Search,
+    Hierarchy,
+    RoomSummary,
 }
 
 use Endpoint as E;
@@ -596,7 +610,7 @@ pub(crate) fn match_pattern(pattern: &str, path: &str) -> Option<Result<Vec<Stri
 pub fn route(method: Method, path: &str) -> Result<Route, MatrixError> {
     let path = normalize(path);
     let mut path_known = false;
-    for (m, pattern, endpoint) in ROUTES {
+    for (m, pattern, endpoint) in ROUTES.iter().chain(everyday::ROUTES) {
         if let Some(params) = match_pattern(pattern, &path) {
             let params = params?;
             if *m == method || (method == Method::Head && *m == Method::Get) {
@@ -614,6 +628,8 @@ pub fn route(method: Method, path: &str) -> Result<Route, MatrixError> {
         MatrixError::unrecognized()
     })
 }
+
+mod everyday;
 
 #[cfg(test)]
 mod tests;

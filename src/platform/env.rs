@@ -5,6 +5,9 @@ pub const PUBLIC_BASEURL: &str = "PUBLIC_BASEURL";
 pub const REGISTRATION: &str = "REGISTRATION";
 /// `on` lets guests register and use the guest API; anything else (or unset) is off.
 pub const GUEST_ACCESS: &str = "GUEST_ACCESS";
+/// `on`: the user directory searches every local account (anything else: only users
+/// sharing a room with the searcher or in an open room).
+pub const USER_DIRECTORY_SEARCH_ALL_USERS: &str = "USER_DIRECTORY_SEARCH_ALL_USERS";
 /// Secret: `ed25519 <version> <base64 seed>`.
 pub const SIGNING_KEY: &str = "SIGNING_KEY";
 /// Secret (optional): enables Synapse-compatible shared-secret registration at

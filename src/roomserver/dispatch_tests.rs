@@ -14,7 +14,7 @@ fn clock() -> f64 {
     0.0
 }
 
-fn user(name: &str) -> String {
+pub(super) fn user(name: &str) -> String {
     format!("@{name}:hs.test")
 }
 
@@ -27,11 +27,11 @@ fn send_request(sender: &str, event: EventSpec) -> RoomRequest {
     }
 }
 
-fn send(db: &MemorySql, host: &Host<'_>, sender: &str, event: EventSpec) -> Value {
+pub(super) fn send(db: &MemorySql, host: &Host<'_>, sender: &str, event: EventSpec) -> Value {
     handle(db, host, send_request(sender, event)).expect("send")
 }
 
-fn message(body: &str) -> EventSpec {
+pub(super) fn message(body: &str) -> EventSpec {
     EventSpec {
         event_type: "m.room.message".into(),
         state_key: None,
@@ -66,7 +66,7 @@ fn bodies(db: &MemorySql, host: &Host<'_>, who: &str) -> Vec<String> {
 /// Alice's room with the given history visibility; she says "before", invites bob, he
 /// joins, she says "after".
 /// The host the tests' rooms run on.
-fn host(key: &SigningKey) -> Host<'_> {
+pub(super) fn host(key: &SigningKey) -> Host<'_> {
     Host {
         server_name: "hs.test",
         key,
@@ -75,7 +75,7 @@ fn host(key: &SigningKey) -> Host<'_> {
     }
 }
 
-fn room(visibility: &str) -> (MemorySql, SigningKey) {
+pub(super) fn room(visibility: &str) -> (MemorySql, SigningKey) {
     let db = MemorySql::new();
     let key = SigningKey::from_seed([5; 32], "t").expect("key");
     let host = host(&key);

@@ -291,6 +291,28 @@ pub enum RoomRequest {
     /// Name, topic, member count and the like, for the directory and previews. An
     /// empty `user_id` is the server itself (the directory).
     Summary { user_id: String },
+    /// The room as a space's hierarchy and the room summary show it: the summary's
+    /// fields with `encryption`, `allowed_room_ids` (of a restricted join rule),
+    /// `children_state` (the `m.space.child` events that name a `via`, stripped, with
+    /// their `origin_server_ts`) and `user_id`'s `membership` (none for an empty
+    /// `user_id`). Always answered: who may see it is the edge's decision.
+    SpaceEntry { user_id: String },
+    /// Full-text search of the timeline events `user_id` may see
+    /// (`store::search`): `{results: [{rank, event, stream_pos, context?}], count}`,
+    /// the best `limit` (or newest, `newest_first`) of those matching the FTS5 `query`
+    /// and the filter's `senders` / `not_senders` / `types` / `not_types`.
+    Search {
+        user_id: String,
+        query: String,
+        #[serde(default)]
+        newest_first: bool,
+        limit: u32,
+        #[serde(default)]
+        filter: Option<Value>,
+        /// Events before and after each result, and whether with senders' profiles.
+        #[serde(default)]
+        context: Option<SearchContext>,
+    },
     /// The room's part of a /sync for a user (`sync_slice`).
     SyncSlice {
         user_id: String,
@@ -344,6 +366,15 @@ pub struct SliceSpec {
     /// counts; `None` when they never changed one, and the server defaults apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_rules: Option<Value>,
+}
+
+/// `event_context` of a search.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SearchContext {
+    pub before: u32,
+    pub after: u32,
+    #[serde(default)]
+    pub include_profile: bool,
 }
 
 /// An error answer from the room: the edge turns it back into a `MatrixError`.

@@ -13,6 +13,7 @@ mod erasure;
 mod groups;
 mod invites;
 mod outbox;
+pub mod search;
 pub use dag::{
     add_backward_extremities, add_pending_redaction, backward_extremities, event_ids_by_nids,
     has_backward_extremities, has_pending_redactions, lowest_stream_pos, remove_backward_extremity,
@@ -295,6 +296,7 @@ pub fn events_by_nids(db: &dyn Sql, nids: &[i64]) -> Result<Vec<EventRow>, SqlEr
 }
 
 pub fn mark_redacted(db: &dyn Sql, event_id: &str, redacted_by: &str, json: &str) -> Result<(), SqlError> {
+    search::forget(db, event_id)?;
     db.execute(
         "UPDATE events SET redacted_by = ?, json = ? WHERE event_id = ?",
         params![redacted_by, json, event_id],

@@ -147,3 +147,65 @@ pub async fn put_global_if(
     };
     Ok(row.map(|r| r.stream_id))
 }
+
+/// Account data of a room (or global, `room_id` `None`) with its stream id, for a
+/// read-modify-write (`put_if`).
+pub async fn get_versioned(
+    db: &Db,
+    user_id: &str,
+    room_id: Option<&str>,
+    kind: &str,
+) -> Result<Option<(String, i64)>> {
+    #[derive(Deserialize)]
+    struct Row {
+        content: String,
+        stream_id: i64,
+    }
+    let row: Option<Row> = db
+        .first(
+            "SELECT content, stream_id FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3",
+            args![user_id, room_id.unwrap_or(""), kind],
+        )
+        .await?;
+    Ok(row.map(|r| (r.content, r.stream_id)))
+}
+
+/// Stores account data only if it is still as read (`None`: absent; else at stream id
+/// `read`). Returns the new stream id, or `None` when someone wrote in between.
+pub async fn put_if(
+    db: &Db,
+    user_id: &str,
+    room_id: Option<&str>,
+    kind: &str,
+    content: &str,
+    read: Option<i64>,
+) -> Result<Option<i64>> {
+    #[derive(Deserialize)]
+    struct Row {
+        stream_id: i64,
+    }
+    let room = room_id.unwrap_or("");
+    let row: Option<Row> = match read {
+        None => {
+            db.first(
+                "INSERT INTO account_data (user_id, room_id, type, content, stream_id) \
+                 VALUES (?1, ?2, ?3, ?4, \
+                   (SELECT COALESCE(MAX(stream_id), 0) + 1 FROM account_data WHERE user_id = ?1)) \
+                 ON CONFLICT (user_id, room_id, type) DO NOTHING RETURNING stream_id",
+                args![user_id, room, kind, content],
+            )
+            .await?
+        }
+        Some(seen) => {
+            db.first(
+                "UPDATE account_data SET content = ?4, stream_id = \
+                   (SELECT COALESCE(MAX(stream_id), 0) + 1 FROM account_data WHERE user_id = ?1) \
+                 WHERE user_id = ?1 AND room_id = ?2 AND type = ?3 AND stream_id = ?5 \
+                 RETURNING stream_id",
+                args![user_id, room, kind, content, seen],
+            )
+            .await?
+        }
+    };
+    Ok(row.map(|r| r.stream_id))
+}

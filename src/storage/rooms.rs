@@ -291,3 +291,16 @@ pub async fn servers_sharing(db: &Db, user_id: &str, own: &str) -> Result<Vec<St
         .await?;
     Ok(rows.into_iter().map(|r| r.server).filter(|s| s != own).collect())
 }
+
+/// Rooms whose history the user may have read: joined now, or left or banned and not
+/// forgotten (each room decides what of it they may see).
+pub async fn readable_rooms(db: &Db, user_id: &str) -> Result<Vec<String>> {
+    let rows: Vec<RoomRow> = db
+        .all(
+            "SELECT room_id FROM room_memberships WHERE user_id = ?1 \
+             AND membership IN ('join', 'leave', 'ban') AND forgotten = 0 ORDER BY room_id",
+            args![user_id],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.room_id).collect())
+}

@@ -35,6 +35,7 @@ pub enum FedEndpoint {
     Invite,
     MakeKnock,
     SendKnock,
+    Hierarchy,
     ThirdPartyOnBind,
     ExchangeThirdPartyInvite,
 }
@@ -134,6 +135,7 @@ const ROUTES: &[(Method, &str, FedEndpoint)] = &[
         "/_matrix/federation/v1/send_knock/{roomId}/{eventId}",
         F::SendKnock,
     ),
+    (Get, "/_matrix/federation/v1/hierarchy/{roomId}", F::Hierarchy),
     (Put, "/_matrix/federation/v1/3pid/onbind", F::ThirdPartyOnBind),
     (
         Put,

@@ -12,6 +12,8 @@ use super::super::protocol::{RoomFailure, RoomRequest};
 use super::super::store::{self, EventRow};
 use super::{fail, forbidden, Host};
 
+mod search;
+mod spaces;
 mod timeline;
 
 /// What a user may read: everything up to `until` (a stream position), subject to
@@ -304,6 +306,23 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
                 "membership": member,
             }))
         }
+        RoomRequest::SpaceEntry { user_id } => spaces::entry(room, &user_id),
+        RoomRequest::Search {
+            user_id,
+            query,
+            newest_first,
+            limit,
+            filter,
+            context,
+        } => search::search(
+            room,
+            host,
+            latest,
+            &user_id,
+            (&query, newest_first, limit),
+            filter,
+            context,
+        ),
         RoomRequest::State { user_id } => {
             let vis = visibility(room, &user_id)?;
             let state = match vis.until {
