@@ -201,7 +201,7 @@ fn bad_invites_from_other_servers_are_refused() {
         r.body["errcode"].as_str().unwrap_or_default().to_owned()
     };
     // A room version this server does not speak.
-    let r = send_invite(&remote, &event, &event_id, "2", json!([]));
+    let r = send_invite(&remote, &event, &event_id, "1", json!([]));
     assert_eq!(code(r, 400), "M_INCOMPATIBLE_ROOM_VERSION");
     // Forged: not the inviting server's signature.
     let mut forged = event.clone();
