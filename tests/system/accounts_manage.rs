@@ -198,6 +198,13 @@ fn deactivation_is_final() {
     let name = unique("deact");
     let (me, user_id) = c.register(&name, PW);
     let (other, _) = login_ok(&c, &name, PW);
+    let (friend, _) = c.register(&unique("deactf"), PW);
+    let room = crate::harness::create_room(&friend, json!({"preset": "public_chat"}));
+    me.post(
+        &format!("/_matrix/client/v3/join/{}", crate::harness::enc(&room)),
+        &json!({}),
+    )
+    .expect(200);
     let path = "/_matrix/client/v3/account/deactivate";
     me.post(path, &json!({})).expect(401);
     me.post(
@@ -212,6 +219,15 @@ fn deactivation_is_final() {
     assert_eq!(body["id_server_unbind_result"], "no-support");
     whoami(&me).expect_err(401, "M_UNKNOWN_TOKEN");
     whoami(&other).expect_err(401, "M_UNKNOWN_TOKEN");
+    // The account left its rooms.
+    let member = friend
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            crate::harness::enc(&room),
+            crate::harness::enc(&user_id)
+        ))
+        .expect(200);
+    assert_eq!(member["membership"], "leave");
     login_from(&c, &unique_ip(), &login_body(&name, PW)).expect_err(403, "M_FORBIDDEN");
     c.post(
         "/_matrix/client/v3/register",

@@ -60,15 +60,26 @@ pub async fn deactivate(ctx: &Ctx, req: &HttpRequest) -> Result<Value, MatrixErr
     let body: DeactivateBody = serde_json::from_value(value.clone())
         .map_err(|e| MatrixError::bad_json(format!("Invalid request body: {e}")))?;
     uia::require_password(ctx, req, &session, &value, "deactivate").await?;
+    let rooms = crate::storage::rooms::joined_rooms(&ctx.db()?, &session.user_id).await?;
     if body.erase {
         // Each room the user is in serves their events redacted from now on to those
         // who were not joined when they were sent.
-        let rooms = crate::storage::rooms::joined_rooms(&ctx.db()?, &session.user_id).await?;
         let request = crate::roomserver::protocol::RoomRequest::EraseSender {
             user_id: session.user_id.clone(),
         };
-        for room_id in rooms {
-            crate::platform::rooms::call(ctx, &room_id, &request).await?;
+        for room_id in &rooms {
+            crate::platform::rooms::call(ctx, room_id, &request).await?;
+        }
+    }
+    // A deactivated account leaves every room it is in (one that fails is logged).
+    for room_id in &rooms {
+        let leave = json!({ "membership": "leave" });
+        if let Err(e) = super::membership::member_event(ctx, &session, room_id, &session.user_id, leave).await
+        {
+            crate::platform::log_error(&format!(
+                "deactivation of {}: leaving {room_id}: {e}",
+                session.user_id
+            ));
         }
     }
     let mut stmts = users::deactivate(&session.user_id);
