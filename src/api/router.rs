@@ -424,148 +424,6 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
         "/_synapse/admin/v1/registration_tokens/{token}",
         E::AdminDeleteRegistrationToken,
     ),
-    // End-to-end encryption
-    (Post, "/_matrix/client/v3/keys/upload", E::KeysUpload),
-    (Post, "/_matrix/client/v3/keys/query", E::KeysQuery),
-    (Post, "/_matrix/client/v3/keys/claim", E::KeysClaim),
-    (Get, "/_matrix/client/v3/keys/changes", E::KeysChanges),
-    (
-        Post,
-        "/_matrix/client/v3/keys/device_signing/upload",
-        E::CrossSigningUpload,
-    ),
-    (
-        Post,
-        "/_matrix/client/v3/keys/signatures/upload",
-        E::SignaturesUpload,
-    ),
-    (Post, "/_matrix/client/v3/room_keys/version", E::BackupCreate),
-    (Get, "/_matrix/client/v3/room_keys/version", E::BackupLatest),
-    (
-        Get,
-        "/_matrix/client/v3/room_keys/version/{version}",
-        E::BackupGet,
-    ),
-    (
-        Put,
-        "/_matrix/client/v3/room_keys/version/{version}",
-        E::BackupUpdate,
-    ),
-    (
-        Delete,
-        "/_matrix/client/v3/room_keys/version/{version}",
-        E::BackupDelete,
-    ),
-    (Put, "/_matrix/client/v3/room_keys/keys", E::BackupPutAll),
-    (Get, "/_matrix/client/v3/room_keys/keys", E::BackupGetAll),
-    (Delete, "/_matrix/client/v3/room_keys/keys", E::BackupDeleteAll),
-    (
-        Put,
-        "/_matrix/client/v3/room_keys/keys/{roomId}",
-        E::BackupPutRoom,
-    ),
-    (
-        Get,
-        "/_matrix/client/v3/room_keys/keys/{roomId}",
-        E::BackupGetRoom,
-    ),
-    (
-        Delete,
-        "/_matrix/client/v3/room_keys/keys/{roomId}",
-        E::BackupDeleteRoom,
-    ),
-    (
-        Put,
-        "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
-        E::BackupPutSession,
-    ),
-    (
-        Get,
-        "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
-        E::BackupGetSession,
-    ),
-    (
-        Delete,
-        "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
-        E::BackupDeleteSession,
-    ),
-    // Sync
-    (Get, "/_matrix/client/v3/sync", E::Sync),
-    (Get, "/_matrix/client/v3/initialSync", E::InitialSync),
-    (
-        Get,
-        "/_matrix/client/v3/rooms/{roomId}/initialSync",
-        E::RoomInitialSync,
-    ),
-    (Get, "/_matrix/client/v3/events", E::EventStream),
-    (Get, "/_matrix/client/v3/events/{eventId}", E::StreamEvent),
-    (Post, "/_matrix/client/v3/user/{userId}/filter", E::PostFilter),
-    (
-        Get,
-        "/_matrix/client/v3/user/{userId}/filter/{filterId}",
-        E::GetFilter,
-    ),
-    (
-        Put,
-        "/_matrix/client/v3/sendToDevice/{eventType}/{txnId}",
-        E::SendToDevice,
-    ),
-    (
-        Put,
-        "/_matrix/client/v3/rooms/{roomId}/typing/{userId}",
-        E::Typing,
-    ),
-    (
-        Post,
-        "/_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}",
-        E::Receipt,
-    ),
-    (
-        Post,
-        "/_matrix/client/v3/rooms/{roomId}/read_markers",
-        E::ReadMarkers,
-    ),
-    (Get, "/_matrix/client/v3/presence/{userId}/status", E::GetPresence),
-    (Put, "/_matrix/client/v3/presence/{userId}/status", E::PutPresence),
-    // Push rules
-    (Get, "/_matrix/client/v3/pushrules/", E::GetPushRules),
-    (Get, "/_matrix/client/v3/pushrules", E::GetPushRules),
-    (Get, "/_matrix/client/v3/pushrules/global/", E::GetPushRulesGlobal),
-    (
-        Get,
-        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
-        E::GetPushRule,
-    ),
-    (
-        Put,
-        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
-        E::PutPushRule,
-    ),
-    (
-        Delete,
-        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}",
-        E::DeletePushRule,
-    ),
-    (
-        Get,
-        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled",
-        E::GetPushRuleEnabled,
-    ),
-    (
-        Put,
-        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled",
-        E::PutPushRuleEnabled,
-    ),
-    (
-        Get,
-        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions",
-        E::GetPushRuleActions,
-    ),
-    (
-        Put,
-        "/_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions",
-        E::PutPushRuleActions,
-    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -610,7 +468,7 @@ pub(crate) fn match_pattern(pattern: &str, path: &str) -> Option<Result<Vec<Stri
 pub fn route(method: Method, path: &str) -> Result<Route, MatrixError> {
     let path = normalize(path);
     let mut path_known = false;
-    for (m, pattern, endpoint) in ROUTES.iter().chain(everyday::ROUTES) {
+    for (m, pattern, endpoint) in ROUTES.iter().chain(keys_sync::ROUTES).chain(everyday::ROUTES) {
         if let Some(params) = match_pattern(pattern, &path) {
             let params = params?;
             if *m == method || (method == Method::Head && *m == Method::Get) {
@@ -630,6 +488,7 @@ pub fn route(method: Method, path: &str) -> Result<Route, MatrixError> {
 }
 
 mod everyday;
+mod keys_sync;
 
 #[cfg(test)]
 mod tests;
