@@ -233,6 +233,33 @@ fn parse_token(t: &str) -> Result<i64, RoomFailure> {
 /// Below every position of the timeline, history included.
 const BEFORE_ALL: i64 = i64::MIN + 1;
 
+/// The state a room's summary or space entry shows, by type (each keyed `""`).
+const SUMMARY_TYPES: [&str; 9] = [
+    "m.room.join_rules",
+    "m.room.history_visibility",
+    "m.room.create",
+    "m.room.name",
+    "m.room.topic",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.guest_access",
+    "m.room.encryption",
+];
+
+/// The contents of the room's summary entries in `state`, looked up by key.
+fn summary_contents(
+    room: &Engine<'_>,
+    state: &store::StateNids,
+) -> Result<std::collections::HashMap<&'static str, Value>, RoomFailure> {
+    let mut contents = std::collections::HashMap::new();
+    for t in SUMMARY_TYPES {
+        if let Some(p) = room.entry_in(state, t, "")? {
+            contents.insert(t, p.content());
+        }
+    }
+    Ok(contents)
+}
+
 pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) -> Result<Value, RoomFailure> {
     let latest = store::latest_stream_pos(room.db).map_err(RoomError::from)?;
     match req {
@@ -257,22 +284,8 @@ pub(super) fn query(room: &mut Engine<'_>, host: &Host<'_>, req: RoomRequest) ->
         RoomRequest::Summary { user_id } => {
             // The few entries a summary needs, by key, and the member entries.
             let state = room.current_state_nids()?;
-            let mut entries = std::collections::HashMap::new();
-            for t in [
-                "m.room.join_rules",
-                "m.room.history_visibility",
-                "m.room.create",
-                "m.room.name",
-                "m.room.topic",
-                "m.room.avatar",
-                "m.room.canonical_alias",
-                "m.room.guest_access",
-            ] {
-                if let Some(p) = room.entry_in(&state, t, "")? {
-                    entries.insert(t, p);
-                }
-            }
-            let get = |t: &str, field: &str| entries.get(t).and_then(|p| p.content().get(field).cloned());
+            let entries = summary_contents(room, &state)?;
+            let get = |t: &str, field: &str| entries.get(t).and_then(|c| c.get(field).cloned());
             let join_rule = get("m.room.join_rules", "join_rule");
             let world_readable =
                 get("m.room.history_visibility", "history_visibility") == Some(json!("world_readable"));

@@ -12,22 +12,7 @@ use super::Engine;
 /// Answers `RoomRequest::SpaceEntry`.
 pub(super) fn entry(room: &mut Engine<'_>, user_id: &str) -> Result<Value, RoomFailure> {
     let state = room.current_state_nids()?;
-    let mut content = std::collections::HashMap::new();
-    for t in [
-        "m.room.join_rules",
-        "m.room.history_visibility",
-        "m.room.create",
-        "m.room.name",
-        "m.room.topic",
-        "m.room.avatar",
-        "m.room.canonical_alias",
-        "m.room.guest_access",
-        "m.room.encryption",
-    ] {
-        if let Some(p) = room.entry_in(&state, t, "")? {
-            content.insert(t, p.content());
-        }
-    }
+    let content = super::summary_contents(room, &state)?;
     let get = |t: &str, field: &str| {
         content
             .get(t)
